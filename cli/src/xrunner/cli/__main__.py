@@ -1,0 +1,5 @@
+"""`python -m xrunner.cli`."""
+
+from xrunner.cli.main import app
+
+app()

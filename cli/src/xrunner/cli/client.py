@@ -1,0 +1,69 @@
+"""A small typed client of the gateway's REST API, shared by the CLI's commands."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import msgspec
+
+from xrunner.contracts import codec
+from xrunner.contracts.api import JobAccepted, JobLog, JobView, Problem
+from xrunner.contracts.lifecycle import is_terminal
+from xrunner.contracts.spec import JobSpec
+
+
+class ApiError(Exception):
+    """The gateway answered with a problem document."""
+
+    def __init__(self, status: int, problem: Problem | None, text: str) -> None:
+        self.status, self.problem = status, problem
+        super().__init__(f"{status} {problem.code}: {problem.detail or problem.title}" if problem else f"{status} {text}")
+
+
+class Client:
+    def __init__(self, base_url: str, token: str, timeout: float = 30.0) -> None:
+        self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, None, f"cannot reach {self.http.base_url}: {exc}") from exc
+        return self._check(response)
+
+    def _check(self, response: httpx.Response) -> httpx.Response:
+        if response.status_code >= 400:
+            try:
+                problem: Problem | None = codec.decode(response.content, Problem)
+            except msgspec.MsgspecError:
+                problem = None
+            raise ApiError(response.status_code, problem, response.text)
+        return response
+
+    def submit(self, spec: JobSpec, idempotency_key: str | None = None) -> JobAccepted:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        response = self._send("POST", "/v1/jobs", content=codec.encode(spec),
+                              headers={"Content-Type": "application/json", **headers})
+        return codec.decode(response.content, JobAccepted)
+
+    def get(self, job_id: str) -> JobView:
+        return codec.decode(self._send("GET", f"/v1/jobs/{job_id}").content, JobView)
+
+    def logs(self, job_id: str, offset: int = 0) -> JobLog:
+        response = self._send("GET", f"/v1/jobs/{job_id}/logs", params={"offset": offset, "format": "json"})
+        return codec.decode(response.content, JobLog)
+
+    def wait(self, job_id: str, timeout: float, interval: float = 0.05) -> JobView:
+        """Poll until the job reaches a terminal state."""
+        deadline = time.monotonic() + timeout
+        while True:
+            view = self.get(job_id)
+            if is_terminal(view.state) or time.monotonic() > deadline:
+                return view
+            time.sleep(interval)
+

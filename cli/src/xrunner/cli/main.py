@@ -1,0 +1,170 @@
+"""The `xrunner` command: `up` runs the embedded stack; the rest talk to a gateway over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from xrunner.cli import embedded
+from xrunner.cli.client import ApiError, Client
+from xrunner.cli.stack import Stack, StackOptions
+from xrunner.contracts import codec
+from xrunner.contracts.spec import JobSpec, ProcessWorkload, Resources
+from xrunner.servicekit.auth import SCOPES, mint
+
+app = typer.Typer(help="xrunner: a distributed job runner.", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
+
+DataDir = Annotated[Path, typer.Option("--data-dir", envvar="XR_DATA_DIR", help="Where the embedded stack keeps state.")]
+DEFAULT_DATA = Path(".xrunner")
+
+
+def _env_file(data_dir: Path) -> Path:
+    return data_dir / "env"
+
+
+def _connection(data_dir: Path) -> tuple[str, str]:
+    """API URL and token: XR_API_URL / XR_TOKEN, else what `xrunner up` wrote into the data dir."""
+    url, token = os.environ.get("XR_API_URL"), os.environ.get("XR_TOKEN")
+    env_file = _env_file(data_dir)
+    if (url is None or token is None) and env_file.exists():
+        saved = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+        url, token = url or saved.get("XR_API_URL"), token or saved.get("XR_TOKEN")
+    if not url or not token:
+        raise typer.BadParameter("set XR_API_URL and XR_TOKEN, or run `xrunner up` in this directory first")
+    return url, token
+
+
+def _client(data_dir: Path) -> Client:
+    return Client(*_connection(data_dir))
+
+
+@app.command()
+def up(
+    data_dir: DataDir = DEFAULT_DATA,
+    port: Annotated[int, typer.Option(help="Gateway port; the other services take the next ones.")] = 8700,
+    host: Annotated[str, typer.Option(help="Address every service listens on.")] = "127.0.0.1",
+    nats_url: Annotated[str | None, typer.Option(envvar="XR_NATS_URL", help="Use this NATS instead.")] = None,
+    database_url: Annotated[str | None, typer.Option(envvar="XR_DATABASE_URL", help="Use this Postgres.")] = None,
+    slots: Annotated[int, typer.Option(help="Concurrent jobs of the embedded worker.")] = 8,
+    sandbox: Annotated[str, typer.Option(help="auto (bubblewrap if installed), bwrap, or none.")] = "auto",
+    sync_always: Annotated[bool, typer.Option(help="fsync every JetStream write before acking it.")] = False,
+) -> None:
+    """Start nats-server, Postgres and every service (one OS process each) plus a worker; Ctrl-C stops all."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stack = Stack(StackOptions(data_dir=data_dir, host=host, port=port, nats_url=nats_url, database_url=database_url,
+                               slots=slots, sandbox=sandbox, sync_always=sync_always))
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        stack.start_services(*stack.start_infra())
+        stack.wait_ready()
+        token = _dev_token(stack.secret())
+        _env_file(data_dir).write_text(f"XR_API_URL={stack.api_url}\nXR_TOKEN={token}\n")
+        _banner(stack, token)
+        while True:
+            for name in stack.supervise_once():
+                typer.echo(f"xrunner: {name} exited, restarted (see {data_dir}/logs/{name}.log)", err=True)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        typer.echo("\nxrunner: stopping ...", err=True)
+    except RuntimeError as exc:
+        typer.echo(f"xrunner: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        stack.stop()
+
+
+def _dev_token(secret: str, tenant: str = "dev", scopes: list[str] | None = None, ttl_s: int = 30 * 86_400) -> str:
+    return mint(secret, tenant=tenant, subject=f"{tenant}-user", scopes=scopes or list(SCOPES), issuer="xrunner",
+                audience="xrunner", ttl_s=ttl_s, now=int(time.time()))
+
+
+def _banner(stack: Stack, token: str) -> None:
+    typer.echo(f"""xrunner is up (data in {stack.opts.data_dir}, logs in {stack.opts.data_dir}/logs)
+  API      {stack.api_url}        (OpenAPI at {stack.api_url}/schema)
+  token    {token}
+  try      curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+             -d '{{"workload": {{"kind": "process", "argv": ["echo", "hi"]}}}}' {stack.api_url}/v1/jobs
+  or       xrunner submit --wait -- echo hi
+Ctrl-C stops everything.""")
+
+
+@app.command()
+def token(
+    tenant: Annotated[str, typer.Option(help="The tenant the token acts for.")] = "dev",
+    scopes: Annotated[str, typer.Option(help="Space- or comma-separated scopes.")] = "jobs:read jobs:write",
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Mint a development token signed with the embedded stack's secret."""
+    secret = os.environ.get("XR_JWT_SECRET") or (data_dir / "secret").read_text().strip()
+    typer.echo(_dev_token(secret, tenant, scopes.replace(",", " ").split(), ttl))
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def submit(
+    argv: Annotated[list[str], typer.Argument(help="The command and its arguments (after --).")],
+    wait: Annotated[bool, typer.Option(help="Wait for the job to end, print its output, exit with its code.")] = False,
+    timeout: Annotated[float, typer.Option(help="Job execution timeout in seconds.")] = 3600.0,
+    pool: Annotated[str | None, typer.Option(help="Run in this worker pool.")] = None,
+    env: Annotated[list[str], typer.Option("--env", "-e", help="KEY=VALUE, repeatable.")] = [],  # noqa: B006
+    idempotency_key: Annotated[str | None, typer.Option(help="Submitting the same key twice makes one job.")] = None,
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Submit a command as a job: `xrunner submit --wait -- echo hi`."""
+    spec = JobSpec(workload=ProcessWorkload(argv=argv, env=dict(e.split("=", 1) for e in env)),
+                   resources=Resources(pool=pool), timeout_s=timeout)
+    client = _client(data_dir)
+    try:
+        job = client.submit(spec, idempotency_key).job
+        typer.echo(f"{job.id} {job.state}", err=wait)
+        if wait:
+            view = client.wait(job.id, timeout + 600)
+            sys.stdout.write(client.logs(job.id).text)
+            typer.echo(f"{view.id} {view.state} exit={view.exit_code}", err=True)
+            raise typer.Exit(0 if view.state == "succeeded" else (view.exit_code or 1))
+    except ApiError as exc:
+        typer.echo(f"xrunner: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def get(job_id: str, data_dir: DataDir = DEFAULT_DATA) -> None:
+    """Show a job as JSON."""
+    try:
+        typer.echo(codec.encode(_client(data_dir).get(job_id)).decode())
+    except ApiError as exc:
+        typer.echo(f"xrunner: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def logs(
+    job_id: str,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Print a job's output."""
+    client = _client(data_dir)
+    offset = 0
+    try:
+        while True:
+            log = client.logs(job_id, offset)
+            sys.stdout.write(log.text)
+            sys.stdout.flush()
+            offset = log.next_offset
+            if log.complete or not follow:
+                return
+            time.sleep(0.2)
+    except ApiError as exc:
+        typer.echo(f"xrunner: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+__all__ = ["app", "embedded"]

@@ -1,0 +1,88 @@
+"""Bodies of the public HTTP API: requests are imperative, responses are views."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+from xrunner.contracts.spec import JobSpec
+
+JobState = Literal[
+    "submitted",
+    "queued",
+    "rejected",
+    "dispatched",
+    "running",
+    "succeeded",
+    "failed",
+    "timed_out",
+    "cancelled",
+    "expired",
+]
+TERMINAL_STATES: frozenset[str] = frozenset(
+    {"rejected", "succeeded", "failed", "timed_out", "cancelled", "expired"}
+)
+
+
+class JobView(msgspec.Struct, kw_only=True):
+    """A job as clients see it."""
+
+    id: str
+    tenant: str
+    state: JobState
+    attempt: int
+    spec: JobSpec
+    created_at: datetime
+    updated_at: datetime
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    worker_id: str | None = None
+    pool: str | None = None
+    sandbox: str | None = None
+    cancel_requested: bool = False
+    retry_after_s: float | None = None
+    position: int | None = None
+    eta_s: float | None = None
+    version: int = 0
+
+
+class JobAccepted(msgspec.Struct, kw_only=True):
+    """The answer to a submit: the job and where admission left it."""
+
+    job: JobView
+    created: bool = True
+
+
+class JobLog(msgspec.Struct, kw_only=True):
+    """A job's output from `offset` (bytes); `next_offset` resumes after it."""
+
+    job_id: str
+    offset: int
+    next_offset: int
+    text: str
+    complete: bool
+
+
+class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """RFC 9457 problem details with a stable `code`."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str | None = None
+    field: str | None = None
+    retry_after_s: float | None = None
+    cause: str | None = None
+    scope: str | None = None
+
+
+class Whoami(msgspec.Struct, kw_only=True):
+    subject: str
+    tenant: str
+    scopes: list[str]

@@ -1,0 +1,107 @@
+"""Appends events to the log with dedupe and per-job compare-and-set, and reads histories back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import APIError, NotFoundError
+
+from xrunner.contracts import codec, subjects
+from xrunner.contracts.events import Event, JobEvent
+
+WRONG_LAST_SEQUENCE = 10071  # JetStream's error code for a failed Nats-Expected-Last-Subject-Sequence
+
+
+class ConflictError(Exception):
+    """The job's history moved on since the caller read it; re-read and decide again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    seq: int
+    duplicate: bool
+
+
+class EventStore:
+    """The log `XR_EVENTS`: one writer per event type, one compare-and-set scope per job."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+
+    async def append(self, event: Event, *, msg_id: str, expect: int | None = None) -> Appended:
+        """Append `event` once (`msg_id` dedupes retries). With `expect`, only if the job's last event is at
+        sequence `expect` (0: the job has no event yet); otherwise raise ConflictError."""
+        headers = {"Nats-Msg-Id": msg_id}
+        if expect is not None:
+            if not isinstance(event, JobEvent):
+                raise TypeError("compare-and-set is scoped to a job; pass a job event")
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(expect)
+            headers["Nats-Expected-Last-Subject-Sequence-Subject"] = subjects.job_history(event.tenant, event.job_id)
+        try:
+            ack = await self.js.publish(
+                subjects.event_subject(event), codec.encode(event), stream=subjects.EVENTS_STREAM, headers=headers
+            )
+        except APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise ConflictError(str(exc.description)) from exc
+            raise
+        return Appended(seq=ack.seq, duplicate=bool(ack.duplicate))
+
+    async def history(self, tenant: str, job_id: str) -> list[tuple[int, Event]]:
+        """Every event of one job, in order, with its stream sequence."""
+        return [item async for item in self.read(subjects.job_history(tenant, job_id))]
+
+    async def last_seq(self, tenant: str, job_id: str) -> int:
+        """The sequence of the job's latest event (0 when it has none): what `expect` compares against."""
+        history = await self.history(tenant, job_id)
+        return history[-1][0] if history else 0
+
+    async def read(self, subject: str, start_seq: int = 1) -> AsyncIterator[tuple[int, Event]]:
+        """Events on `subject` (wildcards allowed) from `start_seq`, decoded; stops at the current end."""
+        async for seq, data in read_raw(self.js, subjects.EVENTS_STREAM, subject, start_seq):
+            yield seq, codec.decode_event(data)
+
+
+async def read_raw(
+    js: JetStreamContext, stream: str, subject: str, start_seq: int = 1, batch: int = 512
+) -> AsyncIterator[tuple[int, bytes]]:
+    """Raw messages of `stream` on `subject` from `start_seq` up to the end as of now, in order.
+
+    Short histories (a job's) use direct gets; long reads go through an ephemeral consumer."""
+    seq = max(start_seq, 1)
+    for _ in range(16):
+        try:
+            msg = await js.get_msg(stream, seq=seq, subject=subject, next=True, direct=True)
+        except NotFoundError:
+            return
+        assert msg.seq is not None
+        yield msg.seq, msg.data or b""
+        seq = msg.seq + 1
+    async for item in _read_with_consumer(js, stream, subject, seq, batch):
+        yield item
+
+
+async def _read_with_consumer(
+    js: JetStreamContext, stream: str, subject: str, start_seq: int, batch: int
+) -> AsyncIterator[tuple[int, bytes]]:
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=start_seq,
+        ack_policy=AckPolicy.NONE,
+        filter_subject=subject,
+        inactive_threshold=30.0,
+        mem_storage=True,
+    )
+    sub = await js.pull_subscribe(subject, durable=None, stream=stream, config=config)
+    try:
+        pending = (await sub.consumer_info()).num_pending
+        while pending > 0:
+            msgs = await sub.fetch(min(batch, pending), timeout=5.0)
+            for msg in msgs:
+                yield msg.metadata.sequence.stream, msg.data
+                pending = msg.metadata.num_pending
+    finally:
+        await sub.unsubscribe()

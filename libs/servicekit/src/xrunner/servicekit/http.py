@@ -1,0 +1,63 @@
+"""The HTTP side every service shares: /healthz, /readyz, /metrics, and serving an app with uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import uvicorn
+from litestar import Litestar, MediaType, Response, get
+from litestar.types import ControllerRouterHandler
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+
+def health_handlers(ready: ReadyCheck) -> list[ControllerRouterHandler]:
+    """Liveness, readiness (every dependency up) and Prometheus metrics."""
+
+    @get("/healthz", media_type=MediaType.JSON, include_in_schema=False, sync_to_thread=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/readyz", media_type=MediaType.JSON, include_in_schema=False)
+    async def readyz() -> Response[dict[str, Any]]:
+        checks = await ready()
+        ok = all(checks.values())
+        return Response({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @get("/metrics", include_in_schema=False, sync_to_thread=False)
+    def metrics() -> Response[bytes]:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return [healthz, readyz, metrics]
+
+
+def health_app(ready: ReadyCheck, extra: Sequence[ControllerRouterHandler] = ()) -> Litestar:
+    """An app with only the shared endpoints (plus `extra`), for services without a public API."""
+    return Litestar(route_handlers=[*health_handlers(ready), *extra], openapi_config=None)
+
+
+class HttpServer:
+    """Serves an ASGI app with uvicorn inside the service's own event loop; `port` is known after start."""
+
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        self._task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+        sockets = self.server.servers[0].sockets
+        return int(sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self._task is not None:
+            await self._task

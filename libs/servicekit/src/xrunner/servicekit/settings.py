@@ -1,0 +1,61 @@
+"""Reads a service's settings once from `XR_*` environment variables; unknown service settings fail loudly."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TypeVar
+
+import msgspec
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+class SettingsError(ValueError):
+    """The environment names a setting that does not exist or holds a value of the wrong type."""
+
+
+class CommonSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """Settings every service has. Each may be given as `XR_<SERVICE>_<NAME>` or, shared, as `XR_<NAME>`."""
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
+    log_level: str = "info"
+    log_format: str = "json"
+    jwt_secret: str = ""
+    jwt_issuer: str = "xrunner"
+    jwt_audience: str = "xrunner"
+    events_max_age_s: float = 30 * 86_400.0
+    logs_max_age_s: float = 7 * 86_400.0
+    sync_always: bool = False
+
+
+def load_settings(cls: type[S], service: str, environ: Mapping[str, str]) -> S:
+    """Build `cls` from `environ`: `XR_<SERVICE>_<FIELD>` wins over `XR_<FIELD>`."""
+    prefix = f"XR_{service.upper()}_"
+    names = {f.name for f in msgspec.structs.fields(cls)}
+    unknown = sorted(k for k in environ if k.startswith(prefix) and k[len(prefix) :].lower() not in names)
+    if unknown:
+        raise SettingsError(f"unknown settings for {service}: {', '.join(unknown)}")
+    raw: dict[str, object] = {}
+    for name in names:
+        for key in (prefix + name.upper(), f"XR_{name.upper()}"):
+            if key in environ:
+                raw[name] = _parse(environ[key])
+                break
+    try:
+        return msgspec.convert(raw, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(f"invalid settings for {service}: {exc}") from exc
+
+
+def _parse(value: str) -> object:
+    """Values that look like JSON lists or objects are decoded; everything else stays a string."""
+    if value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value

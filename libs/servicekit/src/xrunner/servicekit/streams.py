@@ -1,0 +1,80 @@
+"""Declares xrunner's streams and KV buckets, idempotently, in one place; every service calls `declare`."""
+
+from __future__ import annotations
+
+import nats
+import structlog
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+
+from xrunner.contracts import subjects
+
+log = structlog.get_logger()
+
+DUPLICATE_WINDOW_S = 120.0
+WORKER_TTL_S = 6.0
+STATS_TTL_S = 30.0
+LEASE_TTL_S = 5.0
+
+
+def stream_configs(events_max_age_s: float, logs_max_age_s: float) -> list[StreamConfig]:
+    """The log (history, age-limited), the run queues (work-queue) and the job logs."""
+    common = {"storage": StorageType.FILE, "duplicate_window": DUPLICATE_WINDOW_S, "allow_direct": True}
+    return [
+        StreamConfig(
+            name=subjects.EVENTS_STREAM,
+            subjects=[subjects.EVENTS_ALL],
+            retention=RetentionPolicy.LIMITS,
+            max_age=events_max_age_s,
+            **common,
+        ),
+        StreamConfig(
+            name=subjects.RUN_STREAM, subjects=[subjects.RUN_ALL], retention=RetentionPolicy.WORK_QUEUE, **common
+        ),
+        StreamConfig(
+            name=subjects.LOGS_STREAM,
+            subjects=[subjects.LOGS_ALL],
+            retention=RetentionPolicy.LIMITS,
+            max_age=logs_max_age_s,
+            **common,
+        ),
+    ]
+
+
+def kv_configs() -> list[KeyValueConfig]:
+    return [
+        KeyValueConfig(bucket=subjects.WORKERS_BUCKET, ttl=WORKER_TTL_S, history=1, storage=StorageType.MEMORY),
+        KeyValueConfig(bucket=subjects.STATS_BUCKET, ttl=STATS_TTL_S, history=1, storage=StorageType.MEMORY),
+        KeyValueConfig(bucket=subjects.LEASES_BUCKET, ttl=LEASE_TTL_S, history=1, storage=StorageType.FILE),
+    ]
+
+
+async def declare(js: JetStreamContext, events_max_age_s: float = 30 * 86_400, logs_max_age_s: float = 7 * 86_400) -> None:
+    """Create or update every stream and bucket so that they match this release's definitions."""
+    for config in stream_configs(events_max_age_s, logs_max_age_s):
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
+    for kv in kv_configs():
+        await js.create_key_value(kv)
+
+
+async def connect(url: str, name: str) -> Client:
+    """A NATS connection that reconnects forever; callers check `is_connected` for readiness."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats connection error", error=repr(exc))
+
+    async def on_disconnect() -> None:
+        log.warning("nats disconnected; reconnecting")
+
+    async def on_reconnect() -> None:
+        log.info("nats reconnected")
+
+    return await nats.connect(
+        url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=5, allow_reconnect=True,
+        error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
+    )

@@ -1,0 +1,23 @@
+"""Wires the artifact service: connections, the index projector, and its HTTP endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from importlib.resources import files
+
+from xrunner.artifacts.index import ArtifactIndex
+from xrunner.artifacts.settings import ArtifactsSettings
+from xrunner.servicekit.http import HttpServer, health_app
+from xrunner.servicekit.projector import Projector
+from xrunner.servicekit.runtime import Runtime
+
+
+async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
+    settings = runtime.settings
+    assert isinstance(settings, ArtifactsSettings)
+    js = await runtime.connect_nats()
+    pool = await runtime.connect_postgres(settings.schema, files("xrunner.artifacts") / "sql")
+    runtime.spawn(Projector(js, pool, ArtifactIndex(), consumer="artifacts_index").run(), "projector")
+    server = HttpServer(health_app(runtime.ready), settings.http_host, settings.http_port)
+    runtime.http_port = await server.start()
+    return server.stop

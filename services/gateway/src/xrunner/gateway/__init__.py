@@ -1,0 +1,1 @@
+"""The gateway: xrunner's REST API and its job read model."""

@@ -1,0 +1,54 @@
+"""Wires the gateway: connections, the read model's projector, and the HTTP app."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from importlib.resources import files
+
+from litestar import Litestar
+from litestar.config.app import AppConfig
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+
+from xrunner.gateway import problems
+from xrunner.gateway.jobs import Jobs
+from xrunner.gateway.readmodel import JobsProjection
+from xrunner.gateway.routes import JobRoutes
+from xrunner.gateway.settings import GatewaySettings
+from xrunner.servicekit.auth import JwtVerifier
+from xrunner.servicekit.eventstore import EventStore
+from xrunner.servicekit.http import HttpServer, ReadyCheck, health_handlers
+from xrunner.servicekit.projector import Projector
+from xrunner.servicekit.runtime import Runtime
+
+
+def create_http_app(jobs: Jobs, verifier: JwtVerifier, ready: ReadyCheck, max_body_bytes: int) -> Litestar:
+    return Litestar(
+        route_handlers=[JobRoutes, *health_handlers(ready)],
+        state=State({"jobs": jobs, "verifier": verifier}),
+        exception_handlers=problems.HANDLERS,
+        openapi_config=OpenAPIConfig(title="xrunner", version="1.0.0", path="/schema"),
+        request_max_body_size=max_body_bytes,
+        on_app_init=[_no_debug],
+    )
+
+
+def _no_debug(config: AppConfig) -> AppConfig:
+    config.debug = False
+    return config
+
+
+async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
+    settings = runtime.settings
+    assert isinstance(settings, GatewaySettings)
+    js = await runtime.connect_nats()
+    pool = await runtime.connect_postgres(settings.schema, files("xrunner.gateway") / "sql")
+    projector = Projector(js, pool, JobsProjection(), consumer="gateway_jobs")
+    runtime.spawn(projector.run(), "projector")
+    jobs = Jobs(EventStore(js), js, runtime.nc, pool, settings.decision_wait_s)
+    verifier = JwtVerifier(settings.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+                           tenant_claim=settings.tenant_claim)
+    server = HttpServer(create_http_app(jobs, verifier, runtime.ready, settings.max_body_bytes),
+                        settings.http_host, settings.http_port)
+    runtime.http_port = await server.start()
+    return server.stop

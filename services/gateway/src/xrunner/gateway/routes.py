@@ -1,0 +1,107 @@
+"""The gateway's HTTP API (v1): typed litestar handlers over `Jobs`."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Guard
+from litestar.datastructures import State
+from litestar.params import Parameter
+
+from xrunner.contracts.api import JobAccepted, JobLog, JobView, Whoami
+from xrunner.contracts.spec import JobSpec
+from xrunner.gateway.jobs import Jobs
+from xrunner.gateway.problems import ProblemError
+from xrunner.servicekit.auth import AuthError, JwtVerifier, Principal, bearer
+
+JOB_ID = Annotated[str, Parameter(pattern=r"^[0-9a-z]{1,64}$", description="A job id")]
+
+
+def requires(scope: str) -> Guard:
+    """A guard that authenticates the bearer token before anything else (even body parsing) and checks `scope`;
+    the principal is left in `connection.state.principal`."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        verifier: JwtVerifier = connection.app.state.verifier
+        try:
+            who = verifier.verify(bearer(connection.headers.get("authorization")))
+        except AuthError as exc:
+            raise ProblemError(401, "unauthenticated", "Missing or invalid bearer token", detail=str(exc),
+                               headers={"WWW-Authenticate": 'Bearer realm="xrunner"'}) from exc
+        if not who.can(scope):
+            raise ProblemError(403, "forbidden", f"This token lacks the {scope!r} scope")
+        connection.state.principal = who
+
+    return guard
+
+
+def principal(request: Request[Any, Any, State]) -> Principal:
+    who: Principal = request.state.principal
+    return who
+
+
+READ, WRITE = [requires("jobs:read")], [requires("jobs:write")]
+
+
+async def _find(jobs: Jobs, who: Principal, job_id: str) -> JobView:
+    view = await jobs.get(who.tenant, job_id)
+    if view is None:  # another tenant's job is indistinguishable from a missing one
+        raise ProblemError(404, "job_not_found", "No such job", detail=job_id)
+    return view
+
+
+class JobRoutes(Controller):
+    path = "/v1"
+    tags = ["jobs"]
+
+    @post("/jobs", status_code=201, guards=WRITE)
+    async def submit(
+        self,
+        request: Request[Any, Any, State],
+        data: JobSpec,
+        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", max_length=255)] = None,
+    ) -> Response[JobAccepted]:
+        """Submit a job. 201 when admission queued it, 202 when it has not decided yet, 429 when it refused."""
+        who = principal(request)
+        jobs: Jobs = request.app.state.jobs
+        view, created = await jobs.submit(who, data, idempotency_key)
+        if view.state == "rejected":
+            retry = view.retry_after_s or 1.0
+            raise ProblemError(429, view.reason or "rejected", "Admission refused the job", detail=view.id,
+                               retry_after_s=retry, cause=view.reason, headers={"Retry-After": str(math.ceil(retry))})
+        status = 202 if view.state == "submitted" else (201 if created else 200)
+        return Response(JobAccepted(job=view, created=created), status_code=status,
+                        headers={"Location": f"/v1/jobs/{view.id}"})
+
+    @get("/jobs/{job_id:str}", guards=READ)
+    async def get_job(self, request: Request[Any, Any, State], job_id: JOB_ID) -> JobView:
+        """One job of the caller's tenant."""
+        who = principal(request)
+        return await _find(request.app.state.jobs, who, job_id)
+
+    @get("/jobs/{job_id:str}/logs", media_type="text/plain; charset=utf-8", guards=READ)
+    async def get_logs(
+        self,
+        request: Request[Any, Any, State],
+        job_id: JOB_ID,
+        offset: Annotated[int, Parameter(ge=0)] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=16 * 1024 * 1024)] = 4 * 1024 * 1024,
+        format: Annotated[str, Parameter(pattern="^(text|json)$")] = "text",  # noqa: A002
+    ) -> Response[Any]:
+        """The output of the job's current attempt from byte `offset` (text, or JSON with `next_offset`)."""
+        who = principal(request)
+        jobs: Jobs = request.app.state.jobs
+        log: JobLog = await jobs.log(await _find(jobs, who, job_id), offset, limit)
+        headers = {"X-Next-Offset": str(log.next_offset), "X-Log-Complete": str(log.complete).lower()}
+        if format == "json":
+            return Response(log, headers=headers, media_type="application/json")
+        return Response(log.text, headers=headers, media_type="text/plain; charset=utf-8")
+
+    @get("/whoami", tags=["auth"], guards=READ)
+    async def whoami(self, request: Request[Any, Any, State]) -> Whoami:
+        who = principal(request)
+        return Whoami(subject=who.subject, tenant=who.tenant, scopes=sorted(who.scopes))

@@ -1,0 +1,1 @@
+"""The scheduler: folds the job log into Postgres and decides admission, order and placement."""

@@ -1,0 +1,156 @@
+"""Wires the worker: heartbeats, the pull loop over `xr.run.<pool>`, cancel requests, and draining on stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.errors import FetchTimeoutError
+from prometheus_client import Gauge
+
+from xrunner.contracts import codec, subjects
+from xrunner.contracts.events import WorkerStarted, WorkerStopped
+from xrunner.contracts.messages import RunJob, WorkerHeartbeat
+from xrunner.servicekit.consumer import durable
+from xrunner.servicekit.eventstore import EventStore
+from xrunner.servicekit.http import HttpServer, health_app
+from xrunner.servicekit.ids import new_id
+from xrunner.servicekit.runtime import Runtime
+from xrunner.worker.runner import Runner, Stop
+from xrunner.worker.sandbox.process import ProcessSandbox
+from xrunner.worker.settings import WorkerSettings
+
+log = structlog.get_logger()
+RUNNING = Gauge("xrunner_worker_running_jobs", "Attempts running on this worker")
+VERSION = "0.1.0"
+
+
+class Worker:
+    def __init__(self, nc: Client, settings: WorkerSettings, worker_id: str) -> None:
+        self.nc, self.js = nc, nc.jetstream(timeout=10.0)
+        self.settings, self.worker_id = settings, worker_id
+        self.store = EventStore(self.js)
+        self.sandbox = ProcessSandbox(settings.sandbox)
+        self.runner = Runner(self.store, self.sandbox, settings, worker_id)
+        self.slots = asyncio.Semaphore(settings.slots)
+        self.running: dict[str, Stop] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.draining = False
+
+    async def pull(self) -> None:
+        """Take one work item per free slot, so the pool's slot count is a hard cap."""
+        config = ConsumerConfig(durable_name=f"worker_{self.settings.pool}", ack_policy=AckPolicy.EXPLICIT,
+                                ack_wait=30.0, max_deliver=10, filter_subject=subjects.run_queue(self.settings.pool))
+        sub = await durable(self.js, subjects.RUN_STREAM, config)
+        while not self.draining:
+            await self.slots.acquire()
+            try:
+                msgs = await sub.fetch(1, timeout=1.0)
+            except (FetchTimeoutError, asyncio.TimeoutError):
+                self.slots.release()
+                continue
+            task = asyncio.create_task(self._attempt(msgs[0]))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _attempt(self, msg: Msg) -> None:
+        try:
+            run = codec.decode(msg.data, RunJob)
+            attempt = await self.runner.begin(run)
+            await msg.ack()
+            if attempt is None:
+                return
+            stop = self.running[run.job_id] = Stop(asyncio.Event())
+            RUNNING.inc()
+            try:
+                await self.runner.execute(attempt, stop)
+            finally:
+                RUNNING.dec()
+                self.running.pop(run.job_id, None)
+        except Exception:
+            log.exception("attempt crashed")
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=1.0)
+        finally:
+            self.slots.release()
+
+    async def watch_cancels(self) -> None:
+        async def on_cancel(msg: Msg) -> None:
+            job_id = msg.subject.split(".")[4]
+            if job_id in self.running:
+                self.running[job_id].set("cancel")
+
+        await self.nc.subscribe(subjects.job_events(token="cancel_requested"), cb=on_cancel)
+
+    def heartbeat(self) -> WorkerHeartbeat:
+        s = self.settings
+        return WorkerHeartbeat(
+            worker_id=self.worker_id, pool=s.pool, slots=s.slots, free_slots=max(0, s.slots - len(self.running)),
+            cpu_millis=s.cpu_millis or (os.cpu_count() or 1) * 1000, memory_mib=s.memory_mib or _memory_mib(),
+            gpu=s.gpu, running=sorted(self.running), version=VERSION, sandbox=self.sandbox.name,
+            draining=self.draining, at=datetime.now(UTC),
+        )
+
+    async def beat(self) -> None:
+        kv = await self.js.key_value(subjects.WORKERS_BUCKET)
+        while True:
+            await kv.put(self.worker_id, codec.encode(self.heartbeat()))
+            await asyncio.sleep(self.settings.heartbeat_s)
+
+    async def drain(self) -> None:
+        """Stop pulling, let running attempts finish within the grace period, then stop them."""
+        self.draining = True
+        _, pending = await asyncio.wait(self.tasks, timeout=self.settings.drain_grace_s) if self.tasks else ((), ())
+        for stop in self.running.values():
+            stop.set("shutdown")
+        if pending:
+            await asyncio.wait(pending, timeout=self.settings.kill_grace_s + 5)
+
+
+def _memory_mib() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
+    settings = runtime.settings
+    assert isinstance(settings, WorkerSettings)
+    worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}".lower().replace(".", "-")
+    js = await runtime.connect_nats()
+    worker = Worker(runtime.nc, settings, worker_id)
+    if worker.sandbox.name == "none":
+        log.warning("running jobs UNSANDBOXED (bubblewrap not installed or XR_WORKER_SANDBOX=none)")
+    store = worker.store
+    await store.append(WorkerStarted(event_id=new_id(), occurred_at=datetime.now(UTC), worker_id=worker_id,
+                                     pool=settings.pool, slots=settings.slots, version=VERSION),
+                       msg_id=f"worker:{worker_id}:started:{new_id()}")
+    await worker.watch_cancels()
+    runtime.spawn(worker.beat(), "heartbeat")
+    pulling = runtime.spawn(worker.pull(), "pull")
+    server = HttpServer(health_app(runtime.ready), settings.http_host, settings.http_port)
+    runtime.http_port = await server.start()
+
+    async def stop() -> None:
+        pulling.cancel()
+        await worker.drain()
+        if runtime.nc.is_connected:  # best effort: the heartbeat's TTL covers a worker that cannot say goodbye
+            with contextlib.suppress(Exception):
+                kv = await js.key_value(subjects.WORKERS_BUCKET)
+                await asyncio.wait_for(kv.delete(worker_id), 2.0)
+                stopped = WorkerStopped(event_id=new_id(), occurred_at=datetime.now(UTC), worker_id=worker_id,
+                                        reason="shutdown")
+                await asyncio.wait_for(store.append(stopped, msg_id=f"worker:{worker_id}:stopped:{new_id()}"), 2.0)
+        await server.stop()
+
+    return stop

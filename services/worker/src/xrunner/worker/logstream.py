@@ -1,0 +1,92 @@
+"""Streams one attempt's output to `xr.log.<tenant>.<job_id>` in chunks: flushed at `chunk_bytes` or after
+`flush_s`, numbered, with byte offsets so readers resume anywhere; capped per job with a visible marker.
+Readers wait while a flush is in progress, so a flood never grows the worker's memory beyond one chunk per stream."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.js import JetStreamContext
+
+from xrunner.contracts import codec, subjects
+from xrunner.contracts.messages import LogChunk
+
+
+class LogStream:
+    def __init__(self, js: JetStreamContext, tenant: str, job_id: str, attempt: int, *, chunk_bytes: int,
+                 flush_s: float, max_bytes: int) -> None:
+        self.js, self.subject = js, subjects.job_logs(tenant, job_id)
+        self.job_id, self.attempt = job_id, attempt
+        self.chunk_bytes, self.flush_s, self.max_bytes = chunk_bytes, flush_s, max_bytes
+        self.seq = 0
+        self.offset = 0
+        self.accepted = 0
+        self.truncated = False
+        self._pending: list[tuple[str, bytes]] = []
+        self._pending_bytes = 0
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.TimerHandle | None = None
+        self._flush_task: asyncio.Task[None] | None = None
+
+    async def pump(self, reader: asyncio.StreamReader, stream: str) -> None:
+        """Copy `reader` to the log until EOF."""
+        while data := await reader.read(self.chunk_bytes):
+            await self.write(stream, data)
+
+    async def write(self, stream: str, data: bytes) -> None:
+        room = self.max_bytes - self.accepted
+        if room <= 0:
+            return
+        if len(data) > room:
+            data = data[:room]
+            self.truncated = True
+        self.accepted += len(data)
+        self._pending.append((stream, data))
+        self._pending_bytes += len(data)
+        if self._pending_bytes >= self.chunk_bytes:
+            await self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.flush_s, self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._timer = None
+        self._flush_task = asyncio.create_task(self.flush())
+
+    async def flush(self) -> None:
+        async with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            pending, self._pending, self._pending_bytes = self._pending, [], 0
+            for stream, data in _merge(pending):
+                await self._publish(stream, data)
+
+    async def close(self) -> None:
+        """Flush what is left, mark truncation, and publish the end-of-log chunk."""
+        await self.flush()
+        if self._flush_task is not None:
+            await self._flush_task
+        async with self._lock:
+            if self.truncated:
+                marker = f"\n[xrunner: output truncated at {self.max_bytes} bytes]\n".encode()
+                await self._publish("system", marker)
+            await self._publish("system", b"", eof=True)
+
+    async def _publish(self, stream: str, data: bytes, eof: bool = False) -> None:
+        self.seq += 1
+        chunk = LogChunk(job_id=self.job_id, attempt=self.attempt, seq=self.seq, stream=stream,  # type: ignore[arg-type]
+                         offset=self.offset, data=data, eof=eof)
+        self.offset += len(data)
+        await self.js.publish(self.subject, codec.encode(chunk), stream=subjects.LOGS_STREAM,
+                              headers={"Nats-Msg-Id": f"log:{self.job_id}:{self.attempt}:{self.seq}"})
+
+
+def _merge(pending: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """Join consecutive pieces of the same stream, keeping the order of arrival."""
+    merged: list[tuple[str, bytes]] = []
+    for stream, data in pending:
+        if merged and merged[-1][0] == stream:
+            merged[-1] = (stream, merged[-1][1] + data)
+        else:
+            merged.append((stream, data))
+    return merged

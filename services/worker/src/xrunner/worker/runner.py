@@ -1,0 +1,175 @@
+"""Runs one attempt: the fenced start, the sandboxed process, its output, its deadline and its outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+from prometheus_client import Counter, Histogram
+
+from xrunner.contracts import lifecycle
+from xrunner.contracts.api import JobView
+from xrunner.contracts.events import JobCancelled, JobEvent, JobFailed, JobStarted, JobSucceeded, JobTimedOut
+from xrunner.contracts.messages import RunJob
+from xrunner.servicekit.eventstore import ConflictError, EventStore
+from xrunner.servicekit.ids import new_id
+from xrunner.worker.logstream import LogStream
+from xrunner.worker.sandbox import Launch, Running, SandboxError, Sandboxes
+from xrunner.worker.settings import WorkerSettings
+
+log = structlog.get_logger()
+
+OUTCOMES = Counter("xrunner_worker_attempts_total", "Attempts finished by this worker", ["outcome"])
+START_LATENCY = Histogram("xrunner_worker_start_latency_seconds", "Dispatched to process started",
+                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+
+
+@dataclass
+class Stop:
+    """Asks a running attempt to stop: `why` is `cancel` (a user's request) or `shutdown` (the worker's)."""
+
+    event: asyncio.Event
+    why: str = "cancel"
+
+    def set(self, why: str) -> None:
+        if not self.event.is_set():
+            self.why = why
+            self.event.set()
+
+
+class Fenced(Exception):
+    """This attempt was superseded or the job already ended: this worker must not touch it."""
+
+
+@dataclass
+class Attempt:
+    """Where one attempt's history stands, as far as this worker appended it."""
+
+    run: RunJob
+    last_seq: int
+
+    def event(self, cls: Callable[..., JobEvent], **fields: object) -> JobEvent:
+        return cls(event_id=new_id(), occurred_at=datetime.now(UTC), tenant=self.run.tenant,
+                   job_id=self.run.job_id, attempt=self.run.attempt, **fields)
+
+
+class Runner:
+    def __init__(self, store: EventStore, sandbox: Sandboxes, settings: WorkerSettings, worker_id: str) -> None:
+        self.store, self.sandbox, self.settings, self.worker_id = store, sandbox, settings, worker_id
+
+    async def begin(self, run: RunJob) -> Attempt | None:
+        """Append `job.started` only if the dispatch is still the job's latest fact (the fence). Returns None
+        when this attempt must not run (superseded, finished, or cancelled before it started)."""
+        attempt = Attempt(run, run.fence_seq)
+        started = attempt.event(JobStarted, worker_id=self.worker_id, sandbox=self.sandbox.name)
+        try:
+            await self.append(attempt, started, "started")
+        except Fenced:
+            return None
+        except _CancelledFirst:
+            await self.append(attempt, attempt.event(JobCancelled, detail="cancelled before it started"),
+                              "cancelled")
+            return None
+        START_LATENCY.observe(max(0.0, time.time() - run.dispatched_at.timestamp()))
+        return attempt
+
+    async def append(self, attempt: Attempt, event: JobEvent, kind: str) -> None:
+        """Append one of this attempt's events with compare-and-set; on a conflict re-read the history and
+        retry while the attempt is still current."""
+        while True:
+            try:
+                appended = await self.store.append(
+                    event, msg_id=f"{attempt.run.job_id}:{attempt.run.attempt}:{kind}", expect=attempt.last_seq)
+                attempt.last_seq = appended.seq
+                return
+            except ConflictError:
+                history = await self.store.history(attempt.run.tenant, attempt.run.job_id)
+                view = lifecycle.replay(history)
+                _check_current(view, attempt.run.attempt, starting=kind == "started")
+                attempt.last_seq = history[-1][0]
+
+    async def execute(self, attempt: Attempt, stop: Stop) -> None:
+        """Run the started attempt to its end and append the outcome."""
+        run = attempt.run
+        workspace = Path(self.settings.workspace_dir) / f"{run.job_id}-{run.attempt}"
+        workspace.mkdir(parents=True, exist_ok=True)
+        logs = LogStream(self.store.js, run.tenant, run.job_id, run.attempt, chunk_bytes=self.settings.log_chunk_bytes,
+                         flush_s=self.settings.log_flush_s, max_bytes=self.settings.max_log_bytes)
+        began = time.monotonic()
+        try:
+            outcome = await self._run(attempt, workspace, logs, stop)
+        finally:
+            await logs.close()
+            shutil.rmtree(workspace, ignore_errors=True)
+        duration = round(time.monotonic() - began, 6)
+        event, kind = outcome(attempt, duration)
+        OUTCOMES.labels(kind).inc()
+        try:
+            await self.append(attempt, event, kind)
+        except Fenced:
+            log.warning("outcome fenced off", job_id=run.job_id, attempt=run.attempt, outcome=kind)
+
+    async def _run(self, attempt: Attempt, workspace: Path, logs: LogStream, stop: Stop) -> Outcome:
+        spec = attempt.run.spec
+        try:
+            proc = await self.sandbox.start(Launch(attempt.run.job_id, attempt.run.attempt, spec, workspace))
+        except SandboxError as exc:
+            await logs.write("system", f"[xrunner: {exc}]\n".encode())
+            return _failed(None, str(exc))
+        pumps = asyncio.gather(logs.pump(proc.stdout, "stdout"), logs.pump(proc.stderr, "stderr"))
+        waiter = asyncio.ensure_future(proc.wait())
+        cancelled = asyncio.ensure_future(stop.event.wait())
+        done, _ = await asyncio.wait({waiter, cancelled}, timeout=spec.timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        if waiter not in done:
+            await self._stop(proc, waiter)
+        cancelled.cancel()
+        await pumps
+        code = waiter.result()
+        if cancelled in done and stop.why == "shutdown":
+            return _failed(None, "the worker shut down while the job ran")
+        if cancelled in done:
+            return lambda a, d: (a.event(JobCancelled, detail="cancelled while running"), "cancelled")
+        if not done:
+            return lambda a, d: (a.event(JobTimedOut, timeout_s=spec.timeout_s), "timed_out")
+        if code == 0:
+            return lambda a, d: (a.event(JobSucceeded, exit_code=0, duration_s=d), "succeeded")
+        if code < 0:
+            return _failed(128 - code, f"killed by signal {signal.Signals(-code).name}")
+        return _failed(code, f"exited with {code}")
+
+    async def _stop(self, proc: Running, waiter: asyncio.Future[int]) -> None:
+        """SIGTERM the whole process tree, then SIGKILL after the grace period."""
+        proc.signal_all(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), self.settings.kill_grace_s)
+        except TimeoutError:
+            proc.signal_all(signal.SIGKILL)
+            await waiter
+        proc.signal_all(signal.SIGKILL)  # stragglers that ignored SIGTERM or outlived the leader
+
+
+Outcome = Callable[[Attempt, float], tuple[JobEvent, str]]
+
+
+def _failed(code: int | None, reason: str) -> Outcome:
+    return lambda a, d: (a.event(JobFailed, exit_code=code, reason=reason, duration_s=d), "failed")
+
+
+class _CancelledFirst(Exception):
+    """A cancel request arrived between dispatch and start."""
+
+
+def _check_current(view: JobView | None, attempt: int, *, starting: bool) -> None:
+    if view is None or view.attempt != attempt or lifecycle.is_terminal(view.state):
+        raise Fenced()
+    if starting and view.state != "dispatched":
+        raise Fenced()
+    if starting and view.cancel_requested:
+        raise _CancelledFirst()

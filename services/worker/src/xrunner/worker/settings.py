@@ -1,0 +1,25 @@
+"""The worker's settings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from xrunner.servicekit.settings import CommonSettings
+
+
+class WorkerSettings(CommonSettings, kw_only=True, frozen=True):
+    http_port: int = 8704
+    worker_id: str = ""
+    pool: str = "default"
+    slots: int = 4
+    cpu_millis: int = 0
+    memory_mib: int = 0
+    gpu: int = 0
+    sandbox: Literal["auto", "bwrap", "none"] = "auto"
+    workspace_dir: str = "/tmp/xrunner-workspaces"
+    kill_grace_s: float = 5.0
+    drain_grace_s: float = 30.0
+    heartbeat_s: float = 1.0
+    log_chunk_bytes: int = 65_536
+    log_flush_s: float = 0.02
+    max_log_bytes: int = 64 * 1024 * 1024

@@ -1,0 +1,61 @@
+"""Real infrastructure per test session: a nats-server with JetStream, a Postgres cluster, a database per test."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import pytest
+
+from xrunner.cli import embedded
+
+TEMPLATE_DB = "xr_template"
+
+
+class PgServer(NamedTuple):
+    """Where the session's Postgres cluster listens."""
+
+    host: str
+    port: int
+
+    def url(self, db: str = "postgres") -> str:
+        """The URL of database `db` on this cluster."""
+        return embedded.database_url(self.host, self.port, db)
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A nats-server with JetStream on a free port, shared by the whole session."""
+    base = tmp_path_factory.mktemp("nats")
+    port = embedded.free_port()
+    proc = embedded.start_nats(base / "store", port, log_file=base / "nats.log")
+    try:
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        embedded.stop(proc)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    """A throwaway Postgres cluster (no fsync) with an empty `xr_template` database to copy per test.
+
+    Nothing may stay connected to `xr_template`: CREATE DATABASE ... TEMPLATE refuses a template in use.
+    """
+    base = tmp_path_factory.mktemp("pg")
+    server = PgServer("127.0.0.1", embedded.free_port())
+    proc = embedded.start_postgres(base / "data", server.port, host=server.host, log_file=base / "pg.log", fast=True)
+    try:
+        embedded.create_database(server.host, server.port, TEMPLATE_DB)
+        yield server
+    finally:
+        embedded.stop(proc, sig=signal.SIGINT)
+
+
+@pytest.fixture
+def database_url(pg_server: PgServer) -> str:
+    """A fresh database for this test, copied from `xr_template`; left behind for the cluster's teardown."""
+    name = f"t_{uuid.uuid4().hex}"
+    embedded.create_database(pg_server.host, pg_server.port, name, template=TEMPLATE_DB)
+    return pg_server.url(name)
