@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import NamedTuple
 
 import pytest
+from nats.js import JetStreamContext
 
 from xrunner.cli import embedded
+from xrunner.servicekit import streams
 
 TEMPLATE_DB = "xr_template"
 
@@ -59,3 +61,25 @@ def database_url(pg_server: PgServer) -> str:
     name = f"t_{uuid.uuid4().hex}"
     embedded.create_database(pg_server.host, pg_server.port, name, template=TEMPLATE_DB)
     return pg_server.url(name)
+
+
+@pytest.fixture
+def fresh_nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A nats-server of this test's own, for tests whose durable consumers must not see other tests' events."""
+    base = tmp_path_factory.mktemp("nats-own")
+    port = embedded.free_port()
+    proc = embedded.start_nats(base / "store", port, log_file=base / "nats.log")
+    try:
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        embedded.stop(proc)
+
+
+@pytest.fixture
+async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    """A JetStream context on the session's server with xrunner's streams declared."""
+    nc = await streams.connect(nats_url, "test")
+    context = nc.jetstream()
+    await streams.declare(context)
+    yield context
+    await nc.close()

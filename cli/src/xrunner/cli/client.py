@@ -19,7 +19,9 @@ class ApiError(Exception):
 
     def __init__(self, status: int, problem: Problem | None, text: str) -> None:
         self.status, self.problem = status, problem
-        super().__init__(f"{status} {problem.code}: {problem.detail or problem.title}" if problem else f"{status} {text}")
+        super().__init__(
+            f"{status} {problem.code}: {problem.detail or problem.title}" if problem else f"{status} {text}"
+        )
 
 
 class Client:
@@ -47,8 +49,9 @@ class Client:
 
     def submit(self, spec: JobSpec, idempotency_key: str | None = None) -> JobAccepted:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        response = self._send("POST", "/v1/jobs", content=codec.encode(spec),
-                              headers={"Content-Type": "application/json", **headers})
+        response = self._send(
+            "POST", "/v1/jobs", content=codec.encode(spec), headers={"Content-Type": "application/json", **headers}
+        )
         return codec.decode(response.content, JobAccepted)
 
     def get(self, job_id: str) -> JobView:
@@ -66,4 +69,3 @@ class Client:
             if is_terminal(view.state) or time.monotonic() > deadline:
                 return view
             time.sleep(interval)
-

@@ -18,10 +18,16 @@ from xrunner.contracts import codec
 from xrunner.contracts.spec import JobSpec, ProcessWorkload, Resources
 from xrunner.servicekit.auth import SCOPES, mint
 
-app = typer.Typer(help="xrunner: a distributed job runner.", no_args_is_help=True, add_completion=False,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="xrunner: a distributed job runner.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 
-DataDir = Annotated[Path, typer.Option("--data-dir", envvar="XR_DATA_DIR", help="Where the embedded stack keeps state.")]
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", envvar="XR_DATA_DIR", help="Where the embedded stack keeps state.")
+]
 DEFAULT_DATA = Path(".xrunner")
 
 
@@ -58,8 +64,18 @@ def up(
 ) -> None:
     """Start nats-server, Postgres and every service (one OS process each) plus a worker; Ctrl-C stops all."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    stack = Stack(StackOptions(data_dir=data_dir, host=host, port=port, nats_url=nats_url, database_url=database_url,
-                               slots=slots, sandbox=sandbox, sync_always=sync_always))
+    stack = Stack(
+        StackOptions(
+            data_dir=data_dir,
+            host=host,
+            port=port,
+            nats_url=nats_url,
+            database_url=database_url,
+            slots=slots,
+            sandbox=sandbox,
+            sync_always=sync_always,
+        )
+    )
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         stack.start_services(*stack.start_infra())
@@ -81,8 +97,16 @@ def up(
 
 
 def _dev_token(secret: str, tenant: str = "dev", scopes: list[str] | None = None, ttl_s: int = 30 * 86_400) -> str:
-    return mint(secret, tenant=tenant, subject=f"{tenant}-user", scopes=scopes or list(SCOPES), issuer="xrunner",
-                audience="xrunner", ttl_s=ttl_s, now=int(time.time()))
+    return mint(
+        secret,
+        tenant=tenant,
+        subject=f"{tenant}-user",
+        scopes=scopes or list(SCOPES),
+        issuer="xrunner",
+        audience="xrunner",
+        ttl_s=ttl_s,
+        now=int(time.time()),
+    )
 
 
 def _banner(stack: Stack, token: str) -> None:
@@ -118,8 +142,11 @@ def submit(
     data_dir: DataDir = DEFAULT_DATA,
 ) -> None:
     """Submit a command as a job: `xrunner submit --wait -- echo hi`."""
-    spec = JobSpec(workload=ProcessWorkload(argv=argv, env=dict(e.split("=", 1) for e in env)),
-                   resources=Resources(pool=pool), timeout_s=timeout)
+    spec = JobSpec(
+        workload=ProcessWorkload(argv=argv, env=dict(e.split("=", 1) for e in env)),
+        resources=Resources(pool=pool),
+        timeout_s=timeout,
+    )
     client = _client(data_dir)
     try:
         job = client.submit(spec, idempotency_key).job

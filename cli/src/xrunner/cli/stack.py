@@ -73,8 +73,9 @@ class Stack:
         nats_url = self.opts.nats_url
         if nats_url is None:
             port = self.opts.port + 22
-            proc = embedded.start_nats(data / "nats", port, sync_always=self.opts.sync_always,
-                                       log_file=data / "logs" / "nats.log")
+            proc = embedded.start_nats(
+                data / "nats", port, sync_always=self.opts.sync_always, log_file=data / "logs" / "nats.log"
+            )
             self.infra.append((proc, signal.SIGTERM))
             nats_url = f"nats://127.0.0.1:{port}"
         database_url = self.opts.database_url
@@ -91,14 +92,21 @@ class Stack:
 
     def start_services(self, nats_url: str, database_url: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("XR_")}
-        env.update(XR_NATS_URL=nats_url, XR_DATABASE_URL=database_url, XR_JWT_SECRET=self.secret(),
-                   XR_HTTP_HOST=self.opts.host, XR_SYNC_ALWAYS=str(self.opts.sync_always).lower(),
-                   XR_WORKER_SLOTS=str(self.opts.slots), XR_WORKER_SANDBOX=self.opts.sandbox,
-                   XR_WORKER_WORKSPACE_DIR=str((self.opts.data_dir / "work").resolve()))
+        env.update(
+            XR_NATS_URL=nats_url,
+            XR_DATABASE_URL=database_url,
+            XR_JWT_SECRET=self.secret(),
+            XR_HTTP_HOST=self.opts.host,
+            XR_SYNC_ALWAYS=str(self.opts.sync_always).lower(),
+            XR_WORKER_SLOTS=str(self.opts.slots),
+            XR_WORKER_SANDBOX=self.opts.sandbox,
+            XR_WORKER_WORKSPACE_DIR=str((self.opts.data_dir / "work").resolve()),
+        )
         for name in SERVICES:
             child_env = {**env, f"XR_{name.upper()}_HTTP_PORT": str(self.port_of(name))}
-            child = Child(name, [sys.executable, "-m", f"xrunner.{name}"], child_env,
-                          self.opts.data_dir / "logs" / f"{name}.log")
+            child = Child(
+                name, [sys.executable, "-m", f"xrunner.{name}"], child_env, self.opts.data_dir / "logs" / f"{name}.log"
+            )
             child.start()
             self.children.append(child)
 

@@ -21,9 +21,7 @@ JobState = Literal[
     "cancelled",
     "expired",
 ]
-TERMINAL_STATES: frozenset[str] = frozenset(
-    {"rejected", "succeeded", "failed", "timed_out", "cancelled", "expired"}
-)
+TERMINAL_STATES: frozenset[str] = frozenset({"rejected", "succeeded", "failed", "timed_out", "cancelled", "expired"})
 
 
 class JobView(msgspec.Struct, kw_only=True):

@@ -11,7 +11,7 @@ from xrunner.contracts.events import ALL_EVENT_TYPES, AnyEvent, Event
 T = TypeVar("T")
 
 _encoder = msgspec.json.Encoder()
-_event_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)  # type: ignore[arg-type]
+_event_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 
 
@@ -40,5 +40,4 @@ def json_schema() -> dict[str, Any]:
     types: list[Any] = [*ALL_EVENT_TYPES, spec.JobSpec, api.JobView, api.JobAccepted, api.JobLog, api.Problem]
     types += [messages.RunJob, messages.LogChunk, messages.WorkerHeartbeat]
     schemas, components = msgspec.json.schema_components(types, ref_template="#/$defs/{name}")
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$defs": components,
-            "anyOf": schemas}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$defs": components, "anyOf": schemas}

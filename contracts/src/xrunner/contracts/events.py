@@ -32,7 +32,7 @@ class JobEvent(Event, frozen=True, kw_only=True):
     attempt: int = 0
 
 
-class JobSubmitted(JobEvent, tag="job.submitted.v1"):
+class JobSubmitted(JobEvent, tag="job.submitted.v1", frozen=True):
     """A client asked for a job. Writer: gateway."""
 
     spec: JobSpec
@@ -41,7 +41,7 @@ class JobSubmitted(JobEvent, tag="job.submitted.v1"):
     rerun_of: str | None = None
 
 
-class JobQueued(JobEvent, tag="job.queued.v1"):
+class JobQueued(JobEvent, tag="job.queued.v1", frozen=True):
     """Admission accepted the job (or a retry put it back). Writer: scheduler."""
 
     pool: str
@@ -49,7 +49,7 @@ class JobQueued(JobEvent, tag="job.queued.v1"):
     eta_s: float | None = None
 
 
-class JobRejected(JobEvent, tag="job.rejected.v1"):
+class JobRejected(JobEvent, tag="job.rejected.v1", frozen=True):
     """Admission refused the job; the client may retry after `retry_after_s`. Writer: scheduler."""
 
     cause: RejectCause
@@ -58,27 +58,27 @@ class JobRejected(JobEvent, tag="job.rejected.v1"):
     detail: str = ""
 
 
-class JobDispatched(JobEvent, tag="job.dispatched.v1"):
+class JobDispatched(JobEvent, tag="job.dispatched.v1", frozen=True):
     """Attempt `attempt` was released into `xr.run.<pool>`. Writer: scheduler."""
 
     pool: str
 
 
-class JobStarted(JobEvent, tag="job.started.v1"):
+class JobStarted(JobEvent, tag="job.started.v1", frozen=True):
     """A worker began attempt `attempt`. Writer: worker."""
 
     worker_id: str
     sandbox: Sandbox
 
 
-class JobSucceeded(JobEvent, tag="job.succeeded.v1"):
+class JobSucceeded(JobEvent, tag="job.succeeded.v1", frozen=True):
     """The attempt's command exited 0. Writer: worker."""
 
     exit_code: int = 0
     duration_s: float = 0.0
 
 
-class JobFailed(JobEvent, tag="job.failed.v1"):
+class JobFailed(JobEvent, tag="job.failed.v1", frozen=True):
     """The attempt ended badly: a non-zero exit, a signal or a sandbox error. Writer: worker or scheduler."""
 
     exit_code: int | None = None
@@ -87,52 +87,52 @@ class JobFailed(JobEvent, tag="job.failed.v1"):
     final: bool = True
 
 
-class JobTimedOut(JobEvent, tag="job.timed_out.v1"):
+class JobTimedOut(JobEvent, tag="job.timed_out.v1", frozen=True):
     """The attempt ran past `timeout_s` and was stopped. Writer: worker (scheduler as a backstop)."""
 
     timeout_s: float
 
 
-class JobCancelRequested(JobEvent, tag="job.cancel_requested.v1"):
+class JobCancelRequested(JobEvent, tag="job.cancel_requested.v1", frozen=True):
     """Somebody asked to stop the job. Writer: gateway."""
 
     requested_by: str = ""
     reason: str = ""
 
 
-class JobCancelled(JobEvent, tag="job.cancelled.v1"):
+class JobCancelled(JobEvent, tag="job.cancelled.v1", frozen=True):
     """The job stopped because of a cancel request. Writer: worker if it ran, scheduler if it never started."""
 
     detail: str = ""
 
 
-class JobLost(JobEvent, tag="job.lost.v1"):
+class JobLost(JobEvent, tag="job.lost.v1", frozen=True):
     """The worker running the attempt stopped heartbeating. Writer: scheduler."""
 
     worker_id: str
     detail: str = ""
 
 
-class JobRetryScheduled(JobEvent, tag="job.retry_scheduled.v1"):
+class JobRetryScheduled(JobEvent, tag="job.retry_scheduled.v1", frozen=True):
     """The job goes back to the queue after `not_before`. Writer: scheduler."""
 
     not_before: datetime
     reason: str = ""
 
 
-class JobExpired(JobEvent, tag="job.expired.v1"):
+class JobExpired(JobEvent, tag="job.expired.v1", frozen=True):
     """The job waited in the queue past `queue_timeout_s`. Writer: scheduler."""
 
     waited_s: float
 
 
-class JobAttached(JobEvent, tag="job.attached.v1"):
+class JobAttached(JobEvent, tag="job.attached.v1", frozen=True):
     """Somebody attached a terminal to the job (an audit record). Writer: realtime."""
 
     subject: str
 
 
-class ArtifactStored(JobEvent, tag="artifact.stored.v1"):
+class ArtifactStored(JobEvent, tag="artifact.stored.v1", frozen=True):
     """A file of the attempt's workspace was saved in the object store. Writer: worker."""
 
     artifact_id: str
@@ -143,13 +143,13 @@ class ArtifactStored(JobEvent, tag="artifact.stored.v1"):
     content_type: str
 
 
-class ArtifactExpired(JobEvent, tag="artifact.expired.v1"):
+class ArtifactExpired(JobEvent, tag="artifact.expired.v1", frozen=True):
     """An artifact was removed by retention. Writer: artifacts."""
 
     artifact_id: str
 
 
-class TenantConfigured(Event, tag="tenant.configured.v1"):
+class TenantConfigured(Event, tag="tenant.configured.v1", frozen=True):
     """An admin set a tenant's share and limits. Writer: gateway."""
 
     tenant: str
@@ -160,7 +160,7 @@ class TenantConfigured(Event, tag="tenant.configured.v1"):
     configured_by: str = ""
 
 
-class WorkerStarted(Event, tag="worker.started.v1"):
+class WorkerStarted(Event, tag="worker.started.v1", frozen=True):
     """A worker process came up. Writer: worker."""
 
     worker_id: str
@@ -169,7 +169,7 @@ class WorkerStarted(Event, tag="worker.started.v1"):
     version: str = ""
 
 
-class WorkerStopped(Event, tag="worker.stopped.v1"):
+class WorkerStopped(Event, tag="worker.stopped.v1", frozen=True):
     """A worker process shut down cleanly. Writer: worker."""
 
     worker_id: str

@@ -24,7 +24,7 @@ class Spec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     """Base of every spec part: immutable, strict about unknown fields."""
 
 
-class ProcessWorkload(Spec, tag="process", tag_field="kind"):
+class ProcessWorkload(Spec, tag="process", tag_field="kind", frozen=True):
     """A command run directly in the worker's process sandbox."""
 
     argv: Argv
@@ -34,7 +34,7 @@ class ProcessWorkload(Spec, tag="process", tag_field="kind"):
     network: bool = False
 
 
-class DockerWorkload(Spec, tag="docker", tag_field="kind"):
+class DockerWorkload(Spec, tag="docker", tag_field="kind", frozen=True):
     """A container run by the worker's docker sandbox."""
 
     image: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
@@ -49,7 +49,7 @@ class DockerWorkload(Spec, tag="docker", tag_field="kind"):
 Workload = ProcessWorkload | DockerWorkload
 
 
-class Resources(Spec):
+class Resources(Spec, frozen=True):
     """Resource hints used for placement and fair share; the sandbox enforces them."""
 
     cpu_millis: Annotated[int, msgspec.Meta(ge=1, le=1_024_000)] = 1000
@@ -59,7 +59,7 @@ class Resources(Spec):
     pool: Token | None = None
 
 
-class RetryPolicy(Spec):
+class RetryPolicy(Spec, frozen=True):
     """How failed attempts are retried. Worker loss never consumes `max_attempts`."""
 
     max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
@@ -69,13 +69,13 @@ class RetryPolicy(Spec):
     retry_on_worker_lost: bool = True
 
 
-class ArtifactSpec(Spec):
+class ArtifactSpec(Spec, frozen=True):
     """Which files of the workspace are kept after the job ends."""
 
     globs: Annotated[list[Glob], msgspec.Meta(max_length=64)] = msgspec.field(default_factory=lambda: ["out/**"])
 
 
-class JobSpec(Spec):
+class JobSpec(Spec, frozen=True):
     """Everything needed to run a job; immutable once submitted."""
 
     workload: Workload

@@ -46,7 +46,7 @@ async def consume(
     while True:
         try:
             msgs = await sub.fetch(batch, timeout=1.0)
-        except (FetchTimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, FetchTimeoutError):
             continue
         for msg in msgs:
             try:

@@ -97,11 +97,11 @@ async def _read_with_consumer(
     )
     sub = await js.pull_subscribe(subject, durable=None, stream=stream, config=config)
     try:
-        pending = (await sub.consumer_info()).num_pending
+        pending = (await sub.consumer_info()).num_pending or 0
         while pending > 0:
             msgs = await sub.fetch(min(batch, pending), timeout=5.0)
             for msg in msgs:
                 yield msg.metadata.sequence.stream, msg.data
-                pending = msg.metadata.num_pending
+                pending = msg.metadata.num_pending or 0
     finally:
         await sub.unsubscribe()

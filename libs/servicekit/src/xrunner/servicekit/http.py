@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import uvicorn
@@ -39,13 +40,20 @@ def health_app(ready: ReadyCheck, extra: Sequence[ControllerRouterHandler] = ())
     return Litestar(route_handlers=[*health_handlers(ready), *extra], openapi_config=None)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handling: the service's runtime decides when and in which order to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class HttpServer:
     """Serves an ASGI app with uvicorn inside the service's own event loop; `port` is known after start."""
 
     def __init__(self, app: Any, host: str, port: int) -> None:
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False)
-        self.server = uvicorn.Server(config)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self.server = _Server(config)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> int:

@@ -13,9 +13,9 @@ from typing import Protocol
 import asyncpg
 import msgspec
 import structlog
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.aio.msg import Msg
 from nats.js.errors import FetchTimeoutError, NotFoundError
 from prometheus_client import Counter
 
@@ -53,9 +53,7 @@ async def position(conn: asyncpg.Connection, name: str, *, lock: bool = False) -
     return int(row["position"]) if row else 0
 
 
-async def fold_batch(
-    conn: asyncpg.Connection, projection: Projection, batch: Sequence[tuple[int, Event]]
-) -> int:
+async def fold_batch(conn: asyncpg.Connection, projection: Projection, batch: Sequence[tuple[int, Event]]) -> int:
     """Fold the events newer than the stored position and advance it, in the caller's transaction."""
     current = await position(conn, projection.name, lock=True)
     fresh = [(seq, event) for seq, event in batch if seq > current]
@@ -94,7 +92,7 @@ class Projector:
         while True:
             try:
                 msgs = await sub.fetch(self.batch, timeout=1.0)
-            except (FetchTimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, FetchTimeoutError):
                 self.caught_up.set()
                 continue
             if not msgs:
@@ -110,9 +108,17 @@ class Projector:
                 self.caught_up.set()
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
-        if not await _consumer_exists(self.js, self.consumer):
-            async with self.pool.acquire() as conn:
-                start = await position(conn, self.projection.name)
+        """Bind the durable cursor, (re)creating it when it is missing or ahead of the stored position (the
+        database was restored or rebuilt): Postgres, not the consumer, is the source of truth."""
+        async with self.pool.acquire() as conn:
+            start = await position(conn, self.projection.name)
+        try:
+            info = await self.js.consumer_info(subjects.EVENTS_STREAM, self.consumer)
+            if info.ack_floor is not None and (info.ack_floor.stream_seq or 0) > start:
+                log.warning("consumer ahead of the projection; rewinding", consumer=self.consumer, position=start)
+                await self.js.delete_consumer(subjects.EVENTS_STREAM, self.consumer)
+                raise NotFoundError
+        except NotFoundError:
             await self.js.add_consumer(
                 subjects.EVENTS_STREAM,
                 ConsumerConfig(
@@ -145,14 +151,6 @@ class Projector:
             await msg.ack()
         if folded and self.on_commit is not None:
             self.on_commit.set()
-
-
-async def _consumer_exists(js: JetStreamContext, name: str) -> bool:
-    try:
-        await js.consumer_info(subjects.EVENTS_STREAM, name)
-    except NotFoundError:
-        return False
-    return True
 
 
 async def rebuild(js: JetStreamContext, conn: asyncpg.Connection, projection: Projection, schema: str) -> int:

@@ -21,25 +21,22 @@ LEASE_TTL_S = 5.0
 
 def stream_configs(events_max_age_s: float, logs_max_age_s: float) -> list[StreamConfig]:
     """The log (history, age-limited), the run queues (work-queue) and the job logs."""
-    common = {"storage": StorageType.FILE, "duplicate_window": DUPLICATE_WINDOW_S, "allow_direct": True}
+
+    def stream(name: str, subject: str, retention: RetentionPolicy, max_age: float | None) -> StreamConfig:
+        return StreamConfig(
+            name=name,
+            subjects=[subject],
+            retention=retention,
+            max_age=max_age,
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_S,
+            allow_direct=True,
+        )
+
     return [
-        StreamConfig(
-            name=subjects.EVENTS_STREAM,
-            subjects=[subjects.EVENTS_ALL],
-            retention=RetentionPolicy.LIMITS,
-            max_age=events_max_age_s,
-            **common,
-        ),
-        StreamConfig(
-            name=subjects.RUN_STREAM, subjects=[subjects.RUN_ALL], retention=RetentionPolicy.WORK_QUEUE, **common
-        ),
-        StreamConfig(
-            name=subjects.LOGS_STREAM,
-            subjects=[subjects.LOGS_ALL],
-            retention=RetentionPolicy.LIMITS,
-            max_age=logs_max_age_s,
-            **common,
-        ),
+        stream(subjects.EVENTS_STREAM, subjects.EVENTS_ALL, RetentionPolicy.LIMITS, events_max_age_s),
+        stream(subjects.RUN_STREAM, subjects.RUN_ALL, RetentionPolicy.WORK_QUEUE, None),
+        stream(subjects.LOGS_STREAM, subjects.LOGS_ALL, RetentionPolicy.LIMITS, logs_max_age_s),
     ]
 
 
@@ -51,7 +48,9 @@ def kv_configs() -> list[KeyValueConfig]:
     ]
 
 
-async def declare(js: JetStreamContext, events_max_age_s: float = 30 * 86_400, logs_max_age_s: float = 7 * 86_400) -> None:
+async def declare(
+    js: JetStreamContext, events_max_age_s: float = 30 * 86_400, logs_max_age_s: float = 7 * 86_400
+) -> None:
     """Create or update every stream and bucket so that they match this release's definitions."""
     for config in stream_configs(events_max_age_s, logs_max_age_s):
         try:
@@ -75,6 +74,13 @@ async def connect(url: str, name: str) -> Client:
         log.info("nats reconnected")
 
     return await nats.connect(
-        url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=5, allow_reconnect=True,
-        error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
+        url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+        allow_reconnect=True,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
     )

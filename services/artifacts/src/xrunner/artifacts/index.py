@@ -23,11 +23,21 @@ class ArtifactIndex:
                 await conn.execute(
                     "INSERT INTO artifacts (id, tenant, job_id, attempt, name, key, size, sha256, content_type,"
                     " stored_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
-                    event.artifact_id, event.tenant, event.job_id, event.attempt, event.name, event.key,
-                    event.size, event.sha256, event.content_type, event.occurred_at,
+                    event.artifact_id,
+                    event.tenant,
+                    event.job_id,
+                    event.attempt,
+                    event.name,
+                    event.key,
+                    event.size,
+                    event.sha256,
+                    event.content_type,
+                    event.occurred_at,
                 )
             elif isinstance(event, ArtifactExpired):
                 await conn.execute(
                     "UPDATE artifacts SET expired_at = $2 WHERE id = $1 AND tenant = $3",
-                    event.artifact_id, event.occurred_at, event.tenant,
+                    event.artifact_id,
+                    event.occurred_at,
+                    event.tenant,
                 )

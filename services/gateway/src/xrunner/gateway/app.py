@@ -46,9 +46,14 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     projector = Projector(js, pool, JobsProjection(), consumer="gateway_jobs")
     runtime.spawn(projector.run(), "projector")
     jobs = Jobs(EventStore(js), js, runtime.nc, pool, settings.decision_wait_s)
-    verifier = JwtVerifier(settings.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
-                           tenant_claim=settings.tenant_claim)
-    server = HttpServer(create_http_app(jobs, verifier, runtime.ready, settings.max_body_bytes),
-                        settings.http_host, settings.http_port)
+    verifier = JwtVerifier(
+        settings.jwt_secret,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        tenant_claim=settings.tenant_claim,
+    )
+    server = HttpServer(
+        create_http_app(jobs, verifier, runtime.ready, settings.max_body_bytes), settings.http_host, settings.http_port
+    )
     runtime.http_port = await server.start()
     return server.stop

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -40,8 +41,15 @@ class Jobs:
         job_id = new_id()
         msg_id = f"submit:{who.tenant}:{idempotency_key or job_id}"
         now = datetime.now(UTC)
-        event = JobSubmitted(event_id=new_id(), occurred_at=now, tenant=who.tenant, job_id=job_id, spec=spec,
-                             submitted_by=who.subject, idempotency_key=idempotency_key)
+        event = JobSubmitted(
+            event_id=new_id(),
+            occurred_at=now,
+            tenant=who.tenant,
+            job_id=job_id,
+            spec=spec,
+            submitted_by=who.subject,
+            idempotency_key=idempotency_key,
+        )
         decided = asyncio.Event()
 
         async def on_event(msg: Msg) -> None:
@@ -55,10 +63,8 @@ class Jobs:
                 raw = await self.js.get_msg(subjects.EVENTS_STREAM, appended.seq)
                 job_id = codec.decode(raw.data or b"", JobSubmitted).job_id
             else:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(decided.wait(), self.decision_wait_s)
-                except TimeoutError:
-                    pass
         finally:
             await sub.unsubscribe()
         view = await self.from_log(who.tenant, job_id)
@@ -82,7 +88,7 @@ class Jobs:
             chunk = msgspec.json.decode(data, type=LogChunk)
             if chunk.attempt != view.attempt or chunk.offset + len(chunk.data) <= offset:
                 continue
-            piece = chunk.data[max(0, offset - chunk.offset):]
+            piece = chunk.data[max(0, offset - chunk.offset) :]
             piece = piece[: max(0, limit - taken)]
             parts.append(piece)
             taken += len(piece)
@@ -90,5 +96,10 @@ class Jobs:
                 complete = False
                 break
         raw = b"".join(parts)
-        return JobLog(job_id=view.id, offset=offset, next_offset=offset + len(raw),
-                      text=raw.decode("utf-8", errors="replace"), complete=complete)
+        return JobLog(
+            job_id=view.id,
+            offset=offset,
+            next_offset=offset + len(raw),
+            text=raw.decode("utf-8", errors="replace"),
+            complete=complete,
+        )

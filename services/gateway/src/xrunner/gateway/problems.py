@@ -13,19 +13,32 @@ from xrunner.contracts.api import Problem
 
 PROBLEM_JSON = "application/problem+json"
 
-_CODES = {400: "invalid_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-          409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "unprocessable",
-          429: "too_many_requests", 500: "internal", 503: "unavailable"}
+_CODES = {
+    400: "invalid_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "too_many_requests",
+    500: "internal",
+    503: "unavailable",
+}
 
 
 class ProblemError(Exception):
     """An expected failure with its HTTP status and stable code."""
 
-    def __init__(self, status: int, code: str, title: str, *, headers: dict[str, str] | None = None,
-                 **extra: Any) -> None:
+    def __init__(
+        self, status: int, code: str, title: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(title)
-        self.problem = Problem(type=f"https://xrunner.dev/problems/{code}", title=title, status=status, code=code,
-                               **extra)
+        self.problem = Problem(
+            type=f"https://xrunner.dev/problems/{code}", title=title, status=status, code=code, **extra
+        )
         self.headers = headers or {}
 
 
@@ -43,20 +56,43 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
     message = first.get("message") if isinstance(first, dict) else None
     field = None if not key else ("$" if key == "data" else f"$.{key}")
     detail = f"{message} at {field}" if message and field else (message or exc.detail)
-    return respond(Problem(type="https://xrunner.dev/problems/invalid_request", title="Invalid request",
-                           status=400, code="invalid_request", detail=detail, field=field))
+    return respond(
+        Problem(
+            type="https://xrunner.dev/problems/invalid_request",
+            title="Invalid request",
+            status=400,
+            code="invalid_request",
+            detail=detail,
+            field=field,
+        )
+    )
 
 
 def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     status = exc.status_code
     code = _CODES.get(status, "error")
-    return respond(Problem(type=f"https://xrunner.dev/problems/{code}", title=code.replace("_", " ").capitalize(),
-                           status=status, code=code, detail=exc.detail), dict(exc.headers or {}))
+    return respond(
+        Problem(
+            type=f"https://xrunner.dev/problems/{code}",
+            title=code.replace("_", " ").capitalize(),
+            status=status,
+            code=code,
+            detail=exc.detail,
+        ),
+        dict(exc.headers or {}),
+    )
 
 
 def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    return respond(Problem(type="https://xrunner.dev/problems/internal", title="Internal error", status=500,
-                           code="internal", detail=type(exc).__name__))
+    return respond(
+        Problem(
+            type="https://xrunner.dev/problems/internal",
+            title="Internal error",
+            status=500,
+            code="internal",
+            detail=type(exc).__name__,
+        )
+    )
 
 
 HANDLERS: ExceptionHandlersMap = {

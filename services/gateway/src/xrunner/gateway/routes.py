@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.connection import ASGIConnection
-from litestar.handlers.base import BaseRouteHandler
-from litestar.types import Guard
 from litestar.datastructures import State
+from litestar.handlers.base import BaseRouteHandler
 from litestar.params import Parameter
+from litestar.types import Guard
 
 from xrunner.contracts.api import JobAccepted, JobLog, JobView, Whoami
 from xrunner.contracts.spec import JobSpec
@@ -30,8 +30,13 @@ def requires(scope: str) -> Guard:
         try:
             who = verifier.verify(bearer(connection.headers.get("authorization")))
         except AuthError as exc:
-            raise ProblemError(401, "unauthenticated", "Missing or invalid bearer token", detail=str(exc),
-                               headers={"WWW-Authenticate": 'Bearer realm="xrunner"'}) from exc
+            raise ProblemError(
+                401,
+                "unauthenticated",
+                "Missing or invalid bearer token",
+                detail=str(exc),
+                headers={"WWW-Authenticate": 'Bearer realm="xrunner"'},
+            ) from exc
         if not who.can(scope):
             raise ProblemError(403, "forbidden", f"This token lacks the {scope!r} scope")
         connection.state.principal = who
@@ -71,11 +76,19 @@ class JobRoutes(Controller):
         view, created = await jobs.submit(who, data, idempotency_key)
         if view.state == "rejected":
             retry = view.retry_after_s or 1.0
-            raise ProblemError(429, view.reason or "rejected", "Admission refused the job", detail=view.id,
-                               retry_after_s=retry, cause=view.reason, headers={"Retry-After": str(math.ceil(retry))})
+            raise ProblemError(
+                429,
+                view.reason or "rejected",
+                "Admission refused the job",
+                detail=view.id,
+                retry_after_s=retry,
+                cause=view.reason,
+                headers={"Retry-After": str(math.ceil(retry))},
+            )
         status = 202 if view.state == "submitted" else (201 if created else 200)
-        return Response(JobAccepted(job=view, created=created), status_code=status,
-                        headers={"Location": f"/v1/jobs/{view.id}"})
+        return Response(
+            JobAccepted(job=view, created=created), status_code=status, headers={"Location": f"/v1/jobs/{view.id}"}
+        )
 
     @get("/jobs/{job_id:str}", guards=READ)
     async def get_job(self, request: Request[Any, Any, State], job_id: JOB_ID) -> JobView:
@@ -90,7 +103,7 @@ class JobRoutes(Controller):
         job_id: JOB_ID,
         offset: Annotated[int, Parameter(ge=0)] = 0,
         limit: Annotated[int, Parameter(ge=1, le=16 * 1024 * 1024)] = 4 * 1024 * 1024,
-        format: Annotated[str, Parameter(pattern="^(text|json)$")] = "text",  # noqa: A002
+        format: Annotated[str, Parameter(pattern="^(text|json)$")] = "text",
     ) -> Response[Any]:
         """The output of the job's current attempt from byte `offset` (text, or JSON with `next_offset`)."""
         who = principal(request)

@@ -33,6 +33,10 @@ class QueueSnapshot:
 
 def admit(spec: JobSpec, snapshot: QueueSnapshot, default_pool: str) -> Admitted | Rejected:
     if snapshot.queued_total >= snapshot.max_queued_total:
-        return Rejected("global_queue_full", "global", 5.0,
-                        f"{snapshot.queued_total} jobs are queued, the limit is {snapshot.max_queued_total}")
+        return Rejected(
+            "global_queue_full",
+            "global",
+            5.0,
+            f"{snapshot.queued_total} jobs are queued, the limit is {snapshot.max_queued_total}",
+        )
     return Admitted(pool=spec.resources.pool or default_pool, position=snapshot.queued_in_pool + 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import UTC, datetime
 
@@ -64,9 +65,14 @@ class Admission:
         self.js, self.pool, self.store, self.default_pool = js, pool, EventStore(js), default_pool
 
     async def run(self) -> None:
-        config = ConsumerConfig(durable_name="scheduler_admission", deliver_policy=DeliverPolicy.ALL,
-                                ack_policy=AckPolicy.EXPLICIT, ack_wait=30.0, max_deliver=20,
-                                filter_subject=subjects.job_events(token="submitted"))
+        config = ConsumerConfig(
+            durable_name="scheduler_admission",
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=30.0,
+            max_deliver=20,
+            filter_subject=subjects.job_events(token="submitted"),
+        )
         sub = await durable(self.js, subjects.EVENTS_STREAM, config)
         await consume(sub, self.handle, name="scheduler_admission")
 
@@ -89,33 +95,47 @@ class Admission:
         job_pool = event.spec.resources.pool or self.default_pool
         total, in_pool = await store.queue_counts(self.pool, job_pool)
         decision = admission.admit(event.spec, admission.QueueSnapshot(total, in_pool, 1_000_000), self.default_pool)
-        common = {"event_id": new_id(), "occurred_at": datetime.now(UTC), "tenant": event.tenant,
-                  "job_id": event.job_id}
+        common = {
+            "event_id": new_id(),
+            "occurred_at": datetime.now(UTC),
+            "tenant": event.tenant,
+            "job_id": event.job_id,
+        }
         if isinstance(decision, Admitted):
             queued = JobQueued(**common, pool=decision.pool, position=decision.position)
             await self.store.append(queued, msg_id=f"{event.job_id}:0:queued", expect=expect)
         else:
             REJECTED.labels(decision.cause).inc()
-            rejected = JobRejected(**common, cause=decision.cause, scope=decision.scope,
-                                   retry_after_s=decision.retry_after_s, detail=decision.detail)
+            rejected = JobRejected(
+                **common,
+                cause=decision.cause,
+                scope=decision.scope,
+                retry_after_s=decision.retry_after_s,
+                detail=decision.detail,
+            )
             await self.store.append(rejected, msg_id=f"{event.job_id}:0:rejected", expect=expect)
 
 
 class Dispatcher:
     """Releases queued jobs into `xr.run.<pool>` as far as the pools have room, whenever something changes."""
 
-    def __init__(self, js: JetStreamContext, pool: asyncpg.Pool, workers: Workers, wake: asyncio.Event,
-                 batch: int, redispatch_after_s: float) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        pool: asyncpg.Pool,
+        workers: Workers,
+        wake: asyncio.Event,
+        batch: int,
+        redispatch_after_s: float,
+    ) -> None:
         self.js, self.pool, self.workers, self.wake = js, pool, workers, wake
         self.store, self.batch, self.redispatch_after_s = EventStore(js), batch, redispatch_after_s
 
     async def run(self) -> None:
         last_sweep = 0.0
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=0.5)
-            except TimeoutError:
-                pass
             self.wake.clear()
             await self.round()
             if time.monotonic() - last_sweep > self.redispatch_after_s / 2:
@@ -136,8 +156,14 @@ class Dispatcher:
 
     async def _dispatch(self, job: dispatch.Candidate) -> None:
         attempt = job.attempt + 1
-        event = JobDispatched(event_id=new_id(), occurred_at=datetime.now(UTC), tenant=job.tenant,
-                              job_id=job.job_id, attempt=attempt, pool=job.pool)
+        event = JobDispatched(
+            event_id=new_id(),
+            occurred_at=datetime.now(UTC),
+            tenant=job.tenant,
+            job_id=job.job_id,
+            attempt=attempt,
+            pool=job.pool,
+        )
         try:
             appended = await self.store.append(event, msg_id=f"{job.job_id}:{attempt}:dispatched", expect=job.version)
         except ConflictError:
@@ -148,12 +174,23 @@ class Dispatcher:
         await self._publish(view.spec, job.tenant, job.job_id, attempt, appended.seq, event.occurred_at, job.pool)
         DISPATCHED.labels(job.pool).inc()
 
-    async def _publish(self, spec: object, tenant: str, job_id: str, attempt: int, fence: int,
-                       at: datetime, pool: str) -> None:
-        run = RunJob(tenant=tenant, job_id=job_id, attempt=attempt, spec=spec, fence_seq=fence,  # type: ignore[arg-type]
-                     dispatched_at=at)
-        await self.js.publish(subjects.run_queue(pool), codec.encode(run), stream=subjects.RUN_STREAM,
-                              headers={"Nats-Msg-Id": f"run:{job_id}:{attempt}"})
+    async def _publish(
+        self, spec: object, tenant: str, job_id: str, attempt: int, fence: int, at: datetime, pool: str
+    ) -> None:
+        run = RunJob(
+            tenant=tenant,
+            job_id=job_id,
+            attempt=attempt,
+            spec=spec,
+            fence_seq=fence,  # type: ignore[arg-type]
+            dispatched_at=at,
+        )
+        await self.js.publish(
+            subjects.run_queue(pool),
+            codec.encode(run),
+            stream=subjects.RUN_STREAM,
+            headers={"Nats-Msg-Id": f"run:{job_id}:{attempt}"},
+        )
 
     async def republish_stale(self) -> None:
         """Re-release attempts dispatched long ago but never started (the scheduler may have died between

@@ -34,6 +34,19 @@ class SchedulerJobs:
             if v is None:
                 continue
             seq, ev = dispatched.get(key, (None, None))
-            rows.append((v.tenant, v.id, v.state, v.attempt, v.pool, v.spec.priority, v.queued_at,
-                         ev.occurred_at if ev else None, seq, v.version, codec.encode(v).decode()))
+            rows.append(
+                (
+                    v.tenant,
+                    v.id,
+                    v.state,
+                    v.attempt,
+                    v.pool,
+                    v.spec.priority,
+                    v.queued_at,
+                    ev.occurred_at if ev else None,
+                    seq,
+                    v.version,
+                    codec.encode(v).decode(),
+                )
+            )
         await conn.executemany(UPSERT, rows)

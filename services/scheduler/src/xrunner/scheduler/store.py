@@ -15,8 +15,10 @@ async def queued(pool: asyncpg.Pool, limit: int) -> list[Candidate]:
         " ORDER BY priority DESC, queued_at, id LIMIT $1",
         limit,
     )
-    return [Candidate(r["tenant"], r["id"], r["pool"], r["priority"], r["queued_at"], r["attempt"], r["version"])
-            for r in rows]
+    return [
+        Candidate(r["tenant"], r["id"], r["pool"], r["priority"], r["queued_at"], r["attempt"], r["version"])
+        for r in rows
+    ]
 
 
 async def active_per_pool(pool: asyncpg.Pool) -> dict[str, int]:

@@ -47,14 +47,19 @@ class Worker:
 
     async def pull(self) -> None:
         """Take one work item per free slot, so the pool's slot count is a hard cap."""
-        config = ConsumerConfig(durable_name=f"worker_{self.settings.pool}", ack_policy=AckPolicy.EXPLICIT,
-                                ack_wait=30.0, max_deliver=10, filter_subject=subjects.run_queue(self.settings.pool))
+        config = ConsumerConfig(
+            durable_name=f"worker_{self.settings.pool}",
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=30.0,
+            max_deliver=10,
+            filter_subject=subjects.run_queue(self.settings.pool),
+        )
         sub = await durable(self.js, subjects.RUN_STREAM, config)
         while not self.draining:
             await self.slots.acquire()
             try:
                 msgs = await sub.fetch(1, timeout=1.0)
-            except (FetchTimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, FetchTimeoutError):
                 self.slots.release()
                 continue
             task = asyncio.create_task(self._attempt(msgs[0]))
@@ -93,10 +98,18 @@ class Worker:
     def heartbeat(self) -> WorkerHeartbeat:
         s = self.settings
         return WorkerHeartbeat(
-            worker_id=self.worker_id, pool=s.pool, slots=s.slots, free_slots=max(0, s.slots - len(self.running)),
-            cpu_millis=s.cpu_millis or (os.cpu_count() or 1) * 1000, memory_mib=s.memory_mib or _memory_mib(),
-            gpu=s.gpu, running=sorted(self.running), version=VERSION, sandbox=self.sandbox.name,
-            draining=self.draining, at=datetime.now(UTC),
+            worker_id=self.worker_id,
+            pool=s.pool,
+            slots=s.slots,
+            free_slots=max(0, s.slots - len(self.running)),
+            cpu_millis=s.cpu_millis or (os.cpu_count() or 1) * 1000,
+            memory_mib=s.memory_mib or _memory_mib(),
+            gpu=s.gpu,
+            running=sorted(self.running),
+            version=VERSION,
+            sandbox=self.sandbox.name,
+            draining=self.draining,
+            at=datetime.now(UTC),
         )
 
     async def beat(self) -> None:
@@ -132,9 +145,17 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     if worker.sandbox.name == "none":
         log.warning("running jobs UNSANDBOXED (bubblewrap not installed or XR_WORKER_SANDBOX=none)")
     store = worker.store
-    await store.append(WorkerStarted(event_id=new_id(), occurred_at=datetime.now(UTC), worker_id=worker_id,
-                                     pool=settings.pool, slots=settings.slots, version=VERSION),
-                       msg_id=f"worker:{worker_id}:started:{new_id()}")
+    await store.append(
+        WorkerStarted(
+            event_id=new_id(),
+            occurred_at=datetime.now(UTC),
+            worker_id=worker_id,
+            pool=settings.pool,
+            slots=settings.slots,
+            version=VERSION,
+        ),
+        msg_id=f"worker:{worker_id}:started:{new_id()}",
+    )
     await worker.watch_cancels()
     runtime.spawn(worker.beat(), "heartbeat")
     pulling = runtime.spawn(worker.pull(), "pull")
@@ -148,8 +169,9 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
             with contextlib.suppress(Exception):
                 kv = await js.key_value(subjects.WORKERS_BUCKET)
                 await asyncio.wait_for(kv.delete(worker_id), 2.0)
-                stopped = WorkerStopped(event_id=new_id(), occurred_at=datetime.now(UTC), worker_id=worker_id,
-                                        reason="shutdown")
+                stopped = WorkerStopped(
+                    event_id=new_id(), occurred_at=datetime.now(UTC), worker_id=worker_id, reason="shutdown"
+                )
                 await asyncio.wait_for(store.append(stopped, msg_id=f"worker:{worker_id}:stopped:{new_id()}"), 2.0)
         await server.stop()
 

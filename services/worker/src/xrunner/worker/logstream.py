@@ -13,8 +13,17 @@ from xrunner.contracts.messages import LogChunk
 
 
 class LogStream:
-    def __init__(self, js: JetStreamContext, tenant: str, job_id: str, attempt: int, *, chunk_bytes: int,
-                 flush_s: float, max_bytes: int) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        tenant: str,
+        job_id: str,
+        attempt: int,
+        *,
+        chunk_bytes: int,
+        flush_s: float,
+        max_bytes: int,
+    ) -> None:
         self.js, self.subject = js, subjects.job_logs(tenant, job_id)
         self.job_id, self.attempt = job_id, attempt
         self.chunk_bytes, self.flush_s, self.max_bytes = chunk_bytes, flush_s, max_bytes
@@ -74,11 +83,22 @@ class LogStream:
 
     async def _publish(self, stream: str, data: bytes, eof: bool = False) -> None:
         self.seq += 1
-        chunk = LogChunk(job_id=self.job_id, attempt=self.attempt, seq=self.seq, stream=stream,  # type: ignore[arg-type]
-                         offset=self.offset, data=data, eof=eof)
+        chunk = LogChunk(
+            job_id=self.job_id,
+            attempt=self.attempt,
+            seq=self.seq,
+            stream=stream,  # type: ignore[arg-type]
+            offset=self.offset,
+            data=data,
+            eof=eof,
+        )
         self.offset += len(data)
-        await self.js.publish(self.subject, codec.encode(chunk), stream=subjects.LOGS_STREAM,
-                              headers={"Nats-Msg-Id": f"log:{self.job_id}:{self.attempt}:{self.seq}"})
+        await self.js.publish(
+            self.subject,
+            codec.encode(chunk),
+            stream=subjects.LOGS_STREAM,
+            headers={"Nats-Msg-Id": f"log:{self.job_id}:{self.attempt}:{self.seq}"},
+        )
 
 
 def _merge(pending: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:

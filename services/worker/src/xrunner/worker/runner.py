@@ -27,8 +27,11 @@ from xrunner.worker.settings import WorkerSettings
 log = structlog.get_logger()
 
 OUTCOMES = Counter("xrunner_worker_attempts_total", "Attempts finished by this worker", ["outcome"])
-START_LATENCY = Histogram("xrunner_worker_start_latency_seconds", "Dispatched to process started",
-                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+START_LATENCY = Histogram(
+    "xrunner_worker_start_latency_seconds",
+    "Dispatched to process started",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 
 
 @dataclass
@@ -56,8 +59,14 @@ class Attempt:
     last_seq: int
 
     def event(self, cls: Callable[..., JobEvent], **fields: object) -> JobEvent:
-        return cls(event_id=new_id(), occurred_at=datetime.now(UTC), tenant=self.run.tenant,
-                   job_id=self.run.job_id, attempt=self.run.attempt, **fields)
+        return cls(
+            event_id=new_id(),
+            occurred_at=datetime.now(UTC),
+            tenant=self.run.tenant,
+            job_id=self.run.job_id,
+            attempt=self.run.attempt,
+            **fields,
+        )
 
 
 class Runner:
@@ -74,8 +83,7 @@ class Runner:
         except Fenced:
             return None
         except _CancelledFirst:
-            await self.append(attempt, attempt.event(JobCancelled, detail="cancelled before it started"),
-                              "cancelled")
+            await self.append(attempt, attempt.event(JobCancelled, detail="cancelled before it started"), "cancelled")
             return None
         START_LATENCY.observe(max(0.0, time.time() - run.dispatched_at.timestamp()))
         return attempt
@@ -86,7 +94,8 @@ class Runner:
         while True:
             try:
                 appended = await self.store.append(
-                    event, msg_id=f"{attempt.run.job_id}:{attempt.run.attempt}:{kind}", expect=attempt.last_seq)
+                    event, msg_id=f"{attempt.run.job_id}:{attempt.run.attempt}:{kind}", expect=attempt.last_seq
+                )
                 attempt.last_seq = appended.seq
                 return
             except ConflictError:
@@ -100,8 +109,15 @@ class Runner:
         run = attempt.run
         workspace = Path(self.settings.workspace_dir) / f"{run.job_id}-{run.attempt}"
         workspace.mkdir(parents=True, exist_ok=True)
-        logs = LogStream(self.store.js, run.tenant, run.job_id, run.attempt, chunk_bytes=self.settings.log_chunk_bytes,
-                         flush_s=self.settings.log_flush_s, max_bytes=self.settings.max_log_bytes)
+        logs = LogStream(
+            self.store.js,
+            run.tenant,
+            run.job_id,
+            run.attempt,
+            chunk_bytes=self.settings.log_chunk_bytes,
+            flush_s=self.settings.log_flush_s,
+            max_bytes=self.settings.max_log_bytes,
+        )
         began = time.monotonic()
         try:
             outcome = await self._run(attempt, workspace, logs, stop)

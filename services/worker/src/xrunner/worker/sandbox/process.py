@@ -4,6 +4,7 @@ workspace and /tmp) or, only when the operator asks for it, a plain unsandboxed 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -13,8 +14,18 @@ from xrunner.contracts.spec import ProcessWorkload, Sandbox
 from xrunner.worker.sandbox import Launch, SandboxError
 
 JOB_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
-_ETC = ("alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "ssl",
-        "ca-certificates", "mime.types", "hosts")
+_ETC = (
+    "alternatives",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "nsswitch.conf",
+    "ssl",
+    "ca-certificates",
+    "mime.types",
+    "hosts",
+)
 SANDBOX_HOME = "/workspace"
 
 
@@ -30,10 +41,8 @@ class ProcessRun:
         return await self.proc.wait()
 
     def signal_all(self, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 class ProcessSandbox:
@@ -52,8 +61,13 @@ class ProcessSandbox:
         if not isinstance(workload, ProcessWorkload):
             raise SandboxError("this sandbox runs process workloads only")
         cwd = _inside(workload.cwd)
-        env = {"PATH": JOB_PATH, "LANG": "C.UTF-8", "XR_JOB_ID": launch.job_id, "XR_ATTEMPT": str(launch.attempt),
-               **workload.env}
+        env = {
+            "PATH": JOB_PATH,
+            "LANG": "C.UTF-8",
+            "XR_JOB_ID": launch.job_id,
+            "XR_ATTEMPT": str(launch.attempt),
+            **workload.env,
+        }
         if self.bwrap:
             env.setdefault("HOME", SANDBOX_HOME)
             argv = [*self._bwrap_argv(launch.workspace, cwd, workload.network, env), "--", *workload.argv]
@@ -63,8 +77,12 @@ class ProcessSandbox:
             argv, workdir, child_env = list(workload.argv), str(launch.workspace / cwd), env
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.PIPE if workload.stdin else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=workdir, env=child_env,
+                *argv,
+                stdin=asyncio.subprocess.PIPE if workload.stdin else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=workdir,
+                env=child_env,
                 start_new_session=True,
             )
         except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
@@ -76,8 +94,21 @@ class ProcessSandbox:
 
     def _bwrap_argv(self, workspace: Path, cwd: str, network: bool, env: dict[str, str]) -> list[str]:
         assert self.bwrap is not None
-        argv = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--uid", "65534", "--gid", "65534",
-                "--hostname", "xrunner", "--ro-bind", "/usr", "/usr"]
+        argv = [
+            self.bwrap,
+            "--die-with-parent",
+            "--new-session",
+            "--unshare-all",
+            "--uid",
+            "65534",
+            "--gid",
+            "65534",
+            "--hostname",
+            "xrunner",
+            "--ro-bind",
+            "/usr",
+            "/usr",
+        ]
         for name in ("bin", "sbin", "lib", "lib32", "lib64"):
             host = Path("/") / name
             if host.is_symlink():
@@ -88,8 +119,20 @@ class ProcessSandbox:
             argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
         if network and self.allow_network:
             argv += ["--share-net", "--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
-        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", str(workspace), SANDBOX_HOME,
-                 "--chdir", str(PurePosixPath(SANDBOX_HOME) / cwd), "--clearenv"]
+        argv += [
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--tmpfs",
+            "/tmp",
+            "--bind",
+            str(workspace),
+            SANDBOX_HOME,
+            "--chdir",
+            str(PurePosixPath(SANDBOX_HOME) / cwd),
+            "--clearenv",
+        ]
         for key, value in env.items():
             argv += ["--setenv", key, value]
         return argv

@@ -1,0 +1,114 @@
+"""The embedded stack end to end, over HTTP: jobs run to completion as separate processes talk through NATS."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from conftest import SERVICES, Stack, free_base, processes_under, start_stack, stop_stack
+
+pytestmark = pytest.mark.e2e
+
+TERMINAL = {"succeeded", "failed", "timed_out", "cancelled", "expired", "rejected"}
+
+
+def submit(client: httpx.Client, argv: list[str], **spec: object) -> dict:
+    response = client.post("/v1/jobs", json={"workload": {"kind": "process", "argv": argv}, **spec})
+    assert response.status_code in (201, 202), response.text
+    return response.json()["job"]
+
+
+def wait_terminal(client: httpx.Client, job_id: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["state"] in TERMINAL:
+            return job
+        assert time.monotonic() < deadline, f"job still {job['state']} after {timeout}s"
+        time.sleep(0.05)
+
+
+def test_every_service_answers_health_readiness_and_metrics(stack: Stack) -> None:
+    for i, name in enumerate(SERVICES):
+        base = f"http://127.0.0.1:{stack.port + i}"
+        assert httpx.get(f"{base}/healthz").status_code == 200, name
+        ready = httpx.get(f"{base}/readyz")
+        assert ready.status_code == 200 and ready.json()["ready"] is True, (name, ready.text)
+        assert "python_info" in httpx.get(f"{base}/metrics").text, name
+
+
+def test_a_command_runs_to_success_with_its_output_readable(stack: Stack) -> None:
+    with stack.client() as client:
+        job = submit(client, ["sh", "-c", "echo hello; echo oops >&2"])
+        assert job["state"] in ("submitted", "queued", "dispatched", "running", "succeeded")
+        done = wait_terminal(client, job["id"])
+        assert (done["state"], done["exit_code"], done["attempt"]) == ("succeeded", 0, 1)
+        assert done["created_at"] <= done["queued_at"] <= done["started_at"] <= done["finished_at"]
+        logs = client.get(f"/v1/jobs/{job['id']}/logs")
+        assert logs.status_code == 200
+        assert "hello\n" in logs.text and "oops\n" in logs.text
+        assert int(logs.headers["X-Next-Offset"]) == len(logs.content)
+
+
+def test_a_failing_command_ends_failed_with_its_exit_code(stack: Stack) -> None:
+    with stack.client() as client:
+        done = wait_terminal(client, submit(client, ["sh", "-c", "exit 3"])["id"])
+        assert (done["state"], done["exit_code"]) == ("failed", 3)
+
+
+def test_logs_can_be_read_from_an_offset(stack: Stack) -> None:
+    with stack.client() as client:
+        job_id = submit(client, ["sh", "-c", "printf 0123456789"])["id"]
+        wait_terminal(client, job_id)
+        tail = client.get(f"/v1/jobs/{job_id}/logs", params={"offset": 4, "format": "json"}).json()
+        assert (tail["text"], tail["next_offset"], tail["complete"]) == ("456789", 10, True)
+
+
+def test_an_invalid_spec_is_refused_with_the_field_path(stack: Stack) -> None:
+    with stack.client() as client:
+        response = client.post(
+            "/v1/jobs", json={"workload": {"kind": "process", "argv": ["x"]}, "resources": {"memory_mib": "lots"}}
+        )
+        assert response.status_code == 400
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.json()["field"] == "$.resources.memory_mib"
+        unknown = client.post("/v1/jobs", json={"workload": {"kind": "process", "argv": ["x"], "shell": True}})
+        assert unknown.status_code == 400 and "shell" in unknown.json()["detail"]
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nonsense", "Basic Zm9vOmJhcg==", "Bearer a.b.c"])
+def test_a_missing_or_bad_token_is_refused_before_the_body_is_read(stack: Stack, header: str | None) -> None:
+    headers = {"Authorization": header} if header else {}
+    response = httpx.post(f"{stack.api}/v1/jobs", json={"not": "a spec"}, headers=headers)
+    assert response.status_code == 401
+    assert response.json()["code"] == "unauthenticated"
+
+
+def test_another_tenants_job_is_not_found(stack: Stack) -> None:
+    with stack.client("acme") as acme, stack.client("globex") as globex:
+        job_id = submit(acme, ["true"])["id"]
+        for path in (f"/v1/jobs/{job_id}", f"/v1/jobs/{job_id}/logs"):
+            response = globex.get(path)
+            assert response.status_code == 404 and "acme" not in response.text
+
+
+def test_the_stack_stops_cleanly_and_keeps_its_state_across_a_restart(tmp_path) -> None:
+    data_dir = tmp_path / ".xrunner"
+    first = start_stack(data_dir, free_base())
+    with first.client() as client:
+        job_id = submit(client, ["sh", "-c", "echo persisted"])["id"]
+        wait_terminal(client, job_id)
+    assert stop_stack(first) == 0
+    assert processes_under(data_dir) == []
+    second = start_stack(data_dir, free_base())
+    try:
+        with second.client() as client:
+            job = client.get(f"/v1/jobs/{job_id}").json()
+            assert job["state"] == "succeeded"
+            assert client.get(f"/v1/jobs/{job_id}/logs").text == "persisted\n"
+            after = wait_terminal(client, submit(client, ["true"])["id"])
+            assert after["state"] == "succeeded"
+    finally:
+        stop_stack(second)
+    assert processes_under(data_dir) == []

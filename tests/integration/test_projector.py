@@ -1,0 +1,137 @@
+"""Projections against real NATS and Postgres: idempotent under redelivery, and a rebuild equals the live fold."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from importlib.resources import files
+
+import asyncpg
+import pytest
+from nats.js import JetStreamContext
+from support import wait_until
+
+from xrunner.contracts import subjects
+from xrunner.contracts.events import JobDispatched, JobQueued, JobStarted, JobSubmitted, JobSucceeded
+from xrunner.contracts.spec import JobSpec, ProcessWorkload
+from xrunner.gateway.readmodel import JobsProjection
+from xrunner.servicekit import db, streams
+from xrunner.servicekit.eventstore import EventStore
+from xrunner.servicekit.ids import new_id
+from xrunner.servicekit.projector import Projector, fold_batch, position, rebuild
+
+SCHEMA = "gateway"
+
+
+@pytest.fixture
+async def own_js(fresh_nats_url: str) -> AsyncIterator[JetStreamContext]:
+    nc = await streams.connect(fresh_nats_url, "test")
+    context = nc.jetstream()
+    await streams.declare(context)
+    yield context
+    await nc.close()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await db.create_pool(database_url, SCHEMA)
+    async with pool.acquire() as conn:
+        await db.migrate(conn, SCHEMA, db.migration_files(files("xrunner.gateway") / "sql"))
+    yield pool
+    await pool.close()
+
+
+async def run_job(store: EventStore, tenant: str, exit_ok: bool = True) -> str:
+    """Append a whole successful history for one job; returns its id."""
+    job, now = new_id(), datetime.now(UTC)
+    common = {"occurred_at": now, "tenant": tenant, "job_id": job}
+    seq = (
+        await store.append(
+            JobSubmitted(event_id=new_id(), spec=JobSpec(workload=ProcessWorkload(argv=["true"])), **common),
+            msg_id=f"{job}:s",
+            expect=0,
+        )
+    ).seq
+    for event in (
+        JobQueued(event_id=new_id(), pool="default", **common),
+        JobDispatched(event_id=new_id(), pool="default", attempt=1, **common),
+        JobStarted(event_id=new_id(), worker_id="w1", sandbox="process", attempt=1, **common),
+        JobSucceeded(event_id=new_id(), attempt=1, **common),
+    ):
+        seq = (await store.append(event, msg_id=f"{job}:{type(event).__name__}", expect=seq)).seq
+    return job
+
+
+async def table(pool: asyncpg.Pool, schema: str) -> list[tuple[object, ...]]:
+    rows = await pool.fetch(f"SELECT tenant, id, state, version, view::text AS view FROM {schema}.jobs ORDER BY id")
+    return [tuple(r) for r in rows]
+
+
+async def test_the_live_projector_folds_jobs_to_their_final_state(own_js: JetStreamContext, pool: asyncpg.Pool) -> None:
+    store = EventStore(own_js)
+    jobs = [await run_job(store, "acme") for _ in range(5)]
+    task = asyncio.create_task(Projector(own_js, pool, JobsProjection(), consumer="gw").run())
+    try:
+        rows = await wait_until(lambda: _succeeded(pool, len(jobs)), what="five succeeded jobs")
+        assert sorted(r["id"] for r in rows) == sorted(jobs)
+    finally:
+        task.cancel()
+
+
+async def _succeeded(pool: asyncpg.Pool, n: int) -> list[asyncpg.Record] | None:
+    rows = await pool.fetch("SELECT id FROM gateway.jobs WHERE state = 'succeeded'")
+    return rows if len(rows) == n else None
+
+
+async def test_folding_a_redelivered_batch_changes_nothing(own_js: JetStreamContext, pool: asyncpg.Pool) -> None:
+    store = EventStore(own_js)
+    await run_job(store, "acme")
+    batch = [item async for item in store.read(subjects.JOB_EVENTS_ALL)]
+    projection = JobsProjection()
+    async with pool.acquire() as conn, conn.transaction():
+        assert await fold_batch(conn, projection, batch) == len(batch)
+    before = await table(pool, SCHEMA)
+    async with pool.acquire() as conn, conn.transaction():
+        assert await fold_batch(conn, projection, batch) == 0
+        assert await fold_batch(conn, projection, batch[:2]) == 0
+        assert await position(conn, projection.name) == batch[-1][0]
+    assert await table(pool, SCHEMA) == before
+
+
+async def test_a_restarted_projector_resumes_without_refolding(own_js: JetStreamContext, pool: asyncpg.Pool) -> None:
+    store = EventStore(own_js)
+    await run_job(store, "acme")
+    first = Projector(own_js, pool, JobsProjection(), consumer="gw")
+    task = asyncio.create_task(first.run())
+    await asyncio.wait_for(first.caught_up.wait(), 10)
+    task.cancel()
+    before = await table(pool, SCHEMA)
+    # The database is reset behind the consumer's back: the projector must rewind to the stored position.
+    await pool.execute("TRUNCATE gateway.jobs, gateway.projection_position")
+    second = Projector(own_js, pool, JobsProjection(), consumer="gw")
+    task = asyncio.create_task(second.run())
+    try:
+        await wait_until(lambda: _same(pool, before), what="the rebuilt rows")
+    finally:
+        task.cancel()
+
+
+async def _same(pool: asyncpg.Pool, expected: list[tuple[object, ...]]) -> bool:
+    return await table(pool, SCHEMA) == expected
+
+
+async def test_a_rebuild_from_sequence_one_equals_the_live_projection(
+    own_js: JetStreamContext, pool: asyncpg.Pool
+) -> None:
+    store = EventStore(own_js)
+    for tenant in ("acme", "globex", "acme"):
+        await run_job(store, tenant)
+    live = Projector(own_js, pool, JobsProjection(), consumer="gw")
+    task = asyncio.create_task(live.run())
+    await wait_until(lambda: _succeeded(pool, 3), what="live fold")
+    task.cancel()
+    async with pool.acquire() as conn:
+        await db.migrate(conn, "gateway_rebuild", db.migration_files(files("xrunner.gateway") / "sql"))
+        assert await rebuild(own_js, conn, JobsProjection(), "gateway_rebuild") == 15
+    assert await table(pool, "gateway_rebuild") == await table(pool, SCHEMA)
