@@ -194,4 +194,37 @@ def logs(
         raise typer.Exit(2) from exc
 
 
+@app.command()
+def bench(
+    jobs: Annotated[int, typer.Option(help="How many jobs to submit.")] = 100,
+    cmd: Annotated[str, typer.Option(help="The shell command each job runs.")] = "true",
+    tenants: Annotated[int, typer.Option(help="Spread the jobs over this many tenants.")] = 1,
+    concurrency: Annotated[int, typer.Option(help="Concurrent HTTP requests.")] = 64,
+    timeout: Annotated[float, typer.Option(help="Give up on a job after this many seconds.")] = 300.0,
+    output: Annotated[Path | None, typer.Option(help="Also write the full result as JSON here.")] = None,
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Load-test through the public API: makespan, submit→started and submit→done percentiles, lost and reruns."""
+    import asyncio
+
+    from xrunner.cli.bench import run_bench
+
+    api, _ = _connection(data_dir)
+    secret = os.environ.get("XR_JWT_SECRET") or (data_dir / "secret").read_text().strip()
+    tokens = [_dev_token(secret, f"bench{i}", ["jobs:read", "jobs:write"]) for i in range(tenants)]
+    result = asyncio.run(run_bench(api, tokens, ["sh", "-c", cmd], jobs, concurrency, timeout))
+    typer.echo(
+        f"jobs {result.jobs} over {result.tenants} tenant(s): {result.states}, lost {result.lost}, "
+        f"re-run {result.rerun}, rejected {result.rejected}"
+    )
+    typer.echo(
+        f"makespan {result.makespan_s:.3f} s; submit request p50 {result.submit_p50_ms:.1f} ms "
+        f"p99 {result.submit_p99_ms:.1f} ms"
+    )
+    typer.echo(f"submit→started ms {result.started_ms}")
+    typer.echo(f"submit→done    ms {result.done_ms}")
+    if output is not None:
+        output.write_bytes(codec.encode(result))
+
+
 __all__ = ["app", "embedded"]

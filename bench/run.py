@@ -1,0 +1,158 @@
+"""The benchmark harness: starts a private embedded stack (`xrunner up`), runs scenarios against its public API,
+and writes results to bench/results/<scenario>[-sync].json plus a line in bench/results/SUMMARY.md.
+
+    .venv/bin/python bench/run.py sequential            # 20 × `true`, one at a time: submit → succeeded
+    .venv/bin/python bench/run.py burst --jobs 100 --cmd 'sleep 1' --tenants 3 --slots 100
+    .venv/bin/python bench/run.py sequential --sync-always
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from xrunner.cli.bench import run_bench
+from xrunner.servicekit.auth import mint
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _free_base() -> int:
+    for _ in range(200):
+        base = random.randrange(20_000, 32_000)
+        if all(socket.socket().connect_ex(("127.0.0.1", base + o)) != 0 for o in (0, 1, 2, 3, 4, 22, 32)):
+            return base
+    raise RuntimeError("no free ports")
+
+
+class Stack:
+    def __init__(self, slots: int, sync_always: bool) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="xr-bench-")) / ".xrunner"
+        self.port = _free_base()
+        argv = [
+            sys.executable,
+            "-m",
+            "xrunner.cli",
+            "up",
+            "--data-dir",
+            str(self.dir),
+            "--port",
+            str(self.port),
+            "--slots",
+            str(slots),
+        ] + (["--sync-always"] if sync_always else [])
+        env = {k: v for k, v in os.environ.items() if not k.startswith("XR_")}
+        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.api = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 120
+        while not (self.dir / "env").exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("stack did not start")
+            time.sleep(0.2)
+
+    def token(self, tenant: str) -> str:
+        secret = (self.dir / "secret").read_text().strip()
+        return mint(
+            secret,
+            tenant=tenant,
+            subject="bench",
+            scopes=["jobs:read", "jobs:write"],
+            issuer="xrunner",
+            audience="xrunner",
+            ttl_s=3600,
+            now=int(time.time()),
+        )
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(60)
+
+
+def sequential(stack: Stack, n: int) -> dict[str, object]:
+    """Submit `true`, wait until it succeeded (polling every 2 ms), n times: client-observed latency."""
+    headers = {"Authorization": f"Bearer {stack.token('bench')}"}
+    body = {"workload": {"kind": "process", "argv": ["true"]}}
+    wall, server = [], []
+    with httpx.Client(base_url=stack.api, headers=headers) as http:
+        for _ in range(3):  # warm up connections and code paths
+            _run_one(http, body)
+        for _ in range(n):
+            began = time.perf_counter()
+            job = _run_one(http, body)
+            wall.append((time.perf_counter() - began) * 1000)
+            server.append(_ms(job["created_at"], job["finished_at"]))
+    return {
+        "n": n,
+        "submit_to_succeeded_ms_median": round(statistics.median(wall), 2),
+        "submit_to_succeeded_ms_p90": round(sorted(wall)[int(0.9 * n)], 2),
+        "server_created_to_finished_ms_median": round(statistics.median(server), 2),
+        "samples_ms": wall,
+    }
+
+
+def _run_one(http: httpx.Client, body: dict[str, object]) -> dict[str, object]:
+    job = http.post("/v1/jobs", json=body).json()["job"]
+    while job["state"] not in ("succeeded", "failed"):
+        time.sleep(0.002)
+        job = http.get(f"/v1/jobs/{job['id']}").json()
+    assert job["state"] == "succeeded", job
+    return job
+
+
+def _ms(a: str, b: str) -> float:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds() * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("scenario", choices=["sequential", "burst"])
+    parser.add_argument("--jobs", type=int, default=20)
+    parser.add_argument("--cmd", default="true")
+    parser.add_argument("--tenants", type=int, default=1)
+    parser.add_argument("--slots", type=int, default=8)
+    parser.add_argument("--sync-always", action="store_true")
+    args = parser.parse_args()
+    stack = Stack(args.slots, args.sync_always)
+    try:
+        if args.scenario == "sequential":
+            result = sequential(stack, args.jobs)
+        else:
+            tokens = [stack.token(f"t{i}") for i in range(args.tenants)]
+            bench = asyncio.run(run_bench(stack.api, tokens, ["sh", "-c", args.cmd], args.jobs, 64, 600, False))
+            result = {k: v for k, v in bench.__dict__.items() if k != "samples"}
+    finally:
+        stack.stop()
+    result |= {
+        "scenario": args.scenario,
+        "sync_always": args.sync_always,
+        "slots": args.slots,
+        "cmd": args.cmd,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{os.cpu_count()} cores",
+    }
+    RESULTS.mkdir(exist_ok=True)
+    name = f"{args.scenario}-{args.jobs}{'-sync' if args.sync_always else ''}"
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    shown = {k: v for k, v in result.items() if k != "samples_ms"}
+    with (RESULTS / "SUMMARY.md").open("a") as f:
+        f.write(f"- `{name}`: {json.dumps(shown)}\n")
+    print(json.dumps(shown, indent=2))
+
+
+if __name__ == "__main__":
+    main()
