@@ -1,7 +1,7 @@
 """The benchmark harness: starts a private embedded stack (`xrunner up`), runs scenarios against its public API,
 and writes results to bench/results/<scenario>[-sync].json plus a line in bench/results/SUMMARY.md.
 
-    .venv/bin/python bench/run.py sequential            # 20 × `true`, one at a time: submit → succeeded
+    .venv/bin/python bench/run.py sequential            # 20 x `true`, one at a time: submit → succeeded
     .venv/bin/python bench/run.py burst --jobs 100 --cmd 'sleep 1' --tenants 3 --slots 100
     .venv/bin/python bench/run.py sequential --sync-always
 """
