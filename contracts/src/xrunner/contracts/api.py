@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -46,6 +46,8 @@ class JobView(msgspec.Struct, kw_only=True):
     retry_after_s: float | None = None
     position: int | None = None
     eta_s: float | None = None
+    not_before: datetime | None = None
+    retries_used: int = 0
     version: int = 0
 
 
@@ -84,3 +86,28 @@ class Whoami(msgspec.Struct, kw_only=True):
     subject: str
     tenant: str
     scopes: list[str]
+
+
+class ConfigureTenant(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`PUT /v1/tenants/{tenant}`: a tenant's share and limits."""
+
+    weight: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = 1.0
+    max_inflight: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 100
+    max_queued: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = 10_000
+    submit_rate_per_s: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = 100.0
+
+
+class CancelJob(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/jobs/{id}/cancel`."""
+
+    reason: Annotated[str, msgspec.Meta(max_length=1024)] = ""
+
+
+class HistoryEntry(msgspec.Struct, kw_only=True):
+    """One event of a job's history with its stream sequence."""
+
+    seq: int
+    type: str
+    occurred_at: datetime
+    attempt: int
+    event: dict[str, object]

@@ -59,9 +59,12 @@ class JobRejected(JobEvent, tag="job.rejected.v1", frozen=True):
 
 
 class JobDispatched(JobEvent, tag="job.dispatched.v1", frozen=True):
-    """Attempt `attempt` was released into `xr.run.<pool>`. Writer: scheduler."""
+    """Attempt `attempt` was released into `xr.run.<pool>`. Writer: scheduler.
+
+    `retries_used` counts the earlier attempts that failed and were retried (worker losses do not count)."""
 
     pool: str
+    retries_used: int = 0
 
 
 class JobStarted(JobEvent, tag="job.started.v1", frozen=True):
@@ -79,7 +82,10 @@ class JobSucceeded(JobEvent, tag="job.succeeded.v1", frozen=True):
 
 
 class JobFailed(JobEvent, tag="job.failed.v1", frozen=True):
-    """The attempt ended badly: a non-zero exit, a signal or a sandbox error. Writer: worker or scheduler."""
+    """The attempt ended badly: a non-zero exit, a signal or a sandbox error. Writer: worker.
+
+    `final` is false when the retry policy sends the job back to the queue (the scheduler then appends
+    `job.retry_scheduled`)."""
 
     exit_code: int | None = None
     reason: str = ""

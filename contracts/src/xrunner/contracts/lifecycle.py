@@ -1,7 +1,8 @@
 """The job state machine: how a job's history folds into the view clients see.
 
-Pure and shared, so the gateway's read model, the CLI's replay and tests all agree on what a history means.
-Invariants: terminal states absorb; events of a superseded attempt (attempt < current) change nothing.
+Pure and shared, so the gateway's read model, the scheduler, the CLI's replay and tests all agree on what a history
+means. Invariants: terminal states absorb; an attempt's events count only while that attempt is the job's live one
+(dispatched or running): a superseded, lost or finished attempt changes nothing.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 from xrunner.contracts import events as ev
 from xrunner.contracts.api import TERMINAL_STATES, JobView
 
-# Events that belong to one attempt: ignored when that attempt has been superseded.
+# Events that belong to one attempt: they apply only while that attempt is live.
 _ATTEMPT_SCOPED = (ev.JobStarted, ev.JobSucceeded, ev.JobFailed, ev.JobTimedOut, ev.JobLost, ev.ArtifactStored)
+_LIVE = ("dispatched", "running")
 
 
 def is_terminal(state: str) -> bool:
@@ -34,12 +36,18 @@ def fold(view: JobView | None, event: ev.Event, seq: int) -> JobView | None:
         )
     if view is None or not isinstance(event, ev.JobEvent) or seq <= view.version:
         return view
-    if is_terminal(view.state) or (isinstance(event, _ATTEMPT_SCOPED) and event.attempt < view.attempt):
+    if is_terminal(view.state) or (isinstance(event, _ATTEMPT_SCOPED) and not _live(view, event)):
         return view
     view.version = seq
     view.updated_at = event.occurred_at
     _apply(view, event)
     return view
+
+
+def _live(view: JobView, event: ev.JobEvent) -> bool:
+    if event.attempt != view.attempt:
+        return False
+    return view.state == "dispatched" if isinstance(event, ev.JobStarted) else view.state in _LIVE
 
 
 def _apply(view: JobView, event: ev.JobEvent) -> None:  # noqa: C901 - one branch per event type reads best
@@ -53,7 +61,8 @@ def _apply(view: JobView, event: ev.JobEvent) -> None:  # noqa: C901 - one branc
             view.finished_at = event.occurred_at
         case ev.JobDispatched():
             view.state, view.attempt, view.pool = "dispatched", event.attempt, event.pool
-            view.position = view.eta_s = None
+            view.retries_used = event.retries_used
+            view.position = view.eta_s = view.not_before = None
         case ev.JobStarted():
             view.state, view.worker_id, view.sandbox = "running", event.worker_id, event.sandbox
             view.started_at = event.occurred_at
@@ -62,20 +71,22 @@ def _apply(view: JobView, event: ev.JobEvent) -> None:  # noqa: C901 - one branc
         case ev.JobFailed():
             if event.final:
                 _finish(view, event, "failed", event.exit_code, event.reason or None)
-            else:
-                view.exit_code, view.reason = event.exit_code, event.reason or None
+            else:  # back to the queue, held until the scheduler sets the backoff
+                view.state, view.exit_code, view.reason = "queued", event.exit_code, "backoff"
+                view.retries_used += 1
+                view.not_before = None
         case ev.JobTimedOut():
             _finish(view, event, "timed_out", None, f"timed out after {event.timeout_s:g}s")
         case ev.JobCancelRequested():
             view.cancel_requested = True
-        case ev.JobCancelled():
+        case ev.JobCancelled() if event.attempt == view.attempt:
             _finish(view, event, "cancelled", None, event.detail or "cancelled")
-        case ev.JobExpired():
+        case ev.JobExpired() if view.state == "queued":
             _finish(view, event, "expired", None, f"waited {event.waited_s:g}s in the queue")
         case ev.JobLost():
-            view.state, view.reason = "queued", "worker_lost"
+            view.state, view.reason, view.not_before = "queued", "worker_lost", None
         case ev.JobRetryScheduled():
-            view.state, view.reason = "queued", "backoff"
+            view.state, view.reason, view.not_before = "queued", "backoff", event.not_before
         case _:
             pass
 

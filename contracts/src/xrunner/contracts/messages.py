@@ -23,6 +23,7 @@ class RunJob(msgspec.Struct, frozen=True, kw_only=True):
     spec: JobSpec
     fence_seq: int
     dispatched_at: datetime
+    retries_used: int = 0
 
 
 class LogChunk(msgspec.Struct, frozen=True, kw_only=True):
