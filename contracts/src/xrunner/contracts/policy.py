@@ -85,5 +85,5 @@ def should_retry(policy: RetryPolicy, exit_code: int | None, retries_used: int) 
 
 def backoff_s(policy: RetryPolicy, retries_used: int, jitter: float) -> float:
     """Exponential backoff with full jitter in [50%, 100%] of the step; `jitter` in [0, 1)."""
-    step = min(policy.backoff_max_s, policy.backoff_s * (2 ** max(0, retries_used)))
+    step = min(policy.backoff_max_s, policy.backoff_s * 2.0 ** max(0, retries_used))
     return round(step * (0.5 + 0.5 * jitter), 3)

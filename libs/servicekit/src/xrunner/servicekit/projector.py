@@ -114,8 +114,14 @@ class Projector:
             start = await position(conn, self.projection.name)
         try:
             info = await self.js.consumer_info(subjects.EVENTS_STREAM, self.consumer)
-            if info.ack_floor is not None and (info.ack_floor.stream_seq or 0) > start:
-                log.warning("consumer ahead of the projection; rewinding", consumer=self.consumer, position=start)
+            ahead = info.ack_floor is not None and (info.ack_floor.stream_seq or 0) > start
+            filters = info.config.filter_subjects or (
+                [info.config.filter_subject] if info.config.filter_subject else []
+            )
+            if ahead or sorted(filters) != sorted(self.projection.filter_subjects):
+                log.warning(
+                    "consumer does not match the projection; recreating", consumer=self.consumer, position=start
+                )
                 await self.js.delete_consumer(subjects.EVENTS_STREAM, self.consumer)
                 raise NotFoundError
         except NotFoundError:

@@ -11,10 +11,12 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 
 from xrunner.gateway import problems
+from xrunner.gateway.insight import InsightRoutes
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.readmodel import JobsProjection
 from xrunner.gateway.routes import JobRoutes
 from xrunner.gateway.settings import GatewaySettings
+from xrunner.gateway.tenants import TenantRoutes
 from xrunner.servicekit.auth import JwtVerifier
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.http import HttpServer, ReadyCheck, health_handlers
@@ -24,7 +26,7 @@ from xrunner.servicekit.runtime import Runtime
 
 def create_http_app(jobs: Jobs, verifier: JwtVerifier, ready: ReadyCheck, max_body_bytes: int) -> Litestar:
     return Litestar(
-        route_handlers=[JobRoutes, *health_handlers(ready)],
+        route_handlers=[JobRoutes, InsightRoutes, TenantRoutes, *health_handlers(ready)],
         state=State({"jobs": jobs, "verifier": verifier}),
         exception_handlers=problems.HANDLERS,
         openapi_config=OpenAPIConfig(title="xrunner", version="1.0.0", path="/schema"),

@@ -1,4 +1,4 @@
-"""What the gateway does with jobs: append submissions, wait briefly for admission, find jobs and their logs."""
+"""What the gateway does with jobs: append submissions and cancel requests, find jobs, their histories and logs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 import asyncpg
 import msgspec
@@ -14,17 +15,20 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from xrunner.contracts import codec, lifecycle, subjects
-from xrunner.contracts.api import JobLog, JobView
-from xrunner.contracts.events import JobSubmitted
+from xrunner.contracts.api import HistoryEntry, JobLog, JobView
+from xrunner.contracts.events import JobCancelRequested, JobEvent, JobSubmitted, tag_of
 from xrunner.contracts.messages import LogChunk
 from xrunner.contracts.spec import JobSpec
 from xrunner.gateway import readmodel
 from xrunner.servicekit.auth import Principal
-from xrunner.servicekit.eventstore import EventStore, read_raw
+from xrunner.servicekit.eventstore import ConflictError, EventStore, read_raw
 from xrunner.servicekit.ids import new_id
 
 # Events after which admission has decided (or the job moved on), so a submit can answer.
 _DECIDED = {"queued", "rejected", "dispatched", "started", "succeeded", "failed", "cancelled", "expired"}
+CANCEL_TRIES = 5  # compare-and-set rounds before giving up on a job whose history keeps moving
+
+CancelOutcome = Literal["requested", "already_requested", "finished"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,48 @@ class Jobs:
 
     async def from_log(self, tenant: str, job_id: str) -> JobView | None:
         return lifecycle.replay(await self.store.history(tenant, job_id))
+
+    async def cancel(self, who: Principal, job_id: str, reason: str) -> tuple[JobView, CancelOutcome] | None:
+        """Append `job.cancel_requested` once, compare-and-set on the job's history: a lost race re-reads it and
+        decides again. None when the tenant has no such job; ConflictError when the history never holds still."""
+        for _ in range(CANCEL_TRIES):
+            history = await self.store.history(who.tenant, job_id)
+            view = lifecycle.replay(history)
+            if view is None:
+                return None
+            if lifecycle.is_terminal(view.state):
+                return view, "finished"
+            if view.cancel_requested:
+                return view, "already_requested"
+            event = JobCancelRequested(
+                event_id=new_id(),
+                occurred_at=datetime.now(UTC),
+                tenant=who.tenant,
+                job_id=job_id,
+                attempt=view.attempt,
+                requested_by=who.subject,
+                reason=reason,
+            )
+            try:
+                await self.store.append(event, msg_id=f"{job_id}:cancel_requested", expect=history[-1][0])
+            except ConflictError:
+                continue
+            after = await self.from_log(who.tenant, job_id)
+            return (after or view), "requested"
+        raise ConflictError(f"job {job_id} kept changing while cancelling it")
+
+    async def history(self, tenant: str, job_id: str) -> list[HistoryEntry]:
+        """The job's events from the log, in order, with their stream sequences; empty when it has none."""
+        return [
+            HistoryEntry(
+                seq=seq,
+                type=tag_of(type(event)),
+                occurred_at=event.occurred_at,
+                attempt=event.attempt if isinstance(event, JobEvent) else 0,
+                event=msgspec.to_builtins(event),
+            )
+            for seq, event in await self.store.history(tenant, job_id)
+        ]
 
     async def log(self, view: JobView, offset: int, limit: int) -> JobLog:
         """The output of the job's current attempt from byte `offset`, at most `limit` bytes."""

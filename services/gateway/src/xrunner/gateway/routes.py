@@ -1,4 +1,4 @@
-"""The gateway's HTTP API (v1): typed litestar handlers over `Jobs`."""
+"""The gateway's HTTP API (v1) for jobs, and the guards every route module shares."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.params import Parameter
 from litestar.types import Guard
 
-from xrunner.contracts.api import JobAccepted, JobLog, JobView, Whoami
+from xrunner.contracts.api import CancelJob, HistoryEntry, JobAccepted, JobLog, JobView, Whoami
 from xrunner.contracts.spec import JobSpec
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.problems import ProblemError
 from xrunner.servicekit.auth import AuthError, JwtVerifier, Principal, bearer
+from xrunner.servicekit.eventstore import ConflictError
 
 JOB_ID = Annotated[str, Parameter(pattern=r"^[0-9a-z]{1,64}$", description="A job id")]
 
@@ -49,13 +50,18 @@ def principal(request: Request[Any, Any, State]) -> Principal:
     return who
 
 
-READ, WRITE = [requires("jobs:read")], [requires("jobs:write")]
+READ, WRITE, ADMIN = [requires("jobs:read")], [requires("jobs:write")], [requires("admin")]
 
 
-async def _find(jobs: Jobs, who: Principal, job_id: str) -> JobView:
+def job_not_found(job_id: str) -> ProblemError:
+    """Another tenant's job is indistinguishable from a missing one."""
+    return ProblemError(404, "job_not_found", "No such job", detail=job_id)
+
+
+async def find_job(jobs: Jobs, who: Principal, job_id: str) -> JobView:
     view = await jobs.get(who.tenant, job_id)
-    if view is None:  # another tenant's job is indistinguishable from a missing one
-        raise ProblemError(404, "job_not_found", "No such job", detail=job_id)
+    if view is None:
+        raise job_not_found(job_id)
     return view
 
 
@@ -94,7 +100,7 @@ class JobRoutes(Controller):
     async def get_job(self, request: Request[Any, Any, State], job_id: JOB_ID) -> JobView:
         """One job of the caller's tenant."""
         who = principal(request)
-        return await _find(request.app.state.jobs, who, job_id)
+        return await find_job(request.app.state.jobs, who, job_id)
 
     @get("/jobs/{job_id:str}/logs", media_type="text/plain; charset=utf-8", guards=READ)
     async def get_logs(
@@ -108,11 +114,38 @@ class JobRoutes(Controller):
         """The output of the job's current attempt from byte `offset` (text, or JSON with `next_offset`)."""
         who = principal(request)
         jobs: Jobs = request.app.state.jobs
-        log: JobLog = await jobs.log(await _find(jobs, who, job_id), offset, limit)
+        log: JobLog = await jobs.log(await find_job(jobs, who, job_id), offset, limit)
         headers = {"X-Next-Offset": str(log.next_offset), "X-Log-Complete": str(log.complete).lower()}
         if format == "json":
             return Response(log, headers=headers, media_type="application/json")
         return Response(log.text, headers=headers, media_type="text/plain; charset=utf-8")
+
+    @post("/jobs/{job_id:str}/cancel", status_code=202, guards=WRITE)
+    async def cancel(self, request: Request[Any, Any, State], job_id: JOB_ID, data: CancelJob | None = None) -> JobView:
+        """Ask the job to stop (idempotent); 409 `job_finished` when it has already ended."""
+        who = principal(request)
+        jobs: Jobs = request.app.state.jobs
+        await find_job(jobs, who, job_id)
+        try:
+            outcome = await jobs.cancel(who, job_id, data.reason if data else "")
+        except ConflictError as exc:
+            raise ProblemError(503, "job_busy", "The job kept changing; retry", headers={"Retry-After": "1"}) from exc
+        if outcome is None:
+            raise job_not_found(job_id)
+        view, what = outcome
+        if what == "finished":
+            raise ProblemError(409, "job_finished", "The job has already finished", detail=view.state)
+        return view
+
+    @get("/jobs/{job_id:str}/events", guards=READ)
+    async def events(self, request: Request[Any, Any, State], job_id: JOB_ID) -> list[HistoryEntry]:
+        """The job's history from the log, oldest first."""
+        who = principal(request)
+        jobs: Jobs = request.app.state.jobs
+        history = await jobs.history(who.tenant, job_id)
+        if not history:
+            raise job_not_found(job_id)
+        return history
 
     @get("/whoami", tags=["auth"], guards=READ)
     async def whoami(self, request: Request[Any, Any, State]) -> Whoami:

@@ -1,17 +1,64 @@
-"""Wires the scheduler: its projection, the admission consumer, the dispatcher and the heartbeat watch."""
+"""Wires the scheduler: it waits for the lease, then loads its state, folds the log and decides until it stops."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from importlib.resources import files
 
-from xrunner.scheduler.handlers import Admission, Dispatcher, Workers
-from xrunner.scheduler.projection import SchedulerJobs
+import asyncpg
+import structlog
+from nats.js import JetStreamContext
+from prometheus_client import Gauge
+
+from xrunner.contracts.stats import TenantLimits
+from xrunner.scheduler import store
+from xrunner.scheduler.handlers import Scheduler
+from xrunner.scheduler.leader import Lease
+from xrunner.scheduler.projection import SchedulerProjection
 from xrunner.scheduler.settings import SchedulerSettings
+from xrunner.scheduler.state import SchedulerState
+from xrunner.scheduler.workers import Workers
 from xrunner.servicekit.http import HttpServer, health_app
 from xrunner.servicekit.projector import Projector
 from xrunner.servicekit.runtime import Runtime
+
+log = structlog.get_logger()
+ACTIVE = Gauge("xrunner_scheduler_active", "1 while this scheduler holds the lease")
+CONSUMER = "scheduler"
+
+
+def defaults(settings: SchedulerSettings) -> TenantLimits:
+    return TenantLimits(
+        weight=settings.default_weight,
+        max_inflight=settings.default_max_inflight,
+        max_queued=settings.default_max_queued,
+        submit_rate_per_s=settings.default_submit_rate_per_s,
+    )
+
+
+async def lead(
+    js: JetStreamContext,
+    pool: asyncpg.Pool,
+    settings: SchedulerSettings,
+    scheduler_id: str,
+    workers: Workers,
+    wake: asyncio.Event,
+    lease: Lease,
+) -> None:
+    """Standby until the lease is ours; then act until it is lost (LeaseLost ends the process)."""
+    await lease.acquire()
+    ACTIVE.set(1)
+    log.info("this scheduler is now active", scheduler_id=scheduler_id)
+    state = SchedulerState(defaults(settings))
+    async with pool.acquire() as conn:
+        state.load(await store.live_jobs(conn), await store.tenants(conn, state.defaults))
+    scheduler = Scheduler(js, state, workers, settings, scheduler_id, wake)
+    scheduler.dirty.update(state.jobs)
+    projector = Projector(js, pool, SchedulerProjection(state, scheduler), consumer=CONSUMER, on_commit=wake)
+    await asyncio.gather(projector.run(), scheduler.run(), lease.hold())
 
 
 async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
@@ -19,13 +66,17 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     assert isinstance(settings, SchedulerSettings)
     js = await runtime.connect_nats()
     pool = await runtime.connect_postgres(settings.schema, files("xrunner.scheduler") / "sql")
+    scheduler_id = settings.scheduler_id or f"{socket.gethostname()}-{os.getpid()}"
     wake = asyncio.Event()
-    workers = Workers(js, wake)
-    runtime.spawn(Projector(js, pool, SchedulerJobs(), consumer="scheduler_jobs", on_commit=wake).run(), "projector")
+    workers = Workers(js, wake, settings.worker_lease_s)
+    lease = Lease(js, scheduler_id)
     runtime.spawn(workers.watch(), "workers")
-    runtime.spawn(Admission(js, pool, settings.default_pool).run(), "admission")
-    dispatcher = Dispatcher(js, pool, workers, wake, settings.dispatch_batch, settings.redispatch_after_s)
-    runtime.spawn(dispatcher.run(), "dispatcher")
+    runtime.spawn(lead(js, pool, settings, scheduler_id, workers, wake, lease), "leader")
     server = HttpServer(health_app(runtime.ready), settings.http_host, settings.http_port)
     runtime.http_port = await server.start()
-    return server.stop
+
+    async def stop() -> None:
+        await server.stop()
+        await lease.release()
+
+    return stop

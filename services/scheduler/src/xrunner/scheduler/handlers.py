@@ -1,200 +1,243 @@
-"""The scheduler's I/O: the admission consumer, the dispatch loop and the workers' heartbeats."""
+"""The active scheduler's loop: reacts to what the projection folded (admission, cancels, retries), watches
+liveness and deadlines, dispatches by the fair plan, and publishes its snapshot. Every append is compare-and-set
+on the job's history, applied to the working state at once; a lost race reloads the job and decides again."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from datetime import UTC, datetime
+import zlib
+from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import structlog
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from prometheus_client import Counter, Gauge
 
-from xrunner.contracts import codec, lifecycle, subjects
-from xrunner.contracts.events import JobDispatched, JobQueued, JobRejected, JobSubmitted
-from xrunner.contracts.messages import RunJob, WorkerHeartbeat
-from xrunner.scheduler import admission, dispatch, store
-from xrunner.scheduler.admission import Admitted
-from xrunner.servicekit.consumer import consume, durable
+from xrunner.contracts import codec, subjects
+from xrunner.contracts import events as ev
+from xrunner.contracts.api import JobView
+from xrunner.contracts.messages import RunJob
+from xrunner.contracts.policy import Admitted, admit, backoff_s
+from xrunner.contracts.stats import STATS_GLOBAL_KEY, tenant_stats_key
+from xrunner.scheduler import explain, fairness, placement
+from xrunner.scheduler.metrics import Metrics
+from xrunner.scheduler.settings import SchedulerSettings
+from xrunner.scheduler.state import SchedulerState
+from xrunner.scheduler.workers import Workers
 from xrunner.servicekit.eventstore import ConflictError, EventStore
 from xrunner.servicekit.ids import new_id
-from xrunner.servicekit.streams import WORKER_TTL_S
 
 log = structlog.get_logger()
 
-DISPATCHED = Counter("xrunner_jobs_dispatched_total", "Attempts released to a pool", ["pool"])
-REJECTED = Counter("xrunner_jobs_rejected_total", "Submissions refused by admission", ["cause"])
-WORKERS = Gauge("xrunner_workers_live", "Workers with a fresh heartbeat", ["pool"])
 
-
-class Workers:
-    """The live workers, from the `xr_workers` KV bucket (a heartbeat older than the TTL means gone)."""
-
-    def __init__(self, js: JetStreamContext, changed: asyncio.Event) -> None:
-        self.js, self.changed = js, changed
-        self._seen: dict[str, tuple[float, WorkerHeartbeat]] = {}
-
-    def live(self) -> list[WorkerHeartbeat]:
-        horizon = time.monotonic() - WORKER_TTL_S
-        return [hb for at, hb in self._seen.values() if at >= horizon]
-
-    async def watch(self) -> None:
-        kv = await self.js.key_value(subjects.WORKERS_BUCKET)
-        watcher = await kv.watchall()
-        async for entry in watcher:
-            if entry is None or entry.key is None:
-                continue
-            if entry.value:
-                hb = codec.decode(entry.value, WorkerHeartbeat)
-                fresh = entry.key not in self._seen
-                self._seen[entry.key] = (time.monotonic(), hb)
-                if fresh:
-                    self.changed.set()
-            else:
-                self._seen.pop(entry.key, None)
-
-
-class Admission:
-    """Answers every `job.submitted` with `job.queued` or `job.rejected`."""
-
-    def __init__(self, js: JetStreamContext, pool: asyncpg.Pool, default_pool: str) -> None:
-        self.js, self.pool, self.store, self.default_pool = js, pool, EventStore(js), default_pool
-
-    async def run(self) -> None:
-        config = ConsumerConfig(
-            durable_name="scheduler_admission",
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=30.0,
-            max_deliver=20,
-            filter_subject=subjects.job_events(token="submitted"),
-        )
-        sub = await durable(self.js, subjects.EVENTS_STREAM, config)
-        await consume(sub, self.handle, name="scheduler_admission")
-
-    async def handle(self, msg: Msg) -> None:
-        event = codec.decode(msg.data, JobSubmitted)
-        expect = msg.metadata.sequence.stream
-        while True:
-            try:
-                await self._decide(event, expect)
-                break
-            except ConflictError:
-                history = await self.store.history(event.tenant, event.job_id)
-                view = lifecycle.replay(history)
-                if view is None or view.state != "submitted":
-                    break  # already decided (a redelivery) or moved on
-                expect = history[-1][0]
-        await msg.ack()
-
-    async def _decide(self, event: JobSubmitted, expect: int) -> None:
-        job_pool = event.spec.resources.pool or self.default_pool
-        total, in_pool = await store.queue_counts(self.pool, job_pool)
-        decision = admission.admit(event.spec, admission.QueueSnapshot(total, in_pool, 1_000_000), self.default_pool)
-        common = {
-            "event_id": new_id(),
-            "occurred_at": datetime.now(UTC),
-            "tenant": event.tenant,
-            "job_id": event.job_id,
-        }
-        if isinstance(decision, Admitted):
-            queued = JobQueued(**common, pool=decision.pool, position=decision.position)
-            await self.store.append(queued, msg_id=f"{event.job_id}:0:queued", expect=expect)
-        else:
-            REJECTED.labels(decision.cause).inc()
-            rejected = JobRejected(
-                **common,
-                cause=decision.cause,
-                scope=decision.scope,
-                retry_after_s=decision.retry_after_s,
-                detail=decision.detail,
-            )
-            await self.store.append(rejected, msg_id=f"{event.job_id}:0:rejected", expect=expect)
-
-
-class Dispatcher:
-    """Releases queued jobs into `xr.run.<pool>` as far as the pools have room, whenever something changes."""
-
+class Scheduler:
     def __init__(
         self,
         js: JetStreamContext,
-        pool: asyncpg.Pool,
+        state: SchedulerState,
         workers: Workers,
+        settings: SchedulerSettings,
+        scheduler_id: str,
         wake: asyncio.Event,
-        batch: int,
-        redispatch_after_s: float,
     ) -> None:
-        self.js, self.pool, self.workers, self.wake = js, pool, workers, wake
-        self.store, self.batch, self.redispatch_after_s = EventStore(js), batch, redispatch_after_s
+        self.js, self.store, self.state, self.workers = js, EventStore(js), state, workers
+        self.settings, self.scheduler_id, self.wake = settings, scheduler_id, wake
+        self.dirty: set[tuple[str, str]] = set()
+        self.metrics = Metrics()
+        self.plan = fairness.Plan()
+        self.since = time.monotonic()
+
+    def folded(self, views: list[JobView], started: list[tuple[ev.JobStarted, JobView]]) -> None:
+        """Called by the projection for every folded batch: decide for those jobs soon."""
+        self.dirty.update((v.tenant, v.id) for v in views)
+        for event, view in started:
+            self.metrics.started(event, view)
+        self.wake.set()
 
     async def run(self) -> None:
-        last_sweep = 0.0
+        last_tick = last_stats = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=0.5)
+                await asyncio.wait_for(self.wake.wait(), timeout=self.settings.tick_s)
             self.wake.clear()
-            await self.round()
-            if time.monotonic() - last_sweep > self.redispatch_after_s / 2:
-                await self.republish_stale()
-                last_sweep = time.monotonic()
+            now = datetime.now(UTC)
+            await self.react(now)
+            if time.monotonic() - last_tick >= self.settings.tick_s:
+                await self.sweep(now)
+                last_tick = time.monotonic()
+            await self.dispatch(now)
+            if time.monotonic() - last_stats >= self.settings.stats_every_s:
+                await self.publish_stats(now)
+                last_stats = time.monotonic()
 
-    async def round(self) -> int:
-        live = self.workers.live()
-        for name in {w.pool for w in live}:
-            WORKERS.labels(name).set(sum(1 for w in live if w.pool == name))
-        free = dispatch.free_slots(live, await store.active_per_pool(self.pool))
-        if not any(free.values()):
-            return 0
-        chosen = dispatch.plan(await store.queued(self.pool, self.batch), free)
-        for job in chosen:
-            await self._dispatch(job)
-        return len(chosen)
+    async def react(self, now: datetime) -> None:
+        """Decide for the jobs the log just changed: admit new ones, cancel queued ones, schedule retries."""
+        dirty, self.dirty = self.dirty, set()
+        counts = self._queued_counts()
+        for key in sorted(dirty, key=lambda k: k[1]):
+            view = self.state.jobs.get(key)
+            if view is None:
+                continue
+            if view.state == "submitted" and not view.cancel_requested:
+                await self._admit(view, counts, now)
+            elif view.cancel_requested and view.state in ("submitted", "queued"):
+                await self._emit(view, ev.JobCancelled, "cancelled", detail="cancelled while queued")
+            elif view.state == "queued" and view.reason == "backoff" and view.not_before is None:
+                jitter = (zlib.crc32(f"{view.id}:{view.attempt}".encode()) % 1000) / 1000
+                delay = backoff_s(view.spec.retry, view.retries_used - 1, jitter)
+                await self._emit(
+                    view,
+                    ev.JobRetryScheduled,
+                    "retry_scheduled",
+                    not_before=now + timedelta(seconds=delay),
+                    reason=view.reason or "",
+                )
 
-    async def _dispatch(self, job: dispatch.Candidate) -> None:
-        attempt = job.attempt + 1
-        event = JobDispatched(
+    def _queued_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for view in self.state.jobs.values():
+            if view.state == "queued":
+                counts[view.tenant] = counts.get(view.tenant, 0) + 1
+        return counts
+
+    async def _admit(self, view: JobView, counts: dict[str, int], now: datetime) -> None:
+        tenant = self.state.tenant(view.tenant)
+        total = sum(counts.values())
+        decision = admit(
+            tenant.limits,
+            counts.get(view.tenant, 0),
+            total,
+            self.settings.max_queued_total,
+            tenant.bucket,
+            now,
+            self.metrics.dispatch_rate(),
+        )
+        if isinstance(decision, Admitted):
+            if await self._emit(
+                view,
+                ev.JobQueued,
+                "queued",
+                now=now,
+                pool=view.spec.resources.pool or "",
+                position=counts.get(view.tenant, 0) + 1,
+            ):
+                counts[view.tenant] = counts.get(view.tenant, 0) + 1
+            return
+        self.metrics.rejected.labels(decision.cause).inc()
+        await self._emit(
+            view,
+            ev.JobRejected,
+            "rejected",
+            now=now,
+            cause=decision.cause,
+            scope=decision.scope,
+            retry_after_s=decision.retry_after_s,
+            detail=decision.detail,
+        )
+
+    async def sweep(self, now: datetime) -> None:
+        """Deadlines and liveness: lost workers, queue timeouts, the execution-timeout backstop."""
+        live = {w.worker_id for w in self.workers.live()}
+        settled = time.monotonic() - self.since > self.settings.worker_lease_s
+        for view in list(self.state.jobs.values()):
+            spec = view.spec
+            if view.state == "running" and settled and view.worker_id not in live:
+                self.metrics.lost.inc()
+                await self._emit(
+                    view, ev.JobLost, "lost", worker_id=view.worker_id or "", detail="the worker stopped heartbeating"
+                )
+            elif (
+                view.state == "queued"
+                and spec.queue_timeout_s
+                and view.queued_at
+                and (now - view.queued_at).total_seconds() > spec.queue_timeout_s
+            ):
+                await self._emit(
+                    view, ev.JobExpired, "expired", waited_s=round((now - view.queued_at).total_seconds(), 3)
+                )
+            elif (
+                view.state == "running"
+                and view.started_at
+                and (now - view.started_at).total_seconds() > spec.timeout_s + self.settings.timeout_grace_s
+            ):
+                await self._emit(view, ev.JobTimedOut, "timed_out", timeout_s=spec.timeout_s)
+
+    async def dispatch(self, now: datetime) -> None:
+        pools = placement.pools_from(self.workers.live())
+        self.plan = fairness.plan(self.state, pools, now)
+        for pick in self.plan.picks:
+            view = self.state.jobs.get(pick.key)
+            if view is None or view.state != "queued":
+                continue
+            attempt = view.attempt + 1
+            if not await self._emit(
+                view, ev.JobDispatched, "dispatched", attempt=attempt, pool=pick.pool, retries_used=view.retries_used
+            ):
+                continue
+            dispatched = self.state.jobs[pick.key]
+            run = RunJob(
+                tenant=view.tenant,
+                job_id=view.id,
+                attempt=attempt,
+                spec=view.spec,
+                fence_seq=dispatched.version,
+                dispatched_at=dispatched.updated_at,
+                retries_used=view.retries_used,
+            )
+            await self.js.publish(
+                subjects.run_queue(pick.pool),
+                codec.encode(run),
+                stream=subjects.RUN_STREAM,
+                headers={"Nats-Msg-Id": f"run:{view.id}:{attempt}"},
+            )
+            self.metrics.dispatched(view, pick.pool, now)
+
+    async def _emit(
+        self,
+        view: JobView,
+        cls: type[ev.JobEvent],
+        kind: str,
+        *,
+        now: datetime | None = None,
+        attempt: int | None = None,
+        **fields: object,
+    ) -> bool:
+        """Append one event for `view` if its history has not moved; apply it to the state either way."""
+        attempt = view.attempt if attempt is None else attempt
+        event = cls(
             event_id=new_id(),
-            occurred_at=datetime.now(UTC),
-            tenant=job.tenant,
-            job_id=job.job_id,
+            occurred_at=now or datetime.now(UTC),
+            tenant=view.tenant,
+            job_id=view.id,
             attempt=attempt,
-            pool=job.pool,
+            **fields,
         )
         try:
-            appended = await self.store.append(event, msg_id=f"{job.job_id}:{attempt}:dispatched", expect=job.version)
+            appended = await self.store.append(event, msg_id=f"{view.id}:{attempt}:{kind}", expect=view.version)
         except ConflictError:
-            return  # the projection was behind; the next round sees the job's new state
-        history = await self.store.history(job.tenant, job.job_id)
-        view = lifecycle.replay(history)
-        assert view is not None
-        await self._publish(view.spec, job.tenant, job.job_id, attempt, appended.seq, event.occurred_at, job.pool)
-        DISPATCHED.labels(job.pool).inc()
+            self.state.reload_job(await self.store.history(view.tenant, view.id))
+            self.dirty.add((view.tenant, view.id))
+            self.wake.set()
+            return False
+        self.state.apply(appended.seq, event)
+        return True
 
-    async def _publish(
-        self, spec: object, tenant: str, job_id: str, attempt: int, fence: int, at: datetime, pool: str
-    ) -> None:
-        run = RunJob(
-            tenant=tenant,
-            job_id=job_id,
-            attempt=attempt,
-            spec=spec,
-            fence_seq=fence,  # type: ignore[arg-type]
-            dispatched_at=at,
+    async def publish_stats(self, now: datetime) -> None:
+        pools = placement.pools_from(self.workers.live())
+        kv = await self.js.key_value(subjects.STATS_BUCKET)
+        tenants = explain.tenant_stats(
+            self.state, self.plan, pools, self.metrics.tenant_rates(), self.metrics.tenant_latency(), now
         )
-        await self.js.publish(
-            subjects.run_queue(pool),
-            codec.encode(run),
-            stream=subjects.RUN_STREAM,
-            headers={"Nats-Msg-Id": f"run:{job_id}:{attempt}"},
+        for stats in tenants:
+            await kv.put(tenant_stats_key(stats.tenant), codec.encode(stats))
+        summary = explain.global_stats(
+            self.state,
+            pools,
+            self.scheduler_id,
+            self.settings.max_queued_total,
+            self.metrics.latency(),
+            self.state.defaults,
+            now,
         )
-
-    async def republish_stale(self) -> None:
-        """Re-release attempts dispatched long ago but never started (the scheduler may have died between
-        appending `job.dispatched` and publishing the run message). The worker's fence makes a duplicate harmless."""
-        for view, fence in await store.stale_dispatches(self.pool, self.redispatch_after_s):
-            assert view.pool is not None
-            await self._publish(view.spec, view.tenant, view.id, view.attempt, fence, view.updated_at, view.pool)
+        await kv.put(STATS_GLOBAL_KEY, codec.encode(summary))
+        self.metrics.observe_snapshot(tenants, summary)

@@ -1,16 +1,19 @@
-"""The scheduler's job projection: the shared state machine's view plus the columns decisions query."""
+"""The scheduler's projection: folds the log into its working state and mirrors touched jobs and tenants into
+Postgres (so a new leader starts from there, and a rebuild can be compared with the live tables)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import asyncpg
 
 from xrunner.contracts import codec, subjects
-from xrunner.contracts.events import Event, JobDispatched
-from xrunner.servicekit import jobviews
+from xrunner.contracts.api import JobView
+from xrunner.contracts.events import Event, JobDispatched, JobEvent, JobStarted, TenantConfigured
+from xrunner.scheduler.state import SchedulerState, TenantRec
 
-UPSERT = """
+UPSERT_JOB = """
 INSERT INTO jobs (tenant, id, state, attempt, pool, priority, queued_at, dispatched_at, dispatched_seq, version, view)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)
 ON CONFLICT (tenant, id) DO UPDATE SET
@@ -21,32 +24,83 @@ ON CONFLICT (tenant, id) DO UPDATE SET
 WHERE jobs.version < excluded.version
 """
 
+UPSERT_TENANT = """
+INSERT INTO tenants (tenant, weight, max_inflight, max_queued, submit_rate_per_s, configured, config_seq,
+                     bucket_tokens, bucket_at, bucket_seq, usage_cpu, usage_memory, usage_gpu, usage_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT (tenant) DO UPDATE SET
+  weight = excluded.weight, max_inflight = excluded.max_inflight, max_queued = excluded.max_queued,
+  submit_rate_per_s = excluded.submit_rate_per_s, configured = excluded.configured,
+  config_seq = excluded.config_seq, bucket_tokens = excluded.bucket_tokens, bucket_at = excluded.bucket_at,
+  bucket_seq = excluded.bucket_seq, usage_cpu = excluded.usage_cpu, usage_memory = excluded.usage_memory,
+  usage_gpu = excluded.usage_gpu, usage_at = excluded.usage_at
+"""
 
-class SchedulerJobs:
+
+class SchedulerProjection:
     name = "scheduler.jobs"
-    filter_subjects = (subjects.JOB_EVENTS_ALL,)
+    filter_subjects = (subjects.JOB_EVENTS_ALL, subjects.tenant_events())
+
+    def __init__(self, state: SchedulerState, listener: Listener | None = None) -> None:
+        self.state, self.listener = state, listener
 
     async def apply(self, conn: asyncpg.Connection, batch: Sequence[tuple[int, Event]]) -> None:
-        views = await jobviews.fold_batch(conn, batch)
-        dispatched = {(e.tenant, e.job_id): (seq, e) for seq, e in batch if isinstance(e, JobDispatched)}
-        rows = []
-        for key, v in views.items():
-            if v is None:
-                continue
-            seq, ev = dispatched.get(key, (None, None))
-            rows.append(
-                (
-                    v.tenant,
-                    v.id,
-                    v.state,
-                    v.attempt,
-                    v.pool,
-                    v.spec.priority,
-                    v.queued_at,
-                    ev.occurred_at if ev else None,
-                    seq,
-                    v.version,
-                    codec.encode(v).decode(),
-                )
-            )
-        await conn.executemany(UPSERT, rows)
+        jobs: dict[tuple[str, str], tuple[JobView, int | None]] = {}
+        tenants: set[str] = set()
+        started: list[tuple[JobStarted, JobView]] = []
+        for seq, event in batch:
+            view = self.state.apply(seq, event)
+            if isinstance(event, JobStarted) and view is not None and view.state == "running":
+                started.append((event, view))
+            if view is not None:
+                prev = jobs.get((view.tenant, view.id), (view, None))[1]
+                jobs[(view.tenant, view.id)] = (view, seq if isinstance(event, JobDispatched) else prev)
+            if isinstance(event, (JobEvent, TenantConfigured)):
+                tenants.add(event.tenant)
+        await conn.executemany(UPSERT_JOB, [_job_row(v, s) for v, s in jobs.values()])
+        await conn.executemany(UPSERT_TENANT, [_tenant_row(self.state.tenant(t)) for t in sorted(tenants)])
+        if self.listener is not None:
+            self.listener.folded([v for v, _ in jobs.values()], started)
+
+
+class Listener(Protocol):
+    """Who reacts to what the projection folded (the active scheduler)."""
+
+    def folded(self, views: list[JobView], started: list[tuple[JobStarted, JobView]]) -> None: ...
+
+
+def _job_row(v: JobView, dispatched_seq: int | None) -> tuple[object, ...]:
+    dispatched_at = v.updated_at if dispatched_seq is not None else None
+    return (
+        v.tenant,
+        v.id,
+        v.state,
+        v.attempt,
+        v.pool,
+        v.spec.priority,
+        v.queued_at,
+        dispatched_at,
+        dispatched_seq,
+        v.version,
+        codec.encode(v).decode(),
+    )
+
+
+def _tenant_row(t: TenantRec) -> tuple[object, ...]:
+    lim = t.limits
+    return (
+        t.name,
+        lim.weight,
+        lim.max_inflight,
+        lim.max_queued,
+        lim.submit_rate_per_s,
+        lim.configured,
+        t.config_seq,
+        t.bucket.tokens,
+        t.bucket.at,
+        t.bucket_seq,
+        t.usage.cpu,
+        t.usage.memory,
+        t.usage.gpu,
+        t.usage.at,
+    )

@@ -8,6 +8,13 @@ from xrunner.servicekit.settings import CommonSettings
 class SchedulerSettings(CommonSettings, kw_only=True, frozen=True):
     http_port: int = 8703
     schema: str = "scheduler"
-    default_pool: str = "default"
-    dispatch_batch: int = 256
-    redispatch_after_s: float = 30.0
+    scheduler_id: str = ""
+    tick_s: float = 0.25
+    stats_every_s: float = 1.0
+    worker_lease_s: float = 5.0
+    timeout_grace_s: float = 30.0
+    max_queued_total: int = 1_000_000
+    default_weight: float = 1.0
+    default_max_inflight: int = 1000
+    default_max_queued: int = 100_000
+    default_submit_rate_per_s: float = 1000.0

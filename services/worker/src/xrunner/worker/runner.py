@@ -18,6 +18,8 @@ from xrunner.contracts import lifecycle
 from xrunner.contracts.api import JobView
 from xrunner.contracts.events import JobCancelled, JobEvent, JobFailed, JobStarted, JobSucceeded, JobTimedOut
 from xrunner.contracts.messages import RunJob
+from xrunner.contracts.policy import should_retry
+from xrunner.contracts.spec import JobSpec
 from xrunner.servicekit.eventstore import ConflictError, EventStore
 from xrunner.servicekit.ids import new_id
 from xrunner.worker.logstream import LogStream
@@ -138,7 +140,7 @@ class Runner:
             proc = await self.sandbox.start(Launch(attempt.run.job_id, attempt.run.attempt, spec, workspace))
         except SandboxError as exc:
             await logs.write("system", f"[xrunner: {exc}]\n".encode())
-            return _failed(None, str(exc))
+            return _failed(None, str(exc), spec, attempt.run.retries_used)
         pumps = asyncio.gather(logs.pump(proc.stdout, "stdout"), logs.pump(proc.stderr, "stderr"))
         waiter = asyncio.ensure_future(proc.wait())
         cancelled = asyncio.ensure_future(stop.event.wait())
@@ -149,16 +151,17 @@ class Runner:
         await pumps
         code = waiter.result()
         if cancelled in done and stop.why == "shutdown":
-            return _failed(None, "the worker shut down while the job ran")
+            return _failed(None, "the worker shut down while the job ran", spec, attempt.run.retries_used)
         if cancelled in done:
             return lambda a, d: (a.event(JobCancelled, detail="cancelled while running"), "cancelled")
         if not done:
             return lambda a, d: (a.event(JobTimedOut, timeout_s=spec.timeout_s), "timed_out")
         if code == 0:
             return lambda a, d: (a.event(JobSucceeded, exit_code=0, duration_s=d), "succeeded")
+        retries = attempt.run.retries_used
         if code < 0:
-            return _failed(128 - code, f"killed by signal {signal.Signals(-code).name}")
-        return _failed(code, f"exited with {code}")
+            return _failed(128 - code, f"killed by signal {signal.Signals(-code).name}", spec, retries)
+        return _failed(code, f"exited with {code}", spec, retries)
 
     async def _stop(self, proc: Running, waiter: asyncio.Future[int]) -> None:
         """SIGTERM the whole process tree, then SIGKILL after the grace period."""
@@ -174,8 +177,9 @@ class Runner:
 Outcome = Callable[[Attempt, float], tuple[JobEvent, str]]
 
 
-def _failed(code: int | None, reason: str) -> Outcome:
-    return lambda a, d: (a.event(JobFailed, exit_code=code, reason=reason, duration_s=d), "failed")
+def _failed(code: int | None, reason: str, spec: JobSpec, retries_used: int) -> Outcome:
+    final = not should_retry(spec.retry, code, retries_used)
+    return lambda a, d: (a.event(JobFailed, exit_code=code, reason=reason, duration_s=d, final=final), "failed")
 
 
 class _CancelledFirst(Exception):
@@ -183,9 +187,10 @@ class _CancelledFirst(Exception):
 
 
 def _check_current(view: JobView | None, attempt: int, *, starting: bool) -> None:
-    if view is None or view.attempt != attempt or lifecycle.is_terminal(view.state):
+    """Raise Fenced unless `attempt` is still the job's live attempt (dispatched to start, running to end)."""
+    if view is None or view.attempt != attempt:
         raise Fenced()
-    if starting and view.state != "dispatched":
+    if view.state != ("dispatched" if starting else "running"):
         raise Fenced()
     if starting and view.cancel_requested:
         raise _CancelledFirst()

@@ -1,0 +1,159 @@
+"""Decides the order in which queued jobs start: weighted fair share across tenants, priority then FIFO inside a
+tenant. Pure: the caller passes the state, the pools and `now`.
+
+Each pick goes to the tenant with the smallest weighted dominant share (the largest of its cpu, memory and gpu
+shares of the live capacity, running plus half its decayed recent usage), among tenants with an eligible job and
+room under `max_inflight`. A tenant with nothing running has share 0, so it is served in the very next round,
+however large another tenant's backlog. Inside a tenant the first job that can start now goes (a job that fits no
+pool, or whose pool is full, does not block smaller jobs behind it: bounded backfill).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from xrunner.contracts.api import JobView
+from xrunner.contracts.stats import WaitReason
+from xrunner.scheduler import placement
+from xrunner.scheduler.placement import Need, Pool
+from xrunner.scheduler.state import USAGE_HALF_LIFE_S, Key, SchedulerState
+
+LOOKAHEAD = 64
+ACTIVE = ("dispatched", "running")
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    key: Key
+    pool: str
+
+
+@dataclass
+class Plan:
+    picks: list[Pick] = field(default_factory=list)
+    waiting: dict[Key, tuple[WaitReason, str | None]] = field(default_factory=dict)
+
+
+@dataclass
+class _Tenant:
+    name: str
+    weight: float
+    room: int
+    share: float
+    queue: list[JobView]
+
+
+def need_of(view: JobView) -> Need:
+    r = view.spec.resources
+    return Need(r.cpu_millis, r.memory_mib, r.gpu, r.pool)
+
+
+def queue_order(view: JobView) -> tuple[int, datetime, str]:
+    return (-view.spec.priority, view.queued_at or view.created_at, view.id)
+
+
+def capacity(pools: Mapping[str, Pool]) -> tuple[float, float, float]:
+    """Total cpu, memory and gpu of the live workers (each worker counted with its pool's shape)."""
+    cpu = sum(p.cpu_millis * p.workers for p in pools.values())
+    mem = sum(p.memory_mib * p.workers for p in pools.values())
+    gpu = sum(p.gpu * p.workers for p in pools.values())
+    return float(cpu or 1), float(mem or 1), float(gpu or 1)
+
+
+def dominant(cpu: float, mem: float, gpu: float, total: tuple[float, float, float]) -> float:
+    return max(cpu / total[0], mem / total[1], gpu / total[2])
+
+
+def plan(state: SchedulerState, pools: Mapping[str, Pool], now: datetime) -> Plan:
+    """Which queued jobs start now and where; why the others wait."""
+    total = capacity(pools)
+    active: dict[str, int] = {}
+    tenants = _tenants(state, total, now, active)
+    free = placement.free_slots(pools, active)
+    result = Plan()
+    heap = [(t.share / t.weight, t.name) for t in tenants.values() if t.queue]
+    heapq.heapify(heap)
+    while heap:
+        _, name = heapq.heappop(heap)
+        tenant = tenants[name]
+        if tenant.room <= 0:
+            _wait_all(result, tenant.queue, "tenant_at_max_inflight", None)
+            continue
+        picked = _pick(tenant, pools, free, now, result)
+        if picked is None:
+            continue
+        tenant.room -= 1
+        r = picked.spec.resources
+        tenant.share += dominant(r.cpu_millis, r.memory_mib, r.gpu, total)
+        if tenant.queue:
+            heapq.heappush(heap, (tenant.share / tenant.weight, name))
+    return result
+
+
+def _tenants(
+    state: SchedulerState, total: tuple[float, float, float], now: datetime, active: dict[str, int]
+) -> dict[str, _Tenant]:
+    running: dict[str, list[float]] = {}
+    inflight: dict[str, int] = {}
+    queues: dict[str, list[JobView]] = {}
+    for view in state.jobs.values():
+        r = view.spec.resources
+        if view.state in ACTIVE:
+            use = running.setdefault(view.tenant, [0.0, 0.0, 0.0])
+            use[0] += r.cpu_millis
+            use[1] += r.memory_mib
+            use[2] += r.gpu
+            inflight[view.tenant] = inflight.get(view.tenant, 0) + 1
+            if view.pool:
+                active[view.pool] = active.get(view.pool, 0) + 1
+        elif view.state == "queued":
+            queues.setdefault(view.tenant, []).append(view)
+    out = {}
+    for name, queue in queues.items():
+        rec = state.tenant(name)
+        use = running.get(name, [0.0, 0.0, 0.0])
+        recent = rec.usage.decayed(now)
+        horizon = USAGE_HALF_LIFE_S
+        share = dominant(*use, total) + 0.5 * dominant(
+            recent.cpu / horizon, recent.memory / horizon, recent.gpu / horizon, total
+        )
+        queue.sort(key=queue_order)
+        out[name] = _Tenant(
+            name, max(rec.limits.weight, 1e-9), rec.limits.max_inflight - inflight.get(name, 0), share, queue
+        )
+    return out
+
+
+def _pick(
+    tenant: _Tenant, pools: Mapping[str, Pool], free: dict[str, int], now: datetime, result: Plan
+) -> JobView | None:
+    """Take the tenant's first job that can start now (looking at most LOOKAHEAD jobs deep)."""
+    for index, view in enumerate(tenant.queue[:LOOKAHEAD]):
+        key = (view.tenant, view.id)
+        if view.reason == "backoff" and (view.not_before is None or view.not_before > now):
+            result.waiting[key] = ("backoff", None)
+            continue
+        pool, why = placement.choose(need_of(view), pools, free)
+        if pool is None:
+            result.waiting[key] = (why, None)  # type: ignore[assignment]
+            continue
+        free[pool] -= 1
+        del tenant.queue[index]
+        result.waiting.pop(key, None)
+        result.picks.append(Pick(key, pool))
+        return view
+    _wait_all(result, tenant.queue, "pool_full", None, only_missing=True)
+    tenant.queue = []
+    return None
+
+
+def _wait_all(
+    result: Plan, queue: list[JobView], reason: WaitReason, pool: str | None, only_missing: bool = False
+) -> None:
+    for view in queue:
+        key = (view.tenant, view.id)
+        if not only_missing or key not in result.waiting:
+            result.waiting[key] = (reason, pool)

@@ -1,0 +1,83 @@
+"""Decides where a job can run: which pools fit its resource hints and which have a free slot now. Pure.
+
+A pool's shape is the smallest of its live workers (a job must fit whichever worker pulls it); its free slots are
+its workers' slots minus its dispatched and running jobs. A job goes to the smallest pool that fits; GPU pools are
+kept for jobs that need a GPU while another pool fits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from xrunner.contracts.messages import WorkerHeartbeat
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    cpu_millis: int
+    memory_mib: int
+    gpu: int
+    pool: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    name: str
+    workers: int
+    slots: int
+    cpu_millis: int
+    memory_mib: int
+    gpu: int
+
+    def fits(self, need: Need) -> bool:
+        return need.cpu_millis <= self.cpu_millis and need.memory_mib <= self.memory_mib and need.gpu <= self.gpu
+
+    @property
+    def size(self) -> tuple[int, int, int, str]:
+        return (self.gpu, self.memory_mib, self.cpu_millis, self.name)
+
+
+def pools_from(workers: Iterable[WorkerHeartbeat]) -> dict[str, Pool]:
+    """Live, non-draining workers grouped into pools."""
+    grouped: dict[str, list[WorkerHeartbeat]] = {}
+    for w in workers:
+        if not w.draining:
+            grouped.setdefault(w.pool, []).append(w)
+    return {
+        name: Pool(
+            name,
+            len(ws),
+            sum(w.slots for w in ws),
+            min(w.cpu_millis for w in ws),
+            min(w.memory_mib for w in ws),
+            min(w.gpu for w in ws),
+        )
+        for name, ws in grouped.items()
+    }
+
+
+def candidates(need: Need, pools: Mapping[str, Pool]) -> list[Pool]:
+    """The pools that can ever run `need`, preferred first (smallest; no GPU pool for a CPU job if avoidable)."""
+    if need.pool is not None:
+        pool = pools.get(need.pool)
+        return [pool] if pool is not None and pool.fits(need) else []
+    fitting = sorted((p for p in pools.values() if p.fits(need)), key=lambda p: p.size)
+    if need.gpu == 0 and any(p.gpu == 0 for p in fitting):
+        fitting = [p for p in fitting if p.gpu == 0]
+    return fitting
+
+
+def choose(need: Need, pools: Mapping[str, Pool], free: Mapping[str, int]) -> tuple[str | None, str]:
+    """(pool, "") when the job can start now; (None, reason) when not: `no_worker_fits` or `pool_full`."""
+    fitting = candidates(need, pools)
+    if not fitting:
+        return None, "no_worker_fits"
+    for pool in fitting:
+        if free.get(pool.name, 0) > 0:
+            return pool.name, ""
+    return None, "pool_full"
+
+
+def free_slots(pools: Mapping[str, Pool], active: Mapping[str, int]) -> dict[str, int]:
+    return {name: max(0, p.slots - active.get(name, 0)) for name, p in pools.items()}

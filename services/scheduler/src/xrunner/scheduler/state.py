@@ -1,0 +1,131 @@
+"""The scheduler's working state: every live job and every tenant, folded from the log. Pure (no I/O, no clock).
+
+The active scheduler keeps it in memory: the projector folds the log into it (and mirrors the touched rows into
+Postgres), and the scheduler applies its own appends at once so that its next decision already sees them. Folding
+is idempotent per job (`JobView.version`) and per tenant (`config_seq`, `bucket_seq`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from xrunner.contracts import events as ev
+from xrunner.contracts import lifecycle
+from xrunner.contracts.api import JobView
+from xrunner.contracts.policy import Bucket, refill
+from xrunner.contracts.stats import TenantLimits
+
+Key = tuple[str, str]
+USAGE_HALF_LIFE_S = 300.0
+
+
+@dataclass
+class Usage:
+    """Resource-seconds a tenant used recently (cpu millis·s, MiB·s, GPU·s), decayed with a half-life."""
+
+    cpu: float = 0.0
+    memory: float = 0.0
+    gpu: float = 0.0
+    at: datetime | None = None
+
+    def decayed(self, now: datetime, half_life_s: float = USAGE_HALF_LIFE_S) -> Usage:
+        if self.at is None or now <= self.at:
+            return Usage(self.cpu, self.memory, self.gpu, self.at or now)
+        factor = 0.5 ** ((now - self.at).total_seconds() / half_life_s)
+        return Usage(self.cpu * factor, self.memory * factor, self.gpu * factor, now)
+
+
+@dataclass
+class TenantRec:
+    name: str
+    limits: TenantLimits
+    bucket: Bucket = field(default_factory=lambda: Bucket(0.0, None))
+    usage: Usage = field(default_factory=Usage)
+    config_seq: int = 0
+    bucket_seq: int = 0
+
+
+class SchedulerState:
+    def __init__(self, defaults: TenantLimits) -> None:
+        self.defaults = defaults
+        self.jobs: dict[Key, JobView] = {}
+        self.tenants: dict[str, TenantRec] = {}
+
+    def tenant(self, name: str) -> TenantRec:
+        rec = self.tenants.get(name)
+        if rec is None:
+            rec = self.tenants[name] = TenantRec(name, self.defaults)
+        return rec
+
+    def apply(self, seq: int, event: ev.Event) -> JobView | None:
+        """Fold one event; returns the job it touched (None for tenant events or unknown jobs)."""
+        if isinstance(event, ev.TenantConfigured):
+            self._configure(seq, event)
+            return None
+        if not isinstance(event, ev.JobEvent):
+            return None
+        key = (event.tenant, event.job_id)
+        before = self.jobs.get(key)
+        was_running = before is not None and before.state == "running"
+        started_at = before.started_at if before is not None else None
+        view = lifecycle.fold(before, event, seq)
+        if view is None:
+            return None
+        if isinstance(event, ev.JobQueued) and event.attempt == 0 and seq > self.tenant(event.tenant).bucket_seq:
+            self._spend_token(seq, event)
+        if was_running and view.state != "running" and started_at is not None:
+            self._charge(view, started_at, event.occurred_at)
+        if lifecycle.is_terminal(view.state):
+            self.jobs.pop(key, None)
+        else:
+            self.jobs[key] = view
+        return view
+
+    def _configure(self, seq: int, event: ev.TenantConfigured) -> None:
+        rec = self.tenant(event.tenant)
+        if seq > rec.config_seq:
+            rec.limits = TenantLimits(
+                weight=event.weight,
+                max_inflight=event.max_inflight,
+                max_queued=event.max_queued,
+                submit_rate_per_s=event.submit_rate_per_s,
+                configured=True,
+            )
+            rec.config_seq = seq
+
+    def _spend_token(self, seq: int, event: ev.JobQueued) -> None:
+        rec = self.tenant(event.tenant)
+        full = refill(rec.bucket, rec.limits.submit_rate_per_s, event.occurred_at)
+        rec.bucket = Bucket(full.tokens - 1.0, event.occurred_at)
+        rec.bucket_seq = seq
+
+    def _charge(self, view: JobView, started_at: datetime, ended_at: datetime) -> None:
+        """Add an attempt's resource-seconds to its tenant's decayed usage."""
+        rec = self.tenant(view.tenant)
+        seconds = max(0.0, (ended_at - started_at).total_seconds())
+        usage = rec.usage.decayed(ended_at)
+        res = view.spec.resources
+        rec.usage = Usage(
+            usage.cpu + res.cpu_millis * seconds,
+            usage.memory + res.memory_mib * seconds,
+            usage.gpu + res.gpu * seconds,
+            usage.at,
+        )
+
+    def load(self, views: list[JobView], tenants: list[TenantRec]) -> None:
+        """Start from a projection snapshot (non-terminal jobs and every tenant)."""
+        self.jobs = {(v.tenant, v.id): v for v in views if not lifecycle.is_terminal(v.state)}
+        self.tenants = {t.name: t for t in tenants}
+
+    def reload_job(self, history: list[tuple[int, ev.Event]]) -> JobView | None:
+        """Replace one job's view by the fold of its full history (after losing a compare-and-set)."""
+        view = lifecycle.replay(history)
+        if view is None:
+            return None
+        key = (view.tenant, view.id)
+        if lifecycle.is_terminal(view.state):
+            self.jobs.pop(key, None)
+        else:
+            self.jobs[key] = view
+        return view
