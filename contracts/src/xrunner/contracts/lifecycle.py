@@ -20,7 +20,8 @@ def is_terminal(state: str) -> bool:
 
 
 def fold(view: JobView | None, event: ev.Event, seq: int) -> JobView | None:
-    """Apply one event (at stream sequence `seq`) to a job's view; returns the new view."""
+    """Apply one event (at stream sequence `seq`) to a job's view and return it. The view passed in is updated in
+    place (folding is on the hot path of every projection); copy it first to keep the old one."""
     if isinstance(event, ev.JobSubmitted):
         if view is not None:
             return view
@@ -38,9 +39,9 @@ def fold(view: JobView | None, event: ev.Event, seq: int) -> JobView | None:
         return view
     if is_terminal(view.state) or (isinstance(event, _ATTEMPT_SCOPED) and not _live(view, event)):
         return view
-    view.version = seq
-    view.updated_at = event.occurred_at
-    _apply(view, event)
+    if _apply(view, event):
+        view.version = seq
+        view.updated_at = event.occurred_at
     return view
 
 
@@ -50,16 +51,17 @@ def _live(view: JobView, event: ev.JobEvent) -> bool:
     return view.state == "dispatched" if isinstance(event, ev.JobStarted) else view.state in _LIVE
 
 
-def _apply(view: JobView, event: ev.JobEvent) -> None:  # noqa: C901 - one branch per event type reads best
+def _apply(view: JobView, event: ev.JobEvent) -> bool:  # noqa: C901 - one branch per event type reads best
+    """Change `view` by `event`; False when the event changes nothing (it does not count as applied)."""
     match event:
-        case ev.JobQueued():
+        case ev.JobQueued() if view.state == "submitted":
             view.state, view.pool, view.position, view.eta_s = "queued", event.pool, event.position, event.eta_s
             view.queued_at = view.queued_at or event.occurred_at
             view.reason = None
-        case ev.JobRejected():
+        case ev.JobRejected() if view.state == "submitted":
             view.state, view.reason, view.retry_after_s = "rejected", event.cause, event.retry_after_s
             view.finished_at = event.occurred_at
-        case ev.JobDispatched():
+        case ev.JobDispatched() if view.state == "queued" and event.attempt > view.attempt:
             view.state, view.attempt, view.pool = "dispatched", event.attempt, event.pool
             view.retries_used = event.retries_used
             view.position = view.eta_s = view.not_before = None
@@ -85,10 +87,13 @@ def _apply(view: JobView, event: ev.JobEvent) -> None:  # noqa: C901 - one branc
             _finish(view, event, "expired", None, f"waited {event.waited_s:g}s in the queue")
         case ev.JobLost():
             view.state, view.reason, view.not_before = "queued", "worker_lost", None
-        case ev.JobRetryScheduled():
+        case ev.JobRetryScheduled() if view.state == "queued":
             view.state, view.reason, view.not_before = "queued", "backoff", event.not_before
-        case _:
+        case ev.ArtifactStored():
             pass
+        case _:
+            return False
+    return True
 
 
 def _finish(view: JobView, event: ev.JobEvent, state: str, exit_code: int | None, reason: str | None) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import jwt
 
 SCOPES = ("jobs:read", "jobs:write", "admin")
+TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # tenants are NATS subject tokens
 
 
 class AuthError(Exception):
@@ -46,6 +48,8 @@ class JwtVerifier:
         tenant = claims.get(self.tenant_claim)
         if not isinstance(tenant, str) or not tenant:
             raise AuthError(f"token has no {self.tenant_claim!r} claim")
+        if not TENANT.match(tenant):
+            raise AuthError(f"the {self.tenant_claim!r} claim is not a valid tenant id (a-z, 0-9, _ and -)")
         raw_scopes = claims.get("scope", "")
         scopes = raw_scopes.split() if isinstance(raw_scopes, str) else list(raw_scopes)
         return Principal(subject=str(claims["sub"]), tenant=tenant, scopes=frozenset(scopes))
