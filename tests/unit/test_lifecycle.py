@@ -409,7 +409,7 @@ KIND_ORDER: list[type[ev.JobEvent]] = [
     ev.JobSubmitted,
 ]
 KINDS = st.sampled_from(KIND_ORDER)
-# The events that belong to one attempt, as the lifecycle documents them (JobDispatched applies only to a queued job, for a newer attempt).
+# The events that belong to one attempt, as the lifecycle documents them (a dispatch applies only to a queued job).
 ATTEMPT_SCOPED = [ev.JobStarted, ev.JobSucceeded, ev.JobFailed, ev.JobTimedOut, ev.JobLost, ev.ArtifactStored]
 
 
