@@ -5,9 +5,11 @@ from __future__ import annotations
 import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from integration.cluster import Cluster
 from nats.js import JetStreamContext
 
 from xrunner.cli import embedded
@@ -83,3 +85,13 @@ async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
     await streams.declare(context)
     yield context
     await nc.close()
+
+
+@pytest.fixture
+def cluster(fresh_nats_url: str, database_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    """Services as separate processes (started by the test) on this test's own NATS and database."""
+    running = Cluster(fresh_nats_url, database_url, tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop()

@@ -9,9 +9,12 @@ import httpx
 import msgspec
 
 from xrunner.contracts import codec
-from xrunner.contracts.api import JobAccepted, JobLog, JobView, Problem
+from xrunner.contracts.api import CancelJob, ConfigureTenant, HistoryEntry, JobAccepted, JobLog, JobView, Problem
 from xrunner.contracts.lifecycle import is_terminal
 from xrunner.contracts.spec import JobSpec
+from xrunner.contracts.stats import DryRun, Explain, StatsView, TenantLimits
+
+_JSON = {"Content-Type": "application/json"}
 
 
 class ApiError(Exception):
@@ -50,7 +53,7 @@ class Client:
     def submit(self, spec: JobSpec, idempotency_key: str | None = None) -> JobAccepted:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         response = self._send(
-            "POST", "/v1/jobs", content=codec.encode(spec), headers={"Content-Type": "application/json", **headers}
+            "POST", "/v1/jobs", content=codec.encode(spec), headers={**_JSON, **headers}
         )
         return codec.decode(response.content, JobAccepted)
 
@@ -60,6 +63,32 @@ class Client:
     def logs(self, job_id: str, offset: int = 0) -> JobLog:
         response = self._send("GET", f"/v1/jobs/{job_id}/logs", params={"offset": offset, "format": "json"})
         return codec.decode(response.content, JobLog)
+
+    def cancel(self, job_id: str, reason: str = "") -> JobView:
+        response = self._send(
+            "POST", f"/v1/jobs/{job_id}/cancel", content=codec.encode(CancelJob(reason=reason)), headers=_JSON
+        )
+        return codec.decode(response.content, JobView)
+
+    def events(self, job_id: str) -> list[HistoryEntry]:
+        return codec.decode(self._send("GET", f"/v1/jobs/{job_id}/events").content, list[HistoryEntry])
+
+    def explain(self, job_id: str) -> Explain:
+        return codec.decode(self._send("GET", f"/v1/jobs/{job_id}/explain").content, Explain)
+
+    def dry_run(self, spec: JobSpec) -> DryRun:
+        response = self._send("POST", "/v1/jobs/dry-run", content=codec.encode(spec), headers=_JSON)
+        return codec.decode(response.content, DryRun)
+
+    def stats(self) -> StatsView:
+        return codec.decode(self._send("GET", "/v1/stats").content, StatsView)
+
+    def get_tenant(self, tenant: str) -> TenantLimits:
+        return codec.decode(self._send("GET", f"/v1/tenants/{tenant}").content, TenantLimits)
+
+    def set_tenant(self, tenant: str, limits: ConfigureTenant) -> TenantLimits:
+        response = self._send("PUT", f"/v1/tenants/{tenant}", content=codec.encode(limits), headers=_JSON)
+        return codec.decode(response.content, TenantLimits)
 
     def wait(self, job_id: str, timeout: float, interval: float = 0.05) -> JobView:
         """Poll until the job reaches a terminal state."""

@@ -140,8 +140,26 @@ def run_service(runtime: Runtime, main: Start) -> int:
     return asyncio.run(_run())
 
 
-def main(service: str, settings_cls: type[S], start: Start) -> NoReturn:
-    """The body of every `python -m xrunner.<service>`: settings from the environment, logging, run."""
+Command = Callable[["Runtime"], Awaitable[int]]
+
+
+def main(service: str, settings_cls: type[S], start: Start, commands: dict[str, Command] | None = None) -> NoReturn:
+    """The body of every `python -m xrunner.<service> [command]`: settings from the environment, logging, then
+    either run the service or a one-off command (e.g. `rebuild`) that returns an exit code."""
     settings = load_settings(settings_cls, service, os.environ)
     configure_logging(service, settings.log_level, settings.log_format)
-    sys.exit(run_service(Runtime(service, settings), start))
+    runtime = Runtime(service, settings)
+    args = sys.argv[1:]
+    if not args:
+        sys.exit(run_service(runtime, start))
+    command = (commands or {}).get(args[0])
+    if command is None or len(args) > 1:
+        sys.exit(f"usage: python -m xrunner.{service} [{' | '.join(commands or {})}]")
+    sys.exit(asyncio.run(_once(runtime, command)))
+
+
+async def _once(runtime: Runtime, command: Command) -> int:
+    try:
+        return await command(runtime)
+    finally:
+        await runtime.close()

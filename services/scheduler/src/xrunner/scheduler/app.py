@@ -23,6 +23,7 @@ from xrunner.scheduler.state import SchedulerState
 from xrunner.scheduler.workers import Workers
 from xrunner.servicekit.http import HttpServer, health_app
 from xrunner.servicekit.projector import Projector
+from xrunner.servicekit.replay import rebuild_and_compare
 from xrunner.servicekit.runtime import Runtime
 
 log = structlog.get_logger()
@@ -80,3 +81,20 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
         await lease.release()
 
     return stop
+
+
+async def rebuild(runtime: Runtime) -> int:
+    """Refold the whole log into `scheduler_rebuild` and compare it with the live projection; 0 when equal."""
+    settings = runtime.settings
+    assert isinstance(settings, SchedulerSettings)
+    js = await runtime.connect_nats()
+    pool = await runtime.connect_postgres(settings.schema, files("xrunner.scheduler") / "sql")
+    async with pool.acquire() as conn:
+        result = await rebuild_and_compare(js, conn, SchedulerProjection(SchedulerState(defaults(settings))),
+                                           settings.schema, files("xrunner.scheduler") / "sql",
+                                           [("jobs", "tenant, id"), ("tenants", "tenant")])
+    print(f"folded {result.folded} events; rows (live, rebuilt): {result.tables}")
+    for line in result.differences:
+        print(f"DIFFERENT {line}")
+    print("rebuild equals the live projection" if result.equal else "rebuild DIFFERS from the live projection")
+    return 0 if result.equal else 1

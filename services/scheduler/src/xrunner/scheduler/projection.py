@@ -4,6 +4,7 @@ Postgres (so a new leader starts from there, and a rebuild can be compared with 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 import asyncpg
@@ -12,6 +13,8 @@ from xrunner.contracts import codec, subjects
 from xrunner.contracts.api import JobView
 from xrunner.contracts.events import Event, JobDispatched, JobEvent, JobStarted, TenantConfigured
 from xrunner.scheduler.state import SchedulerState, TenantRec
+
+JobDispatch = tuple[int, datetime]  # the sequence and time of a job's latest dispatch
 
 UPSERT_JOB = """
 INSERT INTO jobs (tenant, id, state, attempt, pool, priority, queued_at, dispatched_at, dispatched_seq, version, view)
@@ -45,7 +48,7 @@ class SchedulerProjection:
         self.state, self.listener = state, listener
 
     async def apply(self, conn: asyncpg.Connection, batch: Sequence[tuple[int, Event]]) -> None:
-        jobs: dict[tuple[str, str], tuple[JobView, int | None]] = {}
+        jobs: dict[tuple[str, str], tuple[JobView, JobDispatch | None]] = {}
         tenants: set[str] = set()
         started: list[tuple[JobStarted, JobView]] = []
         for seq, event in batch:
@@ -54,7 +57,8 @@ class SchedulerProjection:
                 started.append((event, view))
             if view is not None:
                 prev = jobs.get((view.tenant, view.id), (view, None))[1]
-                jobs[(view.tenant, view.id)] = (view, seq if isinstance(event, JobDispatched) else prev)
+                dispatch = (seq, event.occurred_at) if isinstance(event, JobDispatched) else prev
+                jobs[(view.tenant, view.id)] = (view, dispatch)
             if isinstance(event, (JobEvent, TenantConfigured)):
                 tenants.add(event.tenant)
         await conn.executemany(UPSERT_JOB, [_job_row(v, s) for v, s in jobs.values()])
@@ -69,8 +73,8 @@ class Listener(Protocol):
     def folded(self, views: list[JobView], started: list[tuple[JobStarted, JobView]]) -> None: ...
 
 
-def _job_row(v: JobView, dispatched_seq: int | None) -> tuple[object, ...]:
-    dispatched_at = v.updated_at if dispatched_seq is not None else None
+def _job_row(v: JobView, dispatch: JobDispatch | None) -> tuple[object, ...]:
+    dispatched_seq, dispatched_at = dispatch or (None, None)
     return (
         v.tenant,
         v.id,
