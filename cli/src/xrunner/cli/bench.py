@@ -57,6 +57,7 @@ async def run_bench(
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=api, timeout=60, limits=limits) as http:
         gate = asyncio.Semaphore(concurrency)
+        polls = asyncio.Semaphore(4)  # following jobs must not crowd out the submissions being measured
         body = codec.encode({"workload": {"kind": "process", "argv": argv}})
         submit_ms: list[float] = []
         views: dict[str, JobView] = {}
@@ -74,7 +75,7 @@ async def run_bench(
                 return
             response.raise_for_status()
             job = codec.decode(response.content, JobAccepted).job
-            views[job.id] = await _follow(http, gate, headers, job, timeout)
+            views[job.id] = await _follow(http, polls, headers, job, timeout)
             bar.update(task, advance=1)
 
         with Progress(
@@ -93,10 +94,10 @@ async def _follow(
     http: httpx.AsyncClient, gate: asyncio.Semaphore, headers: dict[str, str], job: JobView, timeout: float
 ) -> JobView:
     deadline = time.monotonic() + timeout
-    view, delay = job, 0.01
+    view, delay = job, 0.2
     while not is_terminal(view.state) and time.monotonic() < deadline:
         await asyncio.sleep(delay)
-        delay = min(0.25, delay * 1.5)
+        delay = min(1.0, delay * 1.5)
         async with gate:
             response = await http.get(f"/v1/jobs/{job.id}", headers=headers)
         try:

@@ -96,7 +96,8 @@ def up(
             sync_always=sync_always,
         )
     )
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background with SIGINT ignored
+        signal.signal(sig, _interrupt)
     try:
         stack.start_services(*stack.start_infra())
         stack.wait_ready()
@@ -114,6 +115,10 @@ def up(
         raise typer.Exit(1) from exc
     finally:
         stack.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _dev_token(secret: str, tenant: str = "dev", scopes: list[str] | None = None, ttl_s: int = 30 * 86_400) -> str:

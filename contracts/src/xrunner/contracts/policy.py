@@ -6,6 +6,7 @@ same decisions.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -74,7 +75,8 @@ def admit(
 
 
 def _clamp(seconds: float) -> float:
-    return round(min(3600.0, max(0.05, seconds)), 3)
+    """Bounded, and rounded up to the millisecond so that a retry exactly at it passes."""
+    return min(3600.0, max(0.05, math.ceil(seconds * 1000) / 1000))
 
 
 def should_retry(policy: RetryPolicy, exit_code: int | None, retries_used: int) -> bool:

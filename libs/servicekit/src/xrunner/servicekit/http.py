@@ -52,7 +52,8 @@ class HttpServer:
     """Serves an ASGI app with uvicorn inside the service's own event loop; `port` is known after start."""
 
     def __init__(self, app: Any, host: str, port: int) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False,
+                                loop="none", http="httptools")
         self.server = _Server(config)
         self._task: asyncio.Task[None] | None = None
 

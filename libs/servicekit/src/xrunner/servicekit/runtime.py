@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 
 import asyncpg
 import structlog
+import uvloop
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -137,7 +138,7 @@ def run_service(runtime: Runtime, main: Start) -> int:
         await runtime.close()
         return 1 if runtime.failed else 0
 
-    return asyncio.run(_run())
+    return uvloop.run(_run())
 
 
 Command = Callable[["Runtime"], Awaitable[int]]
@@ -155,7 +156,7 @@ def main(service: str, settings_cls: type[S], start: Start, commands: dict[str, 
     command = (commands or {}).get(args[0])
     if command is None or len(args) > 1:
         sys.exit(f"usage: python -m xrunner.{service} [{' | '.join(commands or {})}]")
-    sys.exit(asyncio.run(_once(runtime, command)))
+    sys.exit(uvloop.run(_once(runtime, command)))
 
 
 async def _once(runtime: Runtime, command: Command) -> int:

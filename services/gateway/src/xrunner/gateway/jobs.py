@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -16,13 +15,20 @@ from nats.js import JetStreamContext
 
 from xrunner.contracts import codec, lifecycle, subjects
 from xrunner.contracts.api import HistoryEntry, JobLog, JobView
-from xrunner.contracts.events import JobCancelRequested, JobEvent, JobSubmitted, tag_of
+from xrunner.contracts.events import Event, JobCancelRequested, JobEvent, JobSubmitted, tag_of
 from xrunner.contracts.messages import LogChunk
 from xrunner.contracts.spec import JobSpec
 from xrunner.gateway import readmodel
 from xrunner.servicekit.auth import Principal
 from xrunner.servicekit.eventstore import ConflictError, EventStore, read_raw
 from xrunner.servicekit.ids import new_id
+
+
+def _view(history: list[tuple[int, Event]]) -> JobView:
+    view = lifecycle.replay(history)
+    assert view is not None
+    return view
+
 
 # Events after which admission has decided (or the job moved on), so a submit can answer.
 _DECIDED = {"queued", "rejected", "dispatched", "started", "succeeded", "failed", "cancelled", "expired"}
@@ -54,26 +60,33 @@ class Jobs:
             submitted_by=who.subject,
             idempotency_key=idempotency_key,
         )
-        decided = asyncio.Event()
+        decisions: asyncio.Queue[str] = asyncio.Queue()
 
         async def on_event(msg: Msg) -> None:
             if msg.subject.rsplit(".", 1)[-1] in _DECIDED:
-                decided.set()
+                decisions.put_nowait(msg.subject)
 
         sub = await self.nc.subscribe(subjects.job_events(who.tenant, job_id), cb=on_event)
         try:
             appended = await self.store.append(event, msg_id=msg_id, expect=0)
             if appended.duplicate:
                 raw = await self.js.get_msg(subjects.EVENTS_STREAM, appended.seq)
-                job_id = codec.decode(raw.data or b"", JobSubmitted).job_id
-            else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(decided.wait(), self.decision_wait_s)
+                original = codec.decode(raw.data or b"", JobSubmitted)
+                return await self._as_of_now(original), False
+            try:
+                decision = await asyncio.wait_for(decisions.get(), self.decision_wait_s)
+            except TimeoutError:
+                return _view([(appended.seq, event)]), True
         finally:
             await sub.unsubscribe()
-        view = await self.from_log(who.tenant, job_id)
+        raw = await self.js.get_last_msg(subjects.EVENTS_STREAM, decision)
+        assert raw.seq is not None
+        return _view([(appended.seq, event), (raw.seq, codec.decode_event(raw.data or b""))]), True
+
+    async def _as_of_now(self, submitted: JobSubmitted) -> JobView:
+        view = await self.from_log(submitted.tenant, submitted.job_id)
         assert view is not None
-        return view, not appended.duplicate
+        return view
 
     async def get(self, tenant: str, job_id: str) -> JobView | None:
         """The read model's view, or the log's when the read model has not folded the job yet."""

@@ -1,11 +1,12 @@
 """Decides the order in which queued jobs start: weighted fair share across tenants, priority then FIFO inside a
 tenant. Pure: the caller passes the state, the pools and `now`.
 
-Each pick goes to the tenant with the smallest weighted dominant share (the largest of its cpu, memory and gpu
-shares of the live capacity, running plus half its decayed recent usage), among tenants with an eligible job and
-room under `max_inflight`. A tenant with nothing running has share 0, so it is served in the very next round,
-however large another tenant's backlog. Inside a tenant the first job that can start now goes (a job that fits no
-pool, or whose pool is full, does not block smaller jobs behind it: bounded backfill).
+Each pick goes to a tenant with nothing in flight first, then to the tenant with the smallest weighted dominant
+share (the largest of its cpu, memory and gpu shares of the live capacity, running plus half its decayed recent
+usage), among tenants with an eligible job and room under `max_inflight`. So a tenant with nothing running is served
+in the very next round, however large another tenant's backlog and however much it ran lately. Inside a tenant the
+first job that can start now goes (a job that fits no pool, or whose pool is full, does not block smaller jobs
+behind it: bounded backfill).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class _Tenant:
     room: int
     share: float
     queue: list[JobView]
+    busy: bool = False
 
 
 def need_of(view: JobView) -> Need:
@@ -71,13 +73,13 @@ def plan(state: SchedulerState, pools: Mapping[str, Pool], now: datetime) -> Pla
     """Which queued jobs start now and where; why the others wait."""
     total = capacity(pools)
     active: dict[str, int] = {}
-    tenants = _tenants(state, total, now, active)
+    tenants = _tenants(state, pools, total, now, active)
     free = placement.free_slots(pools, active)
     result = Plan()
-    heap = [(t.share / t.weight, t.name) for t in tenants.values() if t.queue]
+    heap = [(t.busy, t.share / t.weight, t.name) for t in tenants.values() if t.queue]
     heapq.heapify(heap)
     while heap:
-        _, name = heapq.heappop(heap)
+        *_, name = heapq.heappop(heap)
         tenant = tenants[name]
         if tenant.room <= 0:
             _wait_all(result, tenant.queue, "tenant_at_max_inflight", None)
@@ -86,15 +88,20 @@ def plan(state: SchedulerState, pools: Mapping[str, Pool], now: datetime) -> Pla
         if picked is None:
             continue
         tenant.room -= 1
+        tenant.busy = True
         r = picked.spec.resources
         tenant.share += dominant(r.cpu_millis, r.memory_mib, r.gpu, total)
         if tenant.queue:
-            heapq.heappush(heap, (tenant.share / tenant.weight, name))
+            heapq.heappush(heap, (tenant.busy, tenant.share / tenant.weight, name))
     return result
 
 
 def _tenants(
-    state: SchedulerState, total: tuple[float, float, float], now: datetime, active: dict[str, int]
+    state: SchedulerState,
+    pools: Mapping[str, Pool],
+    total: tuple[float, float, float],
+    now: datetime,
+    active: dict[str, int],
 ) -> dict[str, _Tenant]:
     running: dict[str, list[float]] = {}
     inflight: dict[str, int] = {}
@@ -107,8 +114,9 @@ def _tenants(
             use[1] += r.memory_mib
             use[2] += r.gpu
             inflight[view.tenant] = inflight.get(view.tenant, 0) + 1
-            if view.pool:
-                active[view.pool] = active.get(view.pool, 0) + 1
+            pool = pools.get(view.pool or "")
+            if pool is not None and (view.state == "dispatched" or pool.counts(view.worker_id)):
+                active[pool.name] = active.get(pool.name, 0) + 1
         elif view.state == "queued":
             queues.setdefault(view.tenant, []).append(view)
     out = {}
@@ -121,9 +129,8 @@ def _tenants(
             recent.cpu / horizon, recent.memory / horizon, recent.gpu / horizon, total
         )
         queue.sort(key=queue_order)
-        out[name] = _Tenant(
-            name, max(rec.limits.weight, 1e-9), rec.limits.max_inflight - inflight.get(name, 0), share, queue
-        )
+        room = rec.limits.max_inflight - inflight.get(name, 0)
+        out[name] = _Tenant(name, max(rec.limits.weight, 1e-9), room, share, queue, busy=inflight.get(name, 0) > 0)
     return out
 
 
@@ -145,7 +152,7 @@ def _pick(
         result.waiting.pop(key, None)
         result.picks.append(Pick(key, pool))
         return view
-    _wait_all(result, tenant.queue, "pool_full", None, only_missing=True)
+    _wait_all(result, tenant.queue, "next_round", None, only_missing=True)  # beyond the lookahead
     tenant.queue = []
     return None
 

@@ -8,7 +8,9 @@ import asyncio
 import contextlib
 import time
 import zlib
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 from nats.js import JetStreamContext
@@ -17,7 +19,7 @@ from xrunner.contracts import codec, subjects
 from xrunner.contracts import events as ev
 from xrunner.contracts.api import JobView
 from xrunner.contracts.messages import RunJob
-from xrunner.contracts.policy import Admitted, admit, backoff_s
+from xrunner.contracts.policy import Admitted, Bucket, admit, backoff_s
 from xrunner.contracts.stats import STATS_GLOBAL_KEY, tenant_stats_key
 from xrunner.scheduler import explain, fairness, placement
 from xrunner.scheduler.metrics import Metrics
@@ -28,6 +30,8 @@ from xrunner.servicekit.eventstore import ConflictError, EventStore
 from xrunner.servicekit.ids import new_id
 
 log = structlog.get_logger()
+
+CONCURRENT_APPENDS = 64
 
 
 class Scheduler:
@@ -71,27 +75,36 @@ class Scheduler:
                 last_stats = time.monotonic()
 
     async def react(self, now: datetime) -> None:
-        """Decide for the jobs the log just changed: admit new ones, cancel queued ones, schedule retries."""
+        """Decide for the jobs the log just changed: admit new ones, cancel queued ones, schedule retries.
+        Decisions are taken one by one (admission counts and rate buckets carry over); appends run together."""
         dirty, self.dirty = self.dirty, set()
         counts = self._queued_counts()
+        buckets: dict[str, Bucket] = {}
+        appends = []
         for key in sorted(dirty, key=lambda k: k[1]):
             view = self.state.jobs.get(key)
             if view is None:
                 continue
             if view.state == "submitted" and not view.cancel_requested:
-                await self._admit(view, counts, now)
+                appends.append(self._admit(view, counts, buckets, now))
             elif view.cancel_requested and view.state in ("submitted", "queued"):
-                await self._emit(view, ev.JobCancelled, "cancelled", detail="cancelled while queued")
+                appends.append(self._emit(view, ev.JobCancelled, "cancelled", detail="cancelled while queued"))
             elif view.state == "queued" and view.reason == "backoff" and view.not_before is None:
                 jitter = (zlib.crc32(f"{view.id}:{view.attempt}".encode()) % 1000) / 1000
                 delay = backoff_s(view.spec.retry, view.retries_used - 1, jitter)
-                await self._emit(
-                    view,
-                    ev.JobRetryScheduled,
-                    "retry_scheduled",
-                    not_before=now + timedelta(seconds=delay),
-                    reason=view.reason or "",
-                )
+                appends.append(self._emit(view, ev.JobRetryScheduled, "retry_scheduled",
+                                          not_before=now + timedelta(seconds=delay), reason=view.reason or ""))
+        await self._together(appends)
+
+    async def _together(self, appends: list[Coroutine[Any, Any, bool]]) -> list[bool]:
+        """Run appends for different jobs concurrently (each is compare-and-set on its own job)."""
+        gate = asyncio.Semaphore(CONCURRENT_APPENDS)
+
+        async def gated(append: Coroutine[Any, Any, bool]) -> bool:
+            async with gate:
+                return await append
+
+        return list(await asyncio.gather(*(gated(a) for a in appends)))
 
     def _queued_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -100,40 +113,21 @@ class Scheduler:
                 counts[view.tenant] = counts.get(view.tenant, 0) + 1
         return counts
 
-    async def _admit(self, view: JobView, counts: dict[str, int], now: datetime) -> None:
+    def _admit(self, view: JobView, counts: dict[str, int], buckets: dict[str, Bucket],
+               now: datetime) -> Coroutine[Any, Any, bool]:
         tenant = self.state.tenant(view.tenant)
+        bucket = buckets.get(view.tenant, tenant.bucket)
         total = sum(counts.values())
-        decision = admit(
-            tenant.limits,
-            counts.get(view.tenant, 0),
-            total,
-            self.settings.max_queued_total,
-            tenant.bucket,
-            now,
-            self.metrics.dispatch_rate(),
-        )
+        decision = admit(tenant.limits, counts.get(view.tenant, 0), total, self.settings.max_queued_total,
+                         bucket, now, self.metrics.dispatch_rate())
         if isinstance(decision, Admitted):
-            if await self._emit(
-                view,
-                ev.JobQueued,
-                "queued",
-                now=now,
-                pool=view.spec.resources.pool or "",
-                position=counts.get(view.tenant, 0) + 1,
-            ):
-                counts[view.tenant] = counts.get(view.tenant, 0) + 1
-            return
+            buckets[view.tenant] = decision.bucket
+            counts[view.tenant] = counts.get(view.tenant, 0) + 1
+            return self._emit(view, ev.JobQueued, "queued", now=now, pool=view.spec.resources.pool or "",
+                              position=counts[view.tenant])
         self.metrics.rejected.labels(decision.cause).inc()
-        await self._emit(
-            view,
-            ev.JobRejected,
-            "rejected",
-            now=now,
-            cause=decision.cause,
-            scope=decision.scope,
-            retry_after_s=decision.retry_after_s,
-            detail=decision.detail,
-        )
+        return self._emit(view, ev.JobRejected, "rejected", now=now, cause=decision.cause, scope=decision.scope,
+                          retry_after_s=decision.retry_after_s, detail=decision.detail)
 
     async def sweep(self, now: datetime) -> None:
         """Deadlines and liveness: lost workers, queue timeouts, the execution-timeout backstop."""
@@ -165,32 +159,23 @@ class Scheduler:
     async def dispatch(self, now: datetime) -> None:
         pools = placement.pools_from(self.workers.live())
         self.plan = fairness.plan(self.state, pools, now)
-        for pick in self.plan.picks:
-            view = self.state.jobs.get(pick.key)
-            if view is None or view.state != "queued":
-                continue
-            attempt = view.attempt + 1
-            if not await self._emit(
-                view, ev.JobDispatched, "dispatched", attempt=attempt, pool=pick.pool, retries_used=view.retries_used
-            ):
-                continue
-            dispatched = self.state.jobs[pick.key]
-            run = RunJob(
-                tenant=view.tenant,
-                job_id=view.id,
-                attempt=attempt,
-                spec=view.spec,
-                fence_seq=dispatched.version,
-                dispatched_at=dispatched.updated_at,
-                retries_used=view.retries_used,
-            )
-            await self.js.publish(
-                subjects.run_queue(pick.pool),
-                codec.encode(run),
-                stream=subjects.RUN_STREAM,
-                headers={"Nats-Msg-Id": f"run:{view.id}:{attempt}"},
-            )
-            self.metrics.dispatched(view, pick.pool, now)
+        picks = [(p, v) for p in self.plan.picks if (v := self.state.jobs.get(p.key)) and v.state == "queued"]
+        await self._together([self._release(view, pick.pool, now) for pick, view in picks])
+
+    async def _release(self, view: JobView, pool: str, now: datetime) -> bool:
+        """Append `job.dispatched` (the next attempt), then put the work item on `xr.run.<pool>`."""
+        attempt = view.attempt + 1
+        if not await self._emit(view, ev.JobDispatched, "dispatched", attempt=attempt, pool=pool,
+                                retries_used=view.retries_used):
+            return False
+        dispatched = self.state.jobs[(view.tenant, view.id)]
+        run = RunJob(tenant=view.tenant, job_id=view.id, attempt=attempt, spec=view.spec,
+                     fence_seq=dispatched.version, dispatched_at=dispatched.updated_at,
+                     retries_used=view.retries_used)
+        await self.js.publish(subjects.run_queue(pool), codec.encode(run), stream=subjects.RUN_STREAM,
+                              headers={"Nats-Msg-Id": f"run:{view.id}:{attempt}"})
+        self.metrics.dispatched(view, pool, now)
+        return True
 
     async def _emit(
         self,

@@ -8,7 +8,7 @@ kept for jobs that need a GPU while another pool fits.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from xrunner.contracts.messages import WorkerHeartbeat
 
@@ -29,6 +29,13 @@ class Pool:
     cpu_millis: int
     memory_mib: int
     gpu: int
+    # The live, non-draining workers; empty when unknown. Not part of a pool's identity.
+    worker_ids: frozenset[str] = field(default=frozenset(), compare=False)
+
+    def counts(self, worker_id: str | None) -> bool:
+        """Whether a job running on `worker_id` takes one of this pool's slots (not so on a draining or dead
+        worker: its slots are not in the pool any more either)."""
+        return not self.worker_ids or worker_id in self.worker_ids
 
     def fits(self, need: Need) -> bool:
         return need.cpu_millis <= self.cpu_millis and need.memory_mib <= self.memory_mib and need.gpu <= self.gpu
@@ -52,6 +59,7 @@ def pools_from(workers: Iterable[WorkerHeartbeat]) -> dict[str, Pool]:
             min(w.cpu_millis for w in ws),
             min(w.memory_mib for w in ws),
             min(w.gpu for w in ws),
+            frozenset(w.worker_id for w in ws),
         )
         for name, ws in grouped.items()
     }

@@ -7,6 +7,7 @@ is idempotent per job (`JobView.version`) and per tenant (`config_seq`, `bucket_
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -18,6 +19,13 @@ from xrunner.contracts.stats import TenantLimits
 
 Key = tuple[str, str]
 USAGE_HALF_LIFE_S = 300.0
+FINISHED_KEPT = 200_000
+
+
+def _ended(history: list[tuple[int, ev.Event]], attempt: int) -> datetime | None:
+    """When attempt `attempt` stopped running, from the job's history."""
+    ends = (ev.JobSucceeded, ev.JobFailed, ev.JobTimedOut, ev.JobCancelled, ev.JobLost)
+    return next((e.occurred_at for _, e in history if isinstance(e, ends) and e.attempt == attempt), None)
 
 
 @dataclass
@@ -51,6 +59,9 @@ class SchedulerState:
         self.defaults = defaults
         self.jobs: dict[Key, JobView] = {}
         self.tenants: dict[str, TenantRec] = {}
+        # Jobs that ended recently: a batch folded again (a failed transaction's redelivery) must not bring them
+        # back or charge their run twice. Bounded: redeliveries are recent by nature.
+        self.finished: OrderedDict[Key, None] = OrderedDict()
 
     def tenant(self, name: str) -> TenantRec:
         rec = self.tenants.get(name)
@@ -66,6 +77,8 @@ class SchedulerState:
         if not isinstance(event, ev.JobEvent):
             return None
         key = (event.tenant, event.job_id)
+        if key in self.finished:
+            return None
         before = self.jobs.get(key)
         was_running = before is not None and before.state == "running"
         started_at = before.started_at if before is not None else None
@@ -76,11 +89,17 @@ class SchedulerState:
             self._spend_token(seq, event)
         if was_running and view.state != "running" and started_at is not None:
             self._charge(view, started_at, event.occurred_at)
+        self._keep(key, view)
+        return view
+
+    def _keep(self, key: Key, view: JobView) -> None:
         if lifecycle.is_terminal(view.state):
             self.jobs.pop(key, None)
+            self.finished[key] = None
+            if len(self.finished) > FINISHED_KEPT:
+                self.finished.popitem(last=False)
         else:
             self.jobs[key] = view
-        return view
 
     def _configure(self, seq: int, event: ev.TenantConfigured) -> None:
         rec = self.tenant(event.tenant)
@@ -97,7 +116,8 @@ class SchedulerState:
     def _spend_token(self, seq: int, event: ev.JobQueued) -> None:
         rec = self.tenant(event.tenant)
         full = refill(rec.bucket, rec.limits.submit_rate_per_s, event.occurred_at)
-        rec.bucket = Bucket(full.tokens - 1.0, event.occurred_at)
+        at = max(event.occurred_at, rec.bucket.at) if rec.bucket.at else event.occurred_at  # never credit twice
+        rec.bucket = Bucket(full.tokens - 1.0, at)
         rec.bucket_seq = seq
 
     def _charge(self, view: JobView, started_at: datetime, ended_at: datetime) -> None:
@@ -116,6 +136,7 @@ class SchedulerState:
     def load(self, views: list[JobView], tenants: list[TenantRec]) -> None:
         """Start from a projection snapshot (non-terminal jobs and every tenant)."""
         self.jobs = {(v.tenant, v.id): v for v in views if not lifecycle.is_terminal(v.state)}
+        self.finished.clear()
         self.tenants = {t.name: t for t in tenants}
 
     def reload_job(self, history: list[tuple[int, ev.Event]]) -> JobView | None:
@@ -124,8 +145,10 @@ class SchedulerState:
         if view is None:
             return None
         key = (view.tenant, view.id)
-        if lifecycle.is_terminal(view.state):
-            self.jobs.pop(key, None)
-        else:
-            self.jobs[key] = view
+        before = self.jobs.get(key)
+        if before is not None and before.state == "running" and before.started_at is not None and (
+            view.state != "running" or view.attempt != before.attempt
+        ):
+            self._charge(view, before.started_at, _ended(history, before.attempt) or view.updated_at)
+        self._keep(key, view)
         return view

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import warnings
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -40,31 +41,39 @@ class Worker:
         self.store = EventStore(self.js)
         self.sandbox = ProcessSandbox(settings.sandbox)
         self.runner = Runner(self.store, self.sandbox, settings, worker_id)
-        self.slots = asyncio.Semaphore(settings.slots)
+        self.busy = 0
+        self.slot_free = asyncio.Event()
+        self.slot_free.set()
         self.running: dict[str, Stop] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.draining = False
 
     async def pull(self) -> None:
-        """Take one work item per free slot, so the pool's slot count is a hard cap."""
-        config = ConsumerConfig(
-            durable_name=f"worker_{self.settings.pool}",
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=30.0,
-            max_deliver=10,
-            filter_subject=subjects.run_queue(self.settings.pool),
-        )
+        """Take at most as many work items as there are free slots, so the slot count is a hard cap."""
+        config = ConsumerConfig(durable_name=f"worker_{self.settings.pool}", ack_policy=AckPolicy.EXPLICIT,
+                                ack_wait=30.0, max_deliver=10, filter_subject=subjects.run_queue(self.settings.pool))
         sub = await durable(self.js, subjects.RUN_STREAM, config)
         while not self.draining:
-            await self.slots.acquire()
+            await self.slot_free.wait()
+            free = self.settings.slots - self.busy
             try:
-                msgs = await sub.fetch(1, timeout=1.0)
+                msgs = await sub.fetch(min(free, 64), timeout=1.0)
             except (TimeoutError, FetchTimeoutError):
-                self.slots.release()
                 continue
-            task = asyncio.create_task(self._attempt(msgs[0]))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            for msg in msgs:
+                self._take_slot()
+                task = asyncio.create_task(self._attempt(msg))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+
+    def _take_slot(self) -> None:
+        self.busy += 1
+        if self.busy >= self.settings.slots:
+            self.slot_free.clear()
+
+    def _free_slot(self) -> None:
+        self.busy -= 1
+        self.slot_free.set()
 
     async def _attempt(self, msg: Msg) -> None:
         try:
@@ -85,7 +94,7 @@ class Worker:
             with contextlib.suppress(Exception):
                 await msg.nak(delay=1.0)
         finally:
-            self.slots.release()
+            self._free_slot()
 
     async def watch_cancels(self) -> None:
         async def on_cancel(msg: Msg) -> None:
@@ -136,12 +145,33 @@ def _memory_mib() -> int:
     return 0
 
 
+def use_pidfd_child_watcher() -> bool:
+    """Watch children with pidfds (one fd each, no thread per child) where the kernel has them, so spawning
+    keeps up with a thousand concurrent jobs; else keep asyncio's default watcher. (Under uvloop, the default
+    for services, libuv reaps children itself and no watcher is needed.)"""
+    if not isinstance(asyncio.get_running_loop(), asyncio.SelectorEventLoop):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(asyncio.get_running_loop())
+        asyncio.set_child_watcher(watcher)
+    return True
+
+
 async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     settings = runtime.settings
     assert isinstance(settings, WorkerSettings)
+    pidfd = use_pidfd_child_watcher()
     worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}".lower().replace(".", "-")
     js = await runtime.connect_nats()
     worker = Worker(runtime.nc, settings, worker_id)
+    log.info("worker starting", worker_id=worker_id, pool=settings.pool, slots=settings.slots,
+             sandbox=worker.sandbox.name, pidfd_child_watcher=pidfd)
     if worker.sandbox.name == "none":
         log.warning("running jobs UNSANDBOXED (bubblewrap not installed or XR_WORKER_SANDBOX=none)")
     store = worker.store
