@@ -99,7 +99,7 @@ def base(cluster: Cluster, workers: int = 1, slots: int = 4, **worker: object) -
 
 
 async def test_a_small_tenant_is_served_in_the_next_round_behind_a_large_backlog(cluster: Cluster) -> None:
-    await configure(cluster.nats_url, "big", max_inflight=3)
+    await configure(cluster.nats_url, "big", max_inflight=3, submit_rate_per_s=10_000)
     base(cluster, slots=4)
     async with cluster.client("big") as big, cluster.client("small") as small:
         await submit_many(big, 300, spec("sleep 0.5"))

@@ -371,6 +371,7 @@ def bench(
     cmd: Annotated[str, typer.Option(help="The shell command each job runs.")] = "true",
     tenants: Annotated[int, typer.Option(help="Spread the jobs over this many tenants.")] = 1,
     concurrency: Annotated[int, typer.Option(help="Concurrent HTTP requests.")] = 64,
+    batch: Annotated[int, typer.Option(help="Submit in batches of this size (0: one request per job).")] = 0,
     timeout: Annotated[float, typer.Option(help="Give up on a job after this many seconds.")] = 300.0,
     output: Annotated[Path | None, typer.Option(help="Also write the full result as JSON here.")] = None,
     data_dir: DataDir = DEFAULT_DATA,
@@ -383,7 +384,7 @@ def bench(
     api, _ = _connection(data_dir)
     secret = os.environ.get("XR_JWT_SECRET") or (data_dir / "secret").read_text().strip()
     tokens = [_dev_token(secret, f"bench{i}", ["jobs:read", "jobs:write"]) for i in range(tenants)]
-    result = asyncio.run(run_bench(api, tokens, ["sh", "-c", cmd], jobs, concurrency, timeout))
+    result = asyncio.run(run_bench(api, tokens, ["sh", "-c", cmd], jobs, concurrency, timeout, batch=batch))
     typer.echo(
         f"jobs {result.jobs} over {result.tenants} tenant(s): {result.states}, lost {result.lost}, "
         f"re-run {result.rerun}, rejected {result.rejected}"

@@ -111,3 +111,28 @@ class HistoryEntry(msgspec.Struct, kw_only=True):
     occurred_at: datetime
     attempt: int
     event: dict[str, object]
+
+
+class SubmitBatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/jobs/batch`: up to 1,000 specs submitted together."""
+
+    jobs: Annotated[list[JobSpec], msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class BatchItem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One spec's outcome, at its index in the request: the job, or the problem that refused it."""
+
+    index: int
+    job: JobView | None = None
+    problem: Problem | None = None
+
+
+class BatchAccepted(msgspec.Struct, kw_only=True):
+    results: list[BatchItem]
+
+
+class JobList(msgspec.Struct, kw_only=True):
+    """A page of jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
+
+    jobs: list[JobView]
+    next_cursor: str | None = None

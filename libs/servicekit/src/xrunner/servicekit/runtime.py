@@ -123,7 +123,7 @@ class Runtime:
                 self._pool.terminate()
 
 
-def run_service(runtime: Runtime, main: Start) -> int:
+def run_service(runtime: Runtime, main: Start, fast_loop: bool = True) -> int:
     """Run `main` (which starts the service and returns its stop function) until SIGINT/SIGTERM."""
 
     async def _run() -> int:
@@ -138,21 +138,28 @@ def run_service(runtime: Runtime, main: Start) -> int:
         await runtime.close()
         return 1 if runtime.failed else 0
 
-    return uvloop.run(_run())
+    return uvloop.run(_run()) if fast_loop else asyncio.run(_run())
 
 
 Command = Callable[["Runtime"], Awaitable[int]]
 
 
-def main(service: str, settings_cls: type[S], start: Start, commands: dict[str, Command] | None = None) -> NoReturn:
+def main(
+    service: str,
+    settings_cls: type[S],
+    start: Start,
+    commands: dict[str, Command] | None = None,
+    fast_loop: bool = True,
+) -> NoReturn:
     """The body of every `python -m xrunner.<service> [command]`: settings from the environment, logging, then
-    either run the service or a one-off command (e.g. `rebuild`) that returns an exit code."""
+    either run the service or a one-off command (e.g. `rebuild`) that returns an exit code. Services run on uvloop
+    (`fast_loop`), except those that spawn many processes: asyncio's own loop spawns with vfork, uvloop forks."""
     settings = load_settings(settings_cls, service, os.environ)
     configure_logging(service, settings.log_level, settings.log_format)
     runtime = Runtime(service, settings)
     args = sys.argv[1:]
     if not args:
-        sys.exit(run_service(runtime, start))
+        sys.exit(run_service(runtime, start, fast_loop))
     command = (commands or {}).get(args[0])
     if command is None or len(args) > 1:
         sys.exit(f"usage: python -m xrunner.{service} [{' | '.join(commands or {})}]")

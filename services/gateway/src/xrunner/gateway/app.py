@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 
 from xrunner.gateway import problems
+from xrunner.gateway.collection import CollectionRoutes
 from xrunner.gateway.insight import InsightRoutes
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.readmodel import JobsProjection
@@ -26,7 +27,7 @@ from xrunner.servicekit.runtime import Runtime
 
 def create_http_app(jobs: Jobs, verifier: JwtVerifier, ready: ReadyCheck, max_body_bytes: int) -> Litestar:
     return Litestar(
-        route_handlers=[JobRoutes, InsightRoutes, TenantRoutes, *health_handlers(ready)],
+        route_handlers=[CollectionRoutes, JobRoutes, InsightRoutes, TenantRoutes, *health_handlers(ready)],
         state=State({"jobs": jobs, "verifier": verifier}),
         exception_handlers=problems.HANDLERS,
         openapi_config=OpenAPIConfig(title="xrunner", version="1.0.0", path="/schema"),

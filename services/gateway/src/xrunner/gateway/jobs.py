@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -12,6 +13,7 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from xrunner.contracts import codec, lifecycle, subjects
 from xrunner.contracts.api import HistoryEntry, JobLog, JobView
@@ -31,7 +33,7 @@ def _view(history: list[tuple[int, Event]]) -> JobView:
 
 
 # Events after which admission has decided (or the job moved on), so a submit can answer.
-_DECIDED = {"queued", "rejected", "dispatched", "started", "succeeded", "failed", "cancelled", "expired"}
+DECIDED = {"queued", "rejected", "dispatched", "started", "succeeded", "failed", "cancelled", "expired"}
 CANCEL_TRIES = 5  # compare-and-set rounds before giving up on a job whose history keeps moving
 
 CancelOutcome = Literal["requested", "already_requested", "finished"]
@@ -60,11 +62,11 @@ class Jobs:
             submitted_by=who.subject,
             idempotency_key=idempotency_key,
         )
-        decisions: asyncio.Queue[str] = asyncio.Queue()
+        notified = asyncio.Event()
 
         async def on_event(msg: Msg) -> None:
-            if msg.subject.rsplit(".", 1)[-1] in _DECIDED:
-                decisions.put_nowait(msg.subject)
+            if msg.subject.rsplit(".", 1)[-1] in DECIDED:
+                notified.set()
 
         sub = await self.nc.subscribe(subjects.job_events(who.tenant, job_id), cb=on_event)
         try:
@@ -73,15 +75,33 @@ class Jobs:
                 raw = await self.js.get_msg(subjects.EVENTS_STREAM, appended.seq)
                 original = codec.decode(raw.data or b"", JobSubmitted)
                 return await self._as_of_now(original), False
-            try:
-                decision = await asyncio.wait_for(decisions.get(), self.decision_wait_s)
-            except TimeoutError:
-                return _view([(appended.seq, event)]), True
+            decision = await self.stored_decision(who.tenant, job_id, appended.seq, notified)
         finally:
             await sub.unsubscribe()
-        raw = await self.js.get_last_msg(subjects.EVENTS_STREAM, decision)
-        assert raw.seq is not None
-        return _view([(appended.seq, event), (raw.seq, codec.decode_event(raw.data or b""))]), True
+        return _view([(appended.seq, event), *([decision] if decision else [])]), True
+
+    async def stored_decision(self, tenant: str, job_id: str, after: int,
+                              notified: asyncio.Event) -> tuple[int, Event] | None:
+        """The first event after `after` in the job's history once admission has decided, within the wait.
+
+        A core-NATS notification only hints: it can arrive before the stream stored the event, and an append that
+        lost its compare-and-set is seen by subscribers too. So the answer is always read back from the stream."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.decision_wait_s
+        while (left := deadline - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(notified.wait(), left)
+            notified.clear()
+            for pause in (0.0, 0.001, 0.002, 0.004, 0.008):
+                await asyncio.sleep(pause)
+                try:
+                    raw = await self.js.get_msg(subjects.EVENTS_STREAM, seq=after + 1,
+                                                subject=subjects.job_history(tenant, job_id), next=True, direct=True)
+                except NotFoundError:
+                    continue
+                assert raw.seq is not None
+                return raw.seq, codec.decode_event(raw.data or b"")
+        return None
 
     async def _as_of_now(self, submitted: JobSubmitted) -> JobView:
         view = await self.from_log(submitted.tenant, submitted.job_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
@@ -12,8 +11,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.params import Parameter
 from litestar.types import Guard
 
-from xrunner.contracts.api import CancelJob, HistoryEntry, JobAccepted, JobLog, JobView, Whoami
-from xrunner.contracts.spec import JobSpec
+from xrunner.contracts.api import CancelJob, HistoryEntry, JobLog, JobView, Whoami
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.problems import ProblemError
 from xrunner.servicekit.auth import AuthError, JwtVerifier, Principal, bearer
@@ -68,33 +66,6 @@ async def find_job(jobs: Jobs, who: Principal, job_id: str) -> JobView:
 class JobRoutes(Controller):
     path = "/v1"
     tags = ["jobs"]
-
-    @post("/jobs", status_code=201, guards=WRITE)
-    async def submit(
-        self,
-        request: Request[Any, Any, State],
-        data: JobSpec,
-        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", max_length=255)] = None,
-    ) -> Response[JobAccepted]:
-        """Submit a job. 201 when admission queued it, 202 when it has not decided yet, 429 when it refused."""
-        who = principal(request)
-        jobs: Jobs = request.app.state.jobs
-        view, created = await jobs.submit(who, data, idempotency_key)
-        if view.state == "rejected":
-            retry = view.retry_after_s or 1.0
-            raise ProblemError(
-                429,
-                view.reason or "rejected",
-                "Admission refused the job",
-                detail=view.id,
-                retry_after_s=retry,
-                cause=view.reason,
-                headers={"Retry-After": str(math.ceil(retry))},
-            )
-        status = 202 if view.state == "submitted" else (201 if created else 200)
-        return Response(
-            JobAccepted(job=view, created=created), status_code=status, headers={"Location": f"/v1/jobs/{view.id}"}
-        )
 
     @get("/jobs/{job_id:str}", guards=READ)
     async def get_job(self, request: Request[Any, Any, State], job_id: JOB_ID) -> JobView:

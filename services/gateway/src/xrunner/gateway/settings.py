@@ -9,5 +9,5 @@ class GatewaySettings(CommonSettings, kw_only=True, frozen=True):
     http_port: int = 8700
     schema: str = "gateway"
     decision_wait_s: float = 0.5
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: int = 4_194_304
     tenant_claim: str = "tenant"

@@ -55,7 +55,8 @@ async def lead(
     log.info("this scheduler is now active", scheduler_id=scheduler_id)
     state = SchedulerState(defaults(settings))
     async with pool.acquire() as conn:
-        state.load(await store.live_jobs(conn), await store.tenants(conn, state.defaults))
+        state.load(await store.live_jobs(conn), await store.tenants(conn, state.defaults),
+                   await store.dispatches(conn))
     scheduler = Scheduler(js, state, workers, settings, scheduler_id, wake)
     scheduler.dirty.update(state.jobs)
     projector = Projector(js, pool, SchedulerProjection(state, scheduler), consumer=CONSUMER, on_commit=wake)

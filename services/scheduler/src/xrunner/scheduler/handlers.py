@@ -50,6 +50,7 @@ class Scheduler:
         self.metrics = Metrics()
         self.plan = fairness.Plan()
         self.since = time.monotonic()
+        self.rereleased: dict[tuple[str, str], float] = {}
 
     def folded(self, views: list[JobView], started: list[tuple[ev.JobStarted, JobView]]) -> None:
         """Called by the projection for every folded batch: decide for those jobs soon."""
@@ -155,6 +156,24 @@ class Scheduler:
                 and (now - view.started_at).total_seconds() > spec.timeout_s + self.settings.timeout_grace_s
             ):
                 await self._emit(view, ev.JobTimedOut, "timed_out", timeout_s=spec.timeout_s)
+            elif view.state == "dispatched":
+                await self._rerelease(view, now)
+        for key in [k for k in self.rereleased if k not in self.state.jobs]:
+            del self.rereleased[key]
+
+    async def _rerelease(self, view: JobView, now: datetime) -> None:
+        """Publish the work item again for an attempt dispatched long ago and not started: the scheduler may have
+        died between appending `job.dispatched` and publishing it. A copy that did go out is dropped by the
+        stream's duplicate window, and the worker's fence makes any later copy harmless."""
+        key = (view.tenant, view.id)
+        dispatch = self.state.dispatches.get(key)
+        if dispatch is None or (now - dispatch[1]).total_seconds() < self.settings.redispatch_after_s:
+            return
+        last = self.rereleased.get(key, 0.0)
+        if time.monotonic() - last >= self.settings.redispatch_after_s:
+            self.rereleased[key] = time.monotonic()
+            log.info("re-releasing a dispatched attempt", job_id=view.id, attempt=view.attempt)
+            await self._publish_run(view)
 
     async def dispatch(self, now: datetime) -> None:
         pools = placement.pools_from(self.workers.live())
@@ -168,14 +187,18 @@ class Scheduler:
         if not await self._emit(view, ev.JobDispatched, "dispatched", attempt=attempt, pool=pool,
                                 retries_used=view.retries_used):
             return False
-        dispatched = self.state.jobs[(view.tenant, view.id)]
-        run = RunJob(tenant=view.tenant, job_id=view.id, attempt=attempt, spec=view.spec,
-                     fence_seq=dispatched.version, dispatched_at=dispatched.updated_at,
-                     retries_used=view.retries_used)
-        await self.js.publish(subjects.run_queue(pool), codec.encode(run), stream=subjects.RUN_STREAM,
-                              headers={"Nats-Msg-Id": f"run:{view.id}:{attempt}"})
+        await self._publish_run(self.state.jobs[(view.tenant, view.id)])
         self.metrics.dispatched(view, pool, now)
         return True
+
+    async def _publish_run(self, view: JobView) -> None:
+        """Put the work item of the job's current attempt on its pool's queue (deduplicated per attempt)."""
+        fence, at = self.state.dispatches[(view.tenant, view.id)]
+        run = RunJob(tenant=view.tenant, job_id=view.id, attempt=view.attempt, spec=view.spec, fence_seq=fence,
+                     dispatched_at=at, retries_used=view.retries_used)
+        assert view.pool is not None
+        await self.js.publish(subjects.run_queue(view.pool), codec.encode(run), stream=subjects.RUN_STREAM,
+                              headers={"Nats-Msg-Id": f"run:{view.id}:{view.attempt}"})
 
     async def _emit(
         self,

@@ -14,17 +14,20 @@ from xrunner.contracts.api import JobView
 from xrunner.contracts.events import Event, JobDispatched, JobEvent, JobStarted, TenantConfigured
 from xrunner.scheduler.state import SchedulerState, TenantRec
 
-JobDispatch = tuple[int, datetime]  # the sequence and time of a job's latest dispatch
-
 UPSERT_JOB = """
-INSERT INTO jobs (tenant, id, state, attempt, pool, priority, queued_at, dispatched_at, dispatched_seq, version, view)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)
+INSERT INTO jobs (tenant, id, state, attempt, pool, priority, queued_at, version, view)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)
 ON CONFLICT (tenant, id) DO UPDATE SET
   state = excluded.state, attempt = excluded.attempt, pool = excluded.pool, queued_at = excluded.queued_at,
-  dispatched_at = COALESCE(excluded.dispatched_at, jobs.dispatched_at),
-  dispatched_seq = COALESCE(excluded.dispatched_seq, jobs.dispatched_seq),
   version = excluded.version, view = excluded.view
 WHERE jobs.version < excluded.version
+"""
+
+# Not guarded by the row's version: the scheduler's own appends may already be in the row (it writes its working
+# state, which runs ahead of the projector), but the dispatch columns are only written here.
+SET_DISPATCH = """
+UPDATE jobs SET dispatched_seq = $3, dispatched_at = $4
+WHERE tenant = $1 AND id = $2 AND (dispatched_seq IS NULL OR dispatched_seq < $3)
 """
 
 UPSERT_TENANT = """
@@ -48,23 +51,25 @@ class SchedulerProjection:
         self.state, self.listener = state, listener
 
     async def apply(self, conn: asyncpg.Connection, batch: Sequence[tuple[int, Event]]) -> None:
-        jobs: dict[tuple[str, str], tuple[JobView, JobDispatch | None]] = {}
+        jobs: dict[tuple[str, str], JobView] = {}
+        dispatches: list[tuple[str, str, int, datetime]] = []
         tenants: set[str] = set()
         started: list[tuple[JobStarted, JobView]] = []
         for seq, event in batch:
             view = self.state.apply(seq, event)
             if isinstance(event, JobStarted) and view is not None and view.state == "running":
                 started.append((event, view))
+            if isinstance(event, JobDispatched):
+                dispatches.append((event.tenant, event.job_id, seq, event.occurred_at))
             if view is not None:
-                prev = jobs.get((view.tenant, view.id), (view, None))[1]
-                dispatch = (seq, event.occurred_at) if isinstance(event, JobDispatched) else prev
-                jobs[(view.tenant, view.id)] = (view, dispatch)
+                jobs[(view.tenant, view.id)] = view
             if isinstance(event, (JobEvent, TenantConfigured)):
                 tenants.add(event.tenant)
-        await conn.executemany(UPSERT_JOB, [_job_row(v, s) for v, s in jobs.values()])
+        await conn.executemany(UPSERT_JOB, [_job_row(v) for v in jobs.values()])
+        await conn.executemany(SET_DISPATCH, dispatches)
         await conn.executemany(UPSERT_TENANT, [_tenant_row(self.state.tenant(t)) for t in sorted(tenants)])
         if self.listener is not None:
-            self.listener.folded([v for v, _ in jobs.values()], started)
+            self.listener.folded(list(jobs.values()), started)
 
 
 class Listener(Protocol):
@@ -73,21 +78,9 @@ class Listener(Protocol):
     def folded(self, views: list[JobView], started: list[tuple[JobStarted, JobView]]) -> None: ...
 
 
-def _job_row(v: JobView, dispatch: JobDispatch | None) -> tuple[object, ...]:
-    dispatched_seq, dispatched_at = dispatch or (None, None)
-    return (
-        v.tenant,
-        v.id,
-        v.state,
-        v.attempt,
-        v.pool,
-        v.spec.priority,
-        v.queued_at,
-        dispatched_at,
-        dispatched_seq,
-        v.version,
-        codec.encode(v).decode(),
-    )
+def _job_row(v: JobView) -> tuple[object, ...]:
+    return (v.tenant, v.id, v.state, v.attempt, v.pool, v.spec.priority, v.queued_at, v.version,
+            codec.encode(v).decode())
 
 
 def _tenant_row(t: TenantRec) -> tuple[object, ...]:

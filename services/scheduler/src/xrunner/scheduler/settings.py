@@ -13,6 +13,7 @@ class SchedulerSettings(CommonSettings, kw_only=True, frozen=True):
     stats_every_s: float = 1.0
     worker_lease_s: float = 5.0
     timeout_grace_s: float = 30.0
+    redispatch_after_s: float = 10.0
     max_queued_total: int = 1_000_000
     default_weight: float = 1.0
     default_max_inflight: int = 1000

@@ -62,6 +62,8 @@ class SchedulerState:
         # Jobs that ended recently: a batch folded again (a failed transaction's redelivery) must not bring them
         # back or charge their run twice. Bounded: redeliveries are recent by nature.
         self.finished: OrderedDict[Key, None] = OrderedDict()
+        # The sequence and time of each live job's latest dispatch: the fence a re-released work item carries.
+        self.dispatches: dict[Key, tuple[int, datetime]] = {}
 
     def tenant(self, name: str) -> TenantRec:
         rec = self.tenants.get(name)
@@ -85,6 +87,8 @@ class SchedulerState:
         view = lifecycle.fold(before, event, seq)
         if view is None:
             return None
+        if isinstance(event, ev.JobDispatched) and view.state == "dispatched" and view.version == seq:
+            self.dispatches[key] = (seq, event.occurred_at)
         if isinstance(event, ev.JobQueued) and event.attempt == 0 and seq > self.tenant(event.tenant).bucket_seq:
             self._spend_token(seq, event)
         if was_running and view.state != "running" and started_at is not None:
@@ -95,6 +99,7 @@ class SchedulerState:
     def _keep(self, key: Key, view: JobView) -> None:
         if lifecycle.is_terminal(view.state):
             self.jobs.pop(key, None)
+            self.dispatches.pop(key, None)
             self.finished[key] = None
             if len(self.finished) > FINISHED_KEPT:
                 self.finished.popitem(last=False)
@@ -133,9 +138,11 @@ class SchedulerState:
             usage.at,
         )
 
-    def load(self, views: list[JobView], tenants: list[TenantRec]) -> None:
-        """Start from a projection snapshot (non-terminal jobs and every tenant)."""
+    def load(self, views: list[JobView], tenants: list[TenantRec],
+             dispatches: dict[Key, tuple[int, datetime]] | None = None) -> None:
+        """Start from a projection snapshot (non-terminal jobs, every tenant, the live jobs' dispatches)."""
         self.jobs = {(v.tenant, v.id): v for v in views if not lifecycle.is_terminal(v.state)}
+        self.dispatches = {k: d for k, d in (dispatches or {}).items() if k in self.jobs}
         self.finished.clear()
         self.tenants = {t.name: t for t in tenants}
 

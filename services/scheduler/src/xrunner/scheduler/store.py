@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 
 from xrunner.contracts import codec
@@ -16,6 +18,14 @@ LIVE_STATES = ["submitted", "queued", "dispatched", "running"]
 async def live_jobs(conn: asyncpg.Connection) -> list[JobView]:
     rows = await conn.fetch("SELECT view::text AS view FROM jobs WHERE state = ANY($1::text[])", LIVE_STATES)
     return [codec.decode(r["view"].encode(), JobView) for r in rows]
+
+
+async def dispatches(conn: asyncpg.Connection) -> dict[tuple[str, str], tuple[int, datetime]]:
+    rows = await conn.fetch(
+        "SELECT tenant, id, dispatched_seq, dispatched_at FROM jobs"
+        " WHERE state = ANY($1::text[]) AND dispatched_seq IS NOT NULL", LIVE_STATES
+    )
+    return {(r["tenant"], r["id"]): (int(r["dispatched_seq"]), r["dispatched_at"]) for r in rows}
 
 
 async def tenants(conn: asyncpg.Connection, defaults: TenantLimits) -> list[TenantRec]:

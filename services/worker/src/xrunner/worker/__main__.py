@@ -5,4 +5,4 @@ from xrunner.worker.app import start
 from xrunner.worker.settings import WorkerSettings
 
 if __name__ == "__main__":
-    main("worker", WorkerSettings, start)
+    main("worker", WorkerSettings, start, fast_loop=False)

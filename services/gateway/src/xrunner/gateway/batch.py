@@ -1,0 +1,92 @@
+"""Submits up to 1,000 specs in one request: appends them together, waits briefly for admission's decisions,
+and reports each spec's outcome at its index (queued, submitted, or refused with its problem)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+
+from nats.aio.msg import Msg
+
+from xrunner.contracts import codec, lifecycle, subjects
+from xrunner.contracts.api import BatchItem, JobView, Problem
+from xrunner.contracts.events import Event, JobSubmitted
+from xrunner.contracts.spec import JobSpec
+from xrunner.gateway.jobs import DECIDED, Jobs
+from xrunner.servicekit.auth import Principal
+from xrunner.servicekit.eventstore import Appended
+from xrunner.servicekit.ids import new_id
+
+CONCURRENT_APPENDS = 256
+
+
+async def submit_batch(jobs: Jobs, who: Principal, specs: list[JobSpec], key: str | None) -> list[BatchItem]:
+    now = datetime.now(UTC)
+    events = [JobSubmitted(event_id=new_id(), occurred_at=now, tenant=who.tenant, job_id=new_id(), spec=spec,
+                           submitted_by=who.subject, idempotency_key=f"{key}:{i}" if key else None)
+              for i, spec in enumerate(specs)]
+    wanted = {e.job_id for e in events}
+    decided: dict[str, str] = {}
+    all_decided = asyncio.Event()
+
+    async def on_event(msg: Msg) -> None:
+        _, _, _, _, job_id, token = msg.subject.split(".")
+        if job_id in wanted and token in DECIDED and job_id not in decided:
+            decided[job_id] = msg.subject
+            if len(decided) == len(wanted):
+                all_decided.set()
+
+    sub = await jobs.nc.subscribe(subjects.job_events(who.tenant), cb=on_event)
+    try:
+        appended = await _append_all(jobs, who, events, key)
+        for event, result in zip(events, appended, strict=True):
+            if result.duplicate:
+                wanted.discard(event.job_id)
+        if len(decided) < len(wanted):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(all_decided.wait(), jobs.decision_wait_s)
+    finally:
+        await sub.unsubscribe()
+    views = await asyncio.gather(*(_view(jobs, e, a, decided.get(e.job_id)) for e, a in zip(events, appended,
+                                                                                           strict=True)))
+    return [_item(i, view) for i, view in enumerate(views)]
+
+
+async def _append_all(jobs: Jobs, who: Principal, events: list[JobSubmitted], key: str | None) -> list[Appended]:
+    gate = asyncio.Semaphore(CONCURRENT_APPENDS)
+
+    async def one(i: int, event: JobSubmitted) -> Appended:
+        async with gate:
+            msg_id = f"submit:{who.tenant}:{key}:{i}" if key else f"submit:{who.tenant}:{event.job_id}"
+            return await jobs.store.append(event, msg_id=msg_id, expect=0)
+
+    return list(await asyncio.gather(*(one(i, e) for i, e in enumerate(events))))
+
+
+async def _view(jobs: Jobs, event: JobSubmitted, appended: Appended, decision: str | None) -> JobView:
+    if appended.duplicate:  # an earlier request with the same key made this job
+        raw = await jobs.js.get_msg(subjects.EVENTS_STREAM, appended.seq)
+        original = codec.decode(raw.data or b"", JobSubmitted)
+        view = await jobs.from_log(original.tenant, original.job_id)
+        assert view is not None
+        return view
+    history: list[tuple[int, Event]] = [(appended.seq, event)]
+    if decision is not None:  # a hint only (see Jobs.stored_decision): read the decision back from the stream
+        hint = asyncio.Event()
+        hint.set()
+        stored = await jobs.stored_decision(event.tenant, event.job_id, appended.seq, hint)
+        if stored is not None:
+            history.append(stored)
+    view = lifecycle.replay(history)
+    assert view is not None
+    return view
+
+
+def _item(index: int, view: JobView) -> BatchItem:
+    if view.state != "rejected":
+        return BatchItem(index=index, job=view)
+    problem = Problem(type=f"https://xrunner.dev/problems/{view.reason}", title="Admission refused the job",
+                      status=429, code=view.reason or "rejected", detail=view.id, retry_after_s=view.retry_after_s,
+                      cause=view.reason)
+    return BatchItem(index=index, job=view, problem=problem)
