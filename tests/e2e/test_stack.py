@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 import time
 
 import httpx
@@ -44,6 +47,7 @@ def test_a_command_runs_to_success_with_its_output_readable(stack: Stack) -> Non
         assert job["state"] in ("submitted", "queued", "dispatched", "running", "succeeded")
         done = wait_terminal(client, job["id"])
         assert (done["state"], done["exit_code"], done["attempt"]) == ("succeeded", 0, 1)
+        assert done["sandbox"] == ("process" if shutil.which("bwrap") else "none")
         assert done["created_at"] <= done["queued_at"] <= done["started_at"] <= done["finished_at"]
         logs = client.get(f"/v1/jobs/{job['id']}/logs")
         assert logs.status_code == 200
@@ -112,3 +116,18 @@ def test_the_stack_stops_cleanly_and_keeps_its_state_across_a_restart(tmp_path) 
     finally:
         stop_stack(second)
     assert processes_under(data_dir) == []
+
+
+@pytest.mark.parametrize("service", ["scheduler", "gateway"])
+def test_a_rebuilt_projection_equals_the_live_one(stack: Stack, service: str) -> None:
+    with stack.client() as client:
+        wait_terminal(client, submit(client, ["true"])["id"])
+    deadline = time.monotonic() + 20
+    while True:  # the live projection may still be folding the last events
+        result = subprocess.run([sys.executable, "-m", "xrunner.cli", "projections", "rebuild", service,
+                                 "--data-dir", str(stack.data_dir)], capture_output=True, text=True, timeout=120)
+        if result.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rebuild equals the live projection" in result.stdout

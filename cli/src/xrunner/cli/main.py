@@ -17,6 +17,7 @@ from rich.table import Table
 
 from xrunner.cli import embedded
 from xrunner.cli.client import ApiError, Client
+from xrunner.cli.projections import projections_app
 from xrunner.cli.stack import Stack, StackOptions
 from xrunner.contracts import codec
 from xrunner.contracts.api import ConfigureTenant, HistoryEntry
@@ -33,6 +34,7 @@ app = typer.Typer(
 
 tenants_app = typer.Typer(help="Tenants' shares and limits (needs an admin token).", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
+app.add_typer(projections_app, name="projections")
 
 DataDir = Annotated[
     Path, typer.Option("--data-dir", envvar="XR_DATA_DIR", help="Where the embedded stack keeps state.")
@@ -99,10 +101,13 @@ def up(
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background with SIGINT ignored
         signal.signal(sig, _interrupt)
     try:
-        stack.start_services(*stack.start_infra())
+        nats, database = stack.start_infra()
+        stack.start_services(nats, database)
         stack.wait_ready()
         token = _dev_token(stack.secret())
-        _env_file(data_dir).write_text(f"XR_API_URL={stack.api_url}\nXR_TOKEN={token}\n")
+        _env_file(data_dir).write_text(
+            f"XR_API_URL={stack.api_url}\nXR_TOKEN={token}\nXR_NATS_URL={nats}\nXR_DATABASE_URL={database}\n"
+        )
         _banner(stack, token)
         while True:
             for name in stack.supervise_once():

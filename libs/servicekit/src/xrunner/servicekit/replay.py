@@ -24,6 +24,12 @@ class Comparison:
     def equal(self) -> bool:
         return not self.differences
 
+    def report(self) -> str:
+        lines = [f"folded {self.folded} events; rows (live, rebuilt): {self.tables}"]
+        lines += [f"DIFFERENT {d}" for d in self.differences]
+        lines.append("rebuild equals the live projection" if self.equal else "rebuild DIFFERS from the live projection")
+        return "\n".join(lines)
+
 
 async def rebuild_and_compare(
     js: JetStreamContext,

@@ -1,8 +1,8 @@
-"""`python -m xrunner.gateway`: run the gateway with settings from XR_* environment variables."""
+"""`python -m xrunner.gateway [rebuild]`: run the gateway, or rebuild its read model from the log and compare."""
 
-from xrunner.gateway.app import start
+from xrunner.gateway.app import rebuild, start
 from xrunner.gateway.settings import GatewaySettings
 from xrunner.servicekit.runtime import main
 
 if __name__ == "__main__":
-    main("gateway", GatewaySettings, start)
+    main("gateway", GatewaySettings, start, {"rebuild": rebuild})

@@ -22,6 +22,7 @@ from xrunner.servicekit.auth import JwtVerifier
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.http import HttpServer, ReadyCheck, health_handlers
 from xrunner.servicekit.projector import Projector
+from xrunner.servicekit.replay import rebuild_and_compare
 from xrunner.servicekit.runtime import Runtime
 
 
@@ -60,3 +61,16 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     )
     runtime.http_port = await server.start()
     return server.stop
+
+
+async def rebuild(runtime: Runtime) -> int:
+    """Refold the whole log into `gateway_rebuild` and compare it with the live read model; 0 when equal."""
+    settings = runtime.settings
+    assert isinstance(settings, GatewaySettings)
+    js = await runtime.connect_nats()
+    pool = await runtime.connect_postgres(settings.schema, files("xrunner.gateway") / "sql")
+    async with pool.acquire() as conn:
+        result = await rebuild_and_compare(js, conn, JobsProjection(), settings.schema,
+                                           files("xrunner.gateway") / "sql", [("jobs", "tenant, id")])
+    print(result.report())
+    return 0 if result.equal else 1

@@ -94,8 +94,5 @@ async def rebuild(runtime: Runtime) -> int:
         result = await rebuild_and_compare(js, conn, SchedulerProjection(SchedulerState(defaults(settings))),
                                            settings.schema, files("xrunner.scheduler") / "sql",
                                            [("jobs", "tenant, id"), ("tenants", "tenant")])
-    print(f"folded {result.folded} events; rows (live, rebuilt): {result.tables}")
-    for line in result.differences:
-        print(f"DIFFERENT {line}")
-    print("rebuild equals the live projection" if result.equal else "rebuild DIFFERS from the live projection")
+    print(result.report())
     return 0 if result.equal else 1
