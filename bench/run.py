@@ -4,6 +4,7 @@ and writes results to bench/results/<scenario>[-sync].json plus a line in bench/
     .venv/bin/python bench/run.py sequential            # 20 x `true`, one at a time: submit → succeeded
     .venv/bin/python bench/run.py burst --jobs 100 --cmd 'sleep 1' --tenants 3 --slots 100
     .venv/bin/python bench/run.py sequential --sync-always
+    .venv/bin/python bench/run.py burst --jobs 1000 --cmd 'sleep 1' --slots 100 --batch 100
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from xrunner.cli.bench import run_bench
+from xrunner.cli.bench import percentiles, run_bench
 from xrunner.servicekit.auth import mint
 
 RESULTS = Path(__file__).parent / "results"
@@ -85,7 +86,7 @@ def sequential(stack: Stack, n: int) -> dict[str, object]:
     """Submit `true`, wait until it succeeded (polling every 2 ms), n times: client-observed latency."""
     headers = {"Authorization": f"Bearer {stack.token('bench')}"}
     body = {"workload": {"kind": "process", "argv": ["true"]}}
-    wall, server = [], []
+    wall, server, started = [], [], []
     with httpx.Client(base_url=stack.api, headers=headers) as http:
         for _ in range(3):  # warm up connections and code paths
             _run_one(http, body)
@@ -94,11 +95,13 @@ def sequential(stack: Stack, n: int) -> dict[str, object]:
             job = _run_one(http, body)
             wall.append((time.perf_counter() - began) * 1000)
             server.append(_ms(job["created_at"], job["finished_at"]))
+            started.append(_ms(job["created_at"], job["started_at"]))
     return {
         "n": n,
         "submit_to_succeeded_ms_median": round(statistics.median(wall), 2),
         "submit_to_succeeded_ms_p90": round(sorted(wall)[int(0.9 * n)], 2),
         "server_created_to_finished_ms_median": round(statistics.median(server), 2),
+        "server_created_to_started_ms": percentiles(started),
         "samples_ms": wall,
     }
 
@@ -126,6 +129,8 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=1)
     parser.add_argument("--slots", type=int, default=8)
     parser.add_argument("--sync-always", action="store_true")
+    parser.add_argument("--batch", type=int, default=0, help="submit in batches of this size")
+    parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
     stack = Stack(args.slots, args.sync_always)
     try:
@@ -133,7 +138,8 @@ def main() -> None:
             result = sequential(stack, args.jobs)
         else:
             tokens = [stack.token(f"t{i}") for i in range(args.tenants)]
-            bench = asyncio.run(run_bench(stack.api, tokens, ["sh", "-c", args.cmd], args.jobs, 64, 600, False))
+            bench = asyncio.run(run_bench(stack.api, tokens, ["sh", "-c", args.cmd], args.jobs, args.concurrency, 600,
+                                          False, batch=args.batch))
             result = {k: v for k, v in bench.__dict__.items() if k != "samples"}
     finally:
         stack.stop()
@@ -146,7 +152,8 @@ def main() -> None:
         "machine": f"{os.cpu_count()} cores",
     }
     RESULTS.mkdir(exist_ok=True)
-    name = f"{args.scenario}-{args.jobs}{'-sync' if args.sync_always else ''}"
+    name = f"{args.scenario}-{args.jobs}-{args.cmd.replace(' ', '')}-slots{args.slots}"
+    name += f"{'-batch' + str(args.batch) if args.batch else ''}{'-sync' if args.sync_always else ''}"
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     shown = {k: v for k, v in result.items() if k != "samples_ms"}
     with (RESULTS / "SUMMARY.md").open("a") as f:
