@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import nats
 import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -63,24 +62,27 @@ async def declare(
 
 async def connect(url: str, name: str) -> Client:
     """A NATS connection that reconnects forever; callers check `is_connected` for readiness."""
+    nc = Client()
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats connection error", error=repr(exc))
 
     async def on_disconnect() -> None:
-        log.warning("nats disconnected; reconnecting")
+        if not (nc.is_closed or nc.is_draining):  # closing on purpose is not worth a warning
+            log.warning("nats disconnected; reconnecting")
 
     async def on_reconnect() -> None:
         log.info("nats reconnected")
 
-    return await nats.connect(
+    await nc.connect(
         url,
         name=name,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # a float works; the stub says int
         connect_timeout=5,
         allow_reconnect=True,
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
     )
+    return nc
