@@ -131,3 +131,23 @@ def test_a_rebuilt_projection_equals_the_live_one(stack: Stack, service: str) ->
         time.sleep(0.5)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "rebuild equals the live projection" in result.stdout
+
+
+def test_a_job_past_its_timeout_is_stopped_and_ends_timed_out(stack: Stack) -> None:
+    with stack.client() as client:
+        began = time.monotonic()
+        done = wait_terminal(client, submit(client, ["sleep", "30"], timeout_s=0.5)["id"])
+        assert done["state"] == "timed_out"
+        assert time.monotonic() - began < 10
+
+
+def test_a_running_job_is_cancelled_through_its_worker(stack: Stack) -> None:
+    with stack.client() as client:
+        job_id = submit(client, ["sleep", "30"])["id"]
+        deadline = time.monotonic() + 15
+        while client.get(f"/v1/jobs/{job_id}").json()["state"] != "running":
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.05)
+        assert client.post(f"/v1/jobs/{job_id}/cancel", json={"reason": "test"}).status_code == 202
+        done = wait_terminal(client, job_id, timeout=15)
+        assert done["state"] == "cancelled" and done["cancel_requested"] is True
