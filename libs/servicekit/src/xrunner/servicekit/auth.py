@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import jwt
+
+from xrunner.servicekit.settings import CommonSettings
 
 SCOPES = ("jobs:read", "jobs:write", "admin")
 TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # tenants are NATS subject tokens
@@ -25,26 +30,81 @@ class Principal:
         return scope in self.scopes or "admin" in self.scopes
 
 
-class JwtVerifier:
-    """HS256 with a shared secret; the algorithm is pinned, `exp`, `iss` and `aud` are required."""
+HMAC = frozenset({"HS256", "HS384", "HS512"})
+ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"})
+REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub"]
 
-    def __init__(self, secret: str, *, issuer: str, audience: str, tenant_claim: str = "tenant") -> None:
-        if not secret:
-            raise ValueError("a JWT secret is required (XR_JWT_SECRET)")
-        self._secret, self.issuer, self.audience, self.tenant_claim = secret, issuer, audience, tenant_claim
+
+class JwtVerifier:
+    """Verifies a bearer token with either an HMAC secret or the public keys of a JWKS file or URL.
+
+    The algorithms are pinned per key type and never mixed: with a secret only HS*, with JWKS only asymmetric ones,
+    and with JWKS only the algorithm of the key the token's `kid` names. So `alg: none` and key confusion (an
+    HS256 token signed with a public key as the secret) cannot verify. `exp`, `iss`, `aud` and `sub` are required.
+    """
+
+    def __init__(
+        self,
+        secret: str = "",
+        *,
+        issuer: str,
+        audience: str,
+        tenant_claim: str = "tenant",
+        jwks_file: str = "",
+        jwks_url: str = "",
+        algorithms: Sequence[str] = (),
+        leeway_s: float = 30.0,
+    ) -> None:
+        if sum(map(bool, (secret, jwks_file, jwks_url))) != 1:
+            raise ValueError("configure exactly one of a JWT secret (XR_JWT_SECRET), XR_JWKS_FILE or XR_JWKS_URL")
+        self.algorithms = _pinned(algorithms, symmetric=bool(secret))
+        self.issuer, self.audience, self.tenant_claim, self.leeway_s = issuer, audience, tenant_claim, leeway_s
+        self._secret = secret
+        self._keys = _file_keys(jwks_file) if jwks_file else None
+        self._client = jwt.PyJWKClient(jwks_url, lifespan=300, timeout=5.0) if jwks_url else None
+
+    @property
+    def fetches_keys(self) -> bool:
+        """Whether `verify` may block on the network (a JWKS URL whose cached key set is stale or lacks a kid)."""
+        return self._client is not None
 
     def verify(self, token: str) -> Principal:
         try:
+            key, algorithms = self._key_for(token)
             claims = jwt.decode(
                 token,
-                self._secret,
-                algorithms=["HS256"],
+                key,
+                algorithms=algorithms,
                 issuer=self.issuer,
                 audience=self.audience,
-                options={"require": ["exp", "iss", "aud", "sub"]},
+                leeway=self.leeway_s,
+                options={"require": REQUIRED_CLAIMS},
             )
         except jwt.PyJWTError as exc:
             raise AuthError(str(exc)) from exc
+        return self._principal(claims)
+
+    def _key_for(self, token: str) -> tuple[Any, list[str]]:
+        """The key to check `token` with and the one algorithm (or, for a secret, the pinned ones) it may use."""
+        if self._secret:
+            return self._secret, self.algorithms
+        kid = jwt.get_unverified_header(token).get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise AuthError("token has no 'kid' header naming a key of the JWKS")
+        jwk = self._jwk(kid)
+        if jwk.algorithm_name not in self.algorithms:
+            raise AuthError(f"key {kid!r} is for {jwk.algorithm_name}, which is not allowed")
+        return jwk.key, [jwk.algorithm_name]
+
+    def _jwk(self, kid: str) -> jwt.PyJWK:
+        if self._client is not None:
+            return self._client.get_signing_key(kid)  # cached; refetched at most every 30 s for an unknown kid
+        assert self._keys is not None
+        if kid not in self._keys:
+            raise AuthError(f"no key {kid!r} in the JWKS")
+        return self._keys[kid]
+
+    def _principal(self, claims: dict[str, Any]) -> Principal:
         tenant = claims.get(self.tenant_claim)
         if not isinstance(tenant, str) or not tenant:
             raise AuthError(f"token has no {self.tenant_claim!r} claim")
@@ -53,6 +113,25 @@ class JwtVerifier:
         raw_scopes = claims.get("scope", "")
         scopes = raw_scopes.split() if isinstance(raw_scopes, str) else list(raw_scopes)
         return Principal(subject=str(claims["sub"]), tenant=tenant, scopes=frozenset(scopes))
+
+
+def _pinned(algorithms: Sequence[str], *, symmetric: bool) -> list[str]:
+    """The allowed algorithms (by default HS256 for a secret, RS256 and ES256 for JWKS), all of the key's family."""
+    family, default = (HMAC, ["HS256"]) if symmetric else (ASYMMETRIC, ["RS256", "ES256"])
+    chosen = list(algorithms) or default
+    wrong = sorted(set(chosen) - family)
+    if wrong:
+        raise ValueError(f"JWT algorithms {wrong} do not fit the configured key (allowed: {sorted(family)})")
+    return chosen
+
+
+def _file_keys(path: str) -> dict[str, jwt.PyJWK]:
+    """The signing keys of a JWKS file by `kid` (keys without a kid, or for encryption, are ignored)."""
+    keys = jwt.PyJWKSet.from_json(Path(path).read_text()).keys
+    by_kid = {k.key_id: k for k in keys if k.key_id and k.public_key_use in ("sig", None)}
+    if not by_kid:
+        raise ValueError(f"{path} holds no signing keys with a 'kid'")
+    return by_kid
 
 
 def mint(
@@ -80,3 +159,17 @@ def bearer(header: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("Authorization must be 'Bearer <token>'")
     return token.strip()
+
+
+def verifier_from(settings: CommonSettings, tenant_claim: str = "tenant") -> JwtVerifier:
+    """The verifier a service's settings describe (an HS256 secret, or a JWKS file or URL)."""
+    return JwtVerifier(
+        settings.jwt_secret,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        tenant_claim=tenant_claim,
+        jwks_file=settings.jwks_file,
+        jwks_url=settings.jwks_url,
+        algorithms=settings.jwt_algorithms,
+        leeway_s=settings.jwt_leeway_s,
+    )

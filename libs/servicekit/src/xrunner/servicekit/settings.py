@@ -27,6 +27,11 @@ class CommonSettings(msgspec.Struct, kw_only=True, frozen=True):
     jwt_secret: str = ""
     jwt_issuer: str = "xrunner"
     jwt_audience: str = "xrunner"
+    ticket_secret: str = ""  # signs stream tickets (gateway → realtime); empty: the JWT secret
+    jwt_algorithms: list[str] = []  # empty: HS256 with jwt_secret, RS256 and ES256 with a JWKS
+    jwks_file: str = ""  # production: the identity provider's public keys, from a file ...
+    jwks_url: str = ""  # ... or fetched (and cached) from a URL; set one of jwt_secret, jwks_file, jwks_url
+    jwt_leeway_s: float = 30.0  # clock skew tolerated for exp and nbf
     events_max_age_s: float = 30 * 86_400.0
     logs_max_age_s: float = 7 * 86_400.0
     sync_always: bool = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import anyio.to_thread
 from litestar import Controller, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
@@ -20,14 +21,16 @@ from xrunner.servicekit.eventstore import ConflictError
 JOB_ID = Annotated[str, Parameter(pattern=r"^[0-9a-z]{1,64}$", description="A job id")]
 
 
+QUERY_TOKENS = frozenset({"access_token", "token", "jwt", "bearer"})  # never accepted: URLs end up in logs
+
+
 def requires(scope: str) -> Guard:
     """A guard that authenticates the bearer token before anything else (even body parsing) and checks `scope`;
-    the principal is left in `connection.state.principal`."""
+    the principal is left in `connection.state.principal`. A token in the query string is refused outright."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        verifier: JwtVerifier = connection.app.state.verifier
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         try:
-            who = verifier.verify(bearer(connection.headers.get("authorization")))
+            who = await authenticate(connection)
         except AuthError as exc:
             raise ProblemError(
                 401,
@@ -41,6 +44,17 @@ def requires(scope: str) -> Guard:
         connection.state.principal = who
 
     return guard
+
+
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    """The principal of the request's Authorization header; a verifier that may fetch keys runs off the loop."""
+    if any(name.lower() in QUERY_TOKENS for name in connection.query_params):
+        raise AuthError("tokens are not accepted in the query string; send them in the Authorization header")
+    verifier: JwtVerifier = connection.app.state.verifier
+    token = bearer(connection.headers.get("authorization"))
+    if verifier.fetches_keys:
+        return await anyio.to_thread.run_sync(verifier.verify, token)
+    return verifier.verify(token)
 
 
 def principal(request: Request[Any, Any, State]) -> Principal:
