@@ -136,3 +136,10 @@ class JobList(msgspec.Struct, kw_only=True):
 
     jobs: list[JobView]
     next_cursor: str | None = None
+
+
+class StreamTicket(msgspec.Struct, kw_only=True):
+    """`POST /v1/stream-tickets`: a one-time credential for EventSource/WebSocket (`?ticket=`), valid ≤ 60 s."""
+
+    ticket: str
+    expires_at: datetime

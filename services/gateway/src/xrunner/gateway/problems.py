@@ -6,6 +6,10 @@ from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.plugins import ReceiveRoutePlugin
+from litestar.routes import BaseRoute
 from litestar.types import ExceptionHandlersMap
 
 from xrunner.contracts import codec
@@ -102,3 +106,22 @@ HANDLERS: ExceptionHandlersMap = {
     Exception: _unexpected,
 }
 MEDIA_TYPE = MediaType.JSON
+
+# The problems any authenticated route can answer, beside its own; documented so clients and schemathesis know them.
+GUARDED_PROBLEMS = (400, 401, 403, 404, 409, 413, 415, 429)
+
+
+def _spec(status: int) -> ResponseSpec:
+    code = _CODES[status]
+    return ResponseSpec(Problem, description=f"`{code}` and other problems", media_type=PROBLEM_JSON,
+                        generate_examples=False)
+
+
+class DocumentProblems(ReceiveRoutePlugin):
+    """Declares in OpenAPI that every guarded route answers its errors as problem+json (litestar would otherwise
+    document its own 400 body as application/json)."""
+
+    def receive_route(self, route: BaseRoute) -> None:
+        for handler in getattr(route, "route_handlers", ()):
+            if isinstance(handler, HTTPRouteHandler) and handler.guards:
+                handler.responses = {**{s: _spec(s) for s in GUARDED_PROBLEMS}, **(handler.responses or {})}
