@@ -1,10 +1,13 @@
 """Streams one attempt's output to `xr.log.<tenant>.<job_id>` in chunks: flushed at `chunk_bytes` or after
-`flush_s`, numbered, with byte offsets so readers resume anywhere; capped per job with a visible marker.
+`flush_s`, numbered, with byte offsets so readers resume anywhere; capped per job with a visible marker; and,
+when given a spool file, every published byte is also kept there so the whole log can be stored at the end.
 Readers wait while a flush is in progress, so a flood never grows the worker's memory beyond one chunk per stream."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import BinaryIO
 
 from nats.js import JetStreamContext
 
@@ -23,6 +26,7 @@ class LogStream:
         chunk_bytes: int,
         flush_s: float,
         max_bytes: int,
+        spool: Path | None = None,
     ) -> None:
         self.js, self.subject = js, subjects.job_logs(tenant, job_id)
         self.job_id, self.attempt = job_id, attempt
@@ -36,6 +40,9 @@ class LogStream:
         self._lock = asyncio.Lock()
         self._timer: asyncio.TimerHandle | None = None
         self._flush_task: asyncio.Task[None] | None = None
+        self.spool = spool
+        self._spool_file: BinaryIO | None = spool.open("wb") if spool is not None else None
+        self.closed = False
 
     async def pump(self, reader: asyncio.StreamReader, stream: str) -> None:
         """Copy `reader` to the log until EOF."""
@@ -71,15 +78,22 @@ class LogStream:
                 await self._publish(stream, data)
 
     async def close(self) -> None:
-        """Flush what is left, mark truncation, and publish the end-of-log chunk."""
-        await self.flush()
-        if self._flush_task is not None:
-            await self._flush_task
-        async with self._lock:
-            if self.truncated:
-                marker = f"\n[xrunner: output truncated at {self.max_bytes} bytes]\n".encode()
-                await self._publish("system", marker)
-            await self._publish("system", b"", eof=True)
+        """Flush what is left, mark truncation, and publish the end-of-log chunk; once, later calls do nothing."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            await self.flush()
+            if self._flush_task is not None:
+                await self._flush_task
+            async with self._lock:
+                if self.truncated:
+                    marker = f"\n[xrunner: output truncated at {self.max_bytes} bytes]\n".encode()
+                    await self._publish("system", marker)
+                await self._publish("system", b"", eof=True)
+        finally:
+            if self._spool_file is not None:
+                self._spool_file.close()
 
     async def _publish(self, stream: str, data: bytes, eof: bool = False) -> None:
         self.seq += 1
@@ -93,6 +107,8 @@ class LogStream:
             eof=eof,
         )
         self.offset += len(data)
+        if self._spool_file is not None and data:
+            self._spool_file.write(data)
         await self.js.publish(
             self.subject,
             codec.encode(chunk),

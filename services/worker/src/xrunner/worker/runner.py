@@ -22,6 +22,7 @@ from xrunner.contracts.policy import should_retry
 from xrunner.contracts.spec import JobSpec
 from xrunner.servicekit.eventstore import ConflictError, EventStore
 from xrunner.servicekit.ids import new_id
+from xrunner.worker.artifacts import Artifacts
 from xrunner.worker.logstream import LogStream
 from xrunner.worker.sandbox import Launch, Running, SandboxError, Sandboxes
 from xrunner.worker.settings import WorkerSettings
@@ -72,8 +73,11 @@ class Attempt:
 
 
 class Runner:
-    def __init__(self, store: EventStore, sandbox: Sandboxes, settings: WorkerSettings, worker_id: str) -> None:
+    def __init__(
+        self, store: EventStore, sandbox: Sandboxes, settings: WorkerSettings, worker_id: str, artifacts: Artifacts
+    ) -> None:
         self.store, self.sandbox, self.settings, self.worker_id = store, sandbox, settings, worker_id
+        self.artifacts = artifacts
 
     async def begin(self, run: RunJob) -> Attempt | None:
         """Append `job.started` only if the dispatch is still the job's latest fact (the fence). Returns None
@@ -119,11 +123,13 @@ class Runner:
             chunk_bytes=self.settings.log_chunk_bytes,
             flush_s=self.settings.log_flush_s,
             max_bytes=self.settings.max_log_bytes,
+            spool=workspace.with_name(f"{workspace.name}.log"),  # beside the workspace: out of the job's reach
         )
         began = time.monotonic()
         try:
             outcome = await self._run(attempt, workspace, logs, stop)
         finally:
+            await self.artifacts.keep(run, workspace, logs, lambda event, kind: self.append(attempt, event, kind))
             await logs.close()
             shutil.rmtree(workspace, ignore_errors=True)
         duration = round(time.monotonic() - began, 6)
