@@ -101,6 +101,8 @@ class Stack:
             XR_WORKER_SLOTS=str(self.opts.slots),
             XR_WORKER_SANDBOX=self.opts.sandbox,
             XR_WORKER_WORKSPACE_DIR=str((self.opts.data_dir / "work").resolve()),
+            XR_WORKER_ARTIFACT_DIR=str((self.opts.data_dir / "artifacts").resolve()),
+            XR_WORKER_WORKER_ID=f"embedded-{self.opts.port}",  # stable: a restart cleans up its previous life
         )
         for name in SERVICES:
             child_env = {**env, f"XR_{name.upper()}_HTTP_PORT": str(self.port_of(name))}

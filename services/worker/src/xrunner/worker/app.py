@@ -25,6 +25,8 @@ from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.http import HttpServer, health_app
 from xrunner.servicekit.ids import new_id
 from xrunner.servicekit.runtime import Runtime
+from xrunner.worker.artifacts import Artifacts
+from xrunner.worker.objectstore import open_store
 from xrunner.worker.runner import Runner, Stop
 from xrunner.worker.sandbox.process import ProcessSandbox
 from xrunner.worker.settings import WorkerSettings
@@ -39,8 +41,9 @@ class Worker:
         self.nc, self.js = nc, nc.jetstream(timeout=10.0)
         self.settings, self.worker_id = settings, worker_id
         self.store = EventStore(self.js)
-        self.sandbox = ProcessSandbox(settings.sandbox)
-        self.runner = Runner(self.store, self.sandbox, settings, worker_id)
+        self.sandbox = ProcessSandbox(settings.sandbox, worker_id=worker_id, max_pids=settings.max_pids)
+        self.objects = open_store(settings)
+        self.runner = Runner(self.store, self.sandbox, settings, worker_id, Artifacts(self.objects, settings))
         self.busy = 0
         self.slot_free = asyncio.Event()
         self.slot_free.set()
@@ -203,6 +206,8 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
                     event_id=new_id(), occurred_at=datetime.now(UTC), worker_id=worker_id, reason="shutdown"
                 )
                 await asyncio.wait_for(store.append(stopped, msg_id=f"worker:{worker_id}:stopped:{new_id()}"), 2.0)
+        await worker.objects.close()
+        worker.sandbox.cgroups.release()
         await server.stop()
 
     return stop

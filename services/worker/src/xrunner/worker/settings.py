@@ -23,3 +23,13 @@ class WorkerSettings(CommonSettings, kw_only=True, frozen=True):
     log_chunk_bytes: int = 65_536
     log_flush_s: float = 0.02
     max_log_bytes: int = 64 * 1024 * 1024
+    artifact_store: Literal["local", "s3"] = "local"
+    artifact_dir: str = "/tmp/xrunner-artifacts"
+    s3_bucket: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    max_artifact_bytes: int = 1024 * 1024 * 1024
+    max_artifacts: int = 1000
+    max_pids: int = 512

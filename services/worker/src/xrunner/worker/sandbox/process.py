@@ -6,12 +6,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import shutil
 import signal
+import socket
 from pathlib import Path, PurePosixPath
+
+import structlog
 
 from xrunner.contracts.spec import ProcessWorkload, Sandbox
 from xrunner.worker.sandbox import Launch, SandboxError
+from xrunner.worker.sandbox.cgroups import CgroupV1, JobCgroup
+from xrunner.worker.sandbox.limits import Limits, RLimits, rlimits
+from xrunner.worker.sandbox.spawn import descendants, exited, spawn_blocked, spawn_held
+
+log = structlog.get_logger()
 
 JOB_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 _ETC = (
@@ -30,37 +39,74 @@ SANDBOX_HOME = "/workspace"
 
 
 class ProcessRun:
-    """A started process group; `signal_all` reaches every process the job started."""
+    """A started job; `signal_all` reaches every process it started, even ones that left its session."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
+    def __init__(self, proc: asyncio.subprocess.Process, cgroup: JobCgroup | None, ns_init: int | None) -> None:
+        self.proc, self.cgroup, self.ns_init = proc, cgroup, ns_init
         assert proc.stdout is not None and proc.stderr is not None
         self.stdout, self.stderr = proc.stdout, proc.stderr
 
     async def wait(self) -> int:
+        """The job's exit status, once its leader exited and nothing of it is left: the rest of its cgroups, or
+        else of its process group, is killed then (which also closes output pipes a straggler held)."""
+        await exited(self.proc)
+        if self.cgroup is not None:
+            await self.cgroup.remove()
+        elif self.ns_init is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, KILL)
         return await self.proc.wait()
 
     def signal_all(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
+        """A polite signal spares bubblewrap itself, whose death would SIGKILL the job before it could react."""
+        spare = frozenset({self.proc.pid}) if self.ns_init is not None and sig != KILL else frozenset[int]()
+        if self.cgroup is not None and not self.cgroup.removed:
+            self.cgroup.signal(sig, spare)
+        elif spare:
+            for pid in descendants(self.ns_init or 0):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        if not spare:  # in bubblewrap, killing its pid namespace's init (via --die-with-parent) kills the rest
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
 
 
 class ProcessSandbox:
     """Runs `process` workloads; `name` is what `job.started` records (`process` or, unsandboxed, `none`)."""
 
-    def __init__(self, mode: str, allow_network: bool = False) -> None:
+    def __init__(self, mode: str, allow_network: bool = False, *, worker_id: str = "", max_pids: int = 512) -> None:
         bwrap = shutil.which("bwrap")
         if mode == "bwrap" and bwrap is None:
             raise RuntimeError("XR_WORKER_SANDBOX=bwrap but bubblewrap (bwrap) is not installed")
         self.bwrap = bwrap if mode in ("auto", "bwrap") else None
         self.name: Sandbox = "process" if self.bwrap else "none"
-        self.allow_network = allow_network
+        self.allow_network, self.max_pids = allow_network, max_pids
+        self.cgroups = CgroupV1(worker_id or f"{socket.gethostname()}-{os.getpid()}")
+        stale = self.cgroups.cleanup_stale()
+        log.info("process sandbox limits", sandbox=self.name, cgroup_v1=list(self.cgroups.controllers),
+                 rlimits=self._rlimit_names(), stale_jobs_killed=stale)
 
     async def start(self, launch: Launch) -> ProcessRun:
         workload = launch.spec.workload
         if not isinstance(workload, ProcessWorkload):
             raise SandboxError("this sandbox runs process workloads only")
         cwd = _inside(workload.cwd)
+        limits = Limits.of(launch.spec, self.max_pids)
+        try:
+            cgroup = self.cgroups.create(launch.job_id, launch.attempt, limits)
+        except OSError as exc:
+            raise SandboxError(f"cannot create the job's cgroups: {exc}") from exc
+        try:
+            proc, ns_init = await self._spawn(launch, workload, cwd, cgroup, self._rlimits(limits))
+        except BaseException:
+            if cgroup is not None:
+                await cgroup.remove()
+            raise
+        return ProcessRun(proc, cgroup, ns_init)
+
+    async def _spawn(
+        self, launch: Launch, workload: ProcessWorkload, cwd: str, cgroup: JobCgroup | None, rl: RLimits
+    ) -> tuple[asyncio.subprocess.Process, int | None]:
         env = {
             "PATH": JOB_PATH,
             "LANG": "C.UTF-8",
@@ -71,26 +117,20 @@ class ProcessSandbox:
         if self.bwrap:
             env.setdefault("HOME", SANDBOX_HOME)
             argv = [*self._bwrap_argv(launch.workspace, cwd, workload.network, env), "--", *workload.argv]
-            workdir, child_env = None, {"PATH": JOB_PATH}
-        else:
-            env.setdefault("HOME", str(launch.workspace))
-            argv, workdir, child_env = list(workload.argv), str(launch.workspace / cwd), env
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE if workload.stdin else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=workdir,
-                env=child_env,
-                start_new_session=True,
-            )
-        except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
-            raise SandboxError(f"cannot start {workload.argv[0]!r}: {exc.strerror or exc}") from exc
-        if workload.stdin and proc.stdin is not None:
-            proc.stdin.write(workload.stdin.encode())
-            proc.stdin.close()
-        return ProcessRun(proc)
+            return await spawn_blocked(argv, workload.stdin, {"PATH": JOB_PATH}, cgroup, rl)
+        env.setdefault("HOME", str(launch.workspace))
+        proc = await spawn_held(list(workload.argv), workload.stdin, launch.workspace / cwd, env, cgroup, rl)
+        return proc, None
+
+    def _rlimits(self, limits: Limits) -> RLimits:
+        """rlimits stand in for the controllers this host does not let us use."""
+        have = self.cgroups.controllers
+        return rlimits(limits, memory="memory" not in have, pids="pids" not in have)
+
+    def _rlimit_names(self) -> list[str]:
+        names = {resource.RLIMIT_CPU: "cpu", resource.RLIMIT_AS: "as", resource.RLIMIT_NPROC: "nproc"}
+        chosen = self._rlimits(Limits(memory_bytes=0, max_pids=0, cpu_millis=0, cpu_seconds=0))
+        return [names[r] for r in chosen if r in names]
 
     def _bwrap_argv(self, workspace: Path, cwd: str, network: bool, env: dict[str, str]) -> list[str]:
         assert self.bwrap is not None
@@ -129,6 +169,8 @@ class ProcessSandbox:
             "--bind",
             str(workspace),
             SANDBOX_HOME,
+            "--remount-ro",
+            "/",
             "--chdir",
             str(PurePosixPath(SANDBOX_HOME) / cwd),
             "--clearenv",

@@ -1,0 +1,147 @@
+"""Per-job cgroups (v1): create them with the job's limits, signal every process in them, and remove them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from xrunner.worker.sandbox.limits import CFS_PERIOD_US, Limits
+
+CONTROLLERS = ("pids", "memory", "cpu")
+ROOT = Path("/sys/fs/cgroup")
+
+
+class JobCgroup:
+    """One attempt's directories, one per controller; every process of the job lives in all of them."""
+
+    def __init__(self, dirs: dict[str, Path]) -> None:
+        self.dirs = dirs
+        self.removed = False
+
+    @property
+    def procs_files(self) -> list[str]:
+        return [str(d / "cgroup.procs") for d in self.dirs.values()]
+
+    def add(self, pid: int) -> None:
+        for path in self.procs_files:
+            Path(path).write_text(str(pid))
+
+    def pids(self) -> set[int]:
+        """Every process in the job: the union over controllers, so a half-joined process is not missed."""
+        found: set[int] = set()
+        for d in self.dirs.values():
+            with contextlib.suppress(OSError):
+                found.update(int(p) for p in (d / "cgroup.procs").read_text().split())
+        return found
+
+    def signal(self, sig: int, spare: frozenset[int] = frozenset()) -> None:
+        """Send `sig` to every process, again and again while new ones appear (a fork in flight when we read
+        the list), so after a SIGKILL nothing in the job can still fork."""
+        seen: set[int] = set(spare)
+        for _ in range(1000):
+            fresh = self.pids() - seen
+            if not fresh:
+                return
+            for pid in fresh:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            seen |= fresh
+
+    async def remove(self, deadline_s: float = 5.0) -> None:
+        """Kill what is left, wait until it is gone, then remove the directories (rmdir is EBUSY until then)."""
+        if self.removed:
+            return
+        until = time.monotonic() + deadline_s
+        while self.pids() and time.monotonic() < until:
+            self.signal(signal.SIGKILL)
+            await asyncio.sleep(0.005)
+        while not _rmdir_all(self.dirs.values()) and time.monotonic() < until:
+            await asyncio.sleep(0.01)
+        self.removed = True
+
+
+class CgroupV1:
+    """This worker's cgroups, `<controller>/xrunner/<worker_id>/<job>-<attempt>`, on the controllers that are
+    mounted and writable here (none on a non-root or cgroup-less host)."""
+
+    def __init__(self, worker_id: str, root: Path = ROOT) -> None:
+        self.worker = Path("xrunner") / _safe(worker_id)
+        self.controllers = tuple(c for c in CONTROLLERS if _writable(root / c, self.worker))
+        self.base = {c: root / c / self.worker for c in self.controllers}
+
+    def create(self, job_id: str, attempt: int, limits: Limits) -> JobCgroup | None:
+        if not self.controllers:
+            return None
+        dirs = {c: base / f"{_safe(job_id)}-{attempt}" for c, base in self.base.items()}
+        for d in dirs.values():
+            d.mkdir(exist_ok=True)
+        group = JobCgroup(dirs)
+        try:
+            _set_limits(dirs, limits)
+        except OSError:
+            _rmdir_all(dirs.values())  # nothing has joined yet
+            raise
+        return group
+
+    def cleanup_stale(self) -> int:
+        """Kill and remove the job cgroups a previous life of this worker left behind; returns how many."""
+        stale = {d.name for base in self.base.values() for d in base.iterdir() if d.is_dir()}
+        for name in stale:
+            group = JobCgroup({c: base / name for c, base in self.base.items() if (base / name).is_dir()})
+            until = time.monotonic() + 5.0
+            while (group.pids() or not _rmdir_all(group.dirs.values())) and time.monotonic() < until:
+                group.signal(signal.SIGKILL)
+                time.sleep(0.01)
+        return len(stale)
+
+    def release(self) -> None:
+        """At a clean stop: remove this worker's (by now empty) cgroup directories."""
+        _rmdir_all(self.base.values())
+
+
+def _set_limits(dirs: dict[str, Path], limits: Limits) -> None:
+    if "pids" in dirs:
+        (dirs["pids"] / "pids.max").write_text(str(limits.max_pids))
+    if "memory" in dirs:
+        (dirs["memory"] / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))
+        memsw = dirs["memory"] / "memory.memsw.limit_in_bytes"
+        if memsw.exists():  # only with swap accounting; without it swap could hold what RAM may not
+            memsw.write_text(str(limits.memory_bytes))
+    if "cpu" in dirs:
+        (dirs["cpu"] / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
+        (dirs["cpu"] / "cpu.cfs_quota_us").write_text(str(limits.cfs_quota_us()))
+
+
+def _writable(controller: Path, worker: Path) -> bool:
+    """A controller is usable if it is a v1 hierarchy of its own and we may make our directory in it."""
+    if not (controller / "cgroup.procs").exists() or (controller / "cgroup.controllers").exists():
+        return False
+    try:
+        (controller / worker).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(controller / worker, os.W_OK)
+
+
+def _rmdir_all(dirs: Iterable[Path]) -> bool:
+    done = True
+    for d in dirs:
+        try:
+            d.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            done = False
+    return done
+
+
+def _safe(name: str) -> str:
+    """A path component from an id: anything but [A-Za-z0-9_.-] becomes '_', and never '.' or '..'."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "_"
+    return "_" if cleaned in (".", "..") else cleaned

@@ -1,0 +1,178 @@
+"""Starting a job's first process so that it is inside its cgroups and rlimits before it can fork."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+from xrunner.worker.sandbox import SandboxError
+from xrunner.worker.sandbox.cgroups import JobCgroup
+from xrunner.worker.sandbox.limits import RLimits, apply_to
+
+Process = asyncio.subprocess.Process
+PIPE, DEVNULL = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
+
+
+# Waits for the worker's go-ahead line on stdin (no fork before it), then becomes the job.
+_HOLD = 'IFS= read -r _ || exit 125; exec "$@"'
+
+
+async def spawn(
+    argv: list[str], stdin: int, cwd: Path | None, env: dict[str, str], pass_fds: tuple[int, ...] = ()
+) -> Process:
+    """A new session with piped output (vfork-fast: no preexec hook)."""
+    try:
+        return await asyncio.create_subprocess_exec(
+            *argv, stdin=stdin, stdout=PIPE, stderr=PIPE, cwd=cwd, env=env, start_new_session=True, pass_fds=pass_fds
+        )
+    except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+        raise SandboxError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
+
+
+async def spawn_held(
+    argv: list[str], stdin: str | None, cwd: Path, env: dict[str, str], cgroup: JobCgroup | None, limits: RLimits
+) -> Process:
+    """Start a shell that waits on stdin for a go-ahead, put it in the cgroups and rlimits, then let it exec
+    the job: no fork of the job escapes, and no preexec hook turns the spawn's vfork into a full fork."""
+    _check_executable(argv[0], cwd, env.get("PATH", ""))
+    proc = await spawn(["/bin/sh", "-c", _HOLD, "xrunner-job", *argv], PIPE, cwd, env)
+    assert proc.stdin is not None
+    try:
+        _confine((proc.pid,), cgroup, proc.pid, limits)
+    except OSError as exc:
+        await _abort(proc)
+        raise SandboxError(f"cannot confine the job: {exc}") from exc
+    proc.stdin.write(b"\n" + (stdin or "").encode())
+    proc.stdin.close()
+    return proc
+
+
+def _check_executable(name: str, cwd: Path, path: str) -> None:
+    """Fail the start, as a direct exec would, when the job's executable is missing or not executable."""
+    found = (cwd / name).is_file() and os.access(cwd / name, os.X_OK) if "/" in name else shutil.which(name, path=path)
+    if not found:
+        raise SandboxError(f"cannot start {name!r}: no such executable (PATH={path})")
+
+
+async def _abort(proc: Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    await proc.wait()
+
+
+async def spawn_blocked(
+    bwrap_argv: list[str], stdin: str | None, env: dict[str, str], cgroup: JobCgroup | None, limits: RLimits
+) -> tuple[Process, int | None]:
+    """Start bubblewrap held at `--block-fd` (after it cloned the sandbox's init, before it runs the job), put
+    both in the cgroups and limit the init, then let it go: no fork of the job escapes, and no preexec hook
+    slows the spawn. Returns the process and the sandbox init's pid (None if bubblewrap failed early)."""
+    info_r, info_w = os.pipe()
+    block_r, block_w = os.pipe()
+    argv = [bwrap_argv[0], "--info-fd", str(info_w), "--block-fd", str(block_r), *bwrap_argv[1:]]
+    try:
+        proc = await spawn(argv, PIPE if stdin else DEVNULL, None, env, pass_fds=(info_w, block_r))
+    except BaseException:
+        for fd in (info_r, block_w):
+            os.close(fd)
+        raise
+    finally:
+        os.close(info_w)
+        os.close(block_r)
+    try:
+        init = _child_pid(await asyncio.wait_for(_read_info(info_r), 10.0))
+        if init is not None:
+            _confine((proc.pid, init), cgroup, init, limits)
+    except (OSError, TimeoutError, ValueError) as exc:
+        await _abort(proc)
+        raise SandboxError(f"cannot confine the job: {exc}") from exc
+    finally:
+        os.close(info_r)
+        with contextlib.suppress(OSError):
+            os.write(block_w, b"go")
+        os.close(block_w)
+    if stdin and proc.stdin is not None:
+        proc.stdin.write(stdin.encode())
+        proc.stdin.close()
+    return proc, init
+
+
+def _confine(pids: tuple[int, ...], cgroup: JobCgroup | None, init: int, limits: RLimits) -> None:
+    if cgroup is not None:
+        for pid in pids:
+            cgroup.add(pid)
+    apply_to(init, limits)
+
+
+def _child_pid(info: bytes) -> int | None:
+    """bubblewrap's `--info-fd` JSON names the sandbox's first process (as this pid namespace sees it)."""
+    if not info:
+        return None
+    pid = json.loads(info)["child-pid"]
+    if not isinstance(pid, int) or pid <= 0:
+        raise ValueError(f"bad child-pid in {info!r}")
+    return pid
+
+
+async def _read_info(fd: int) -> bytes:
+    """bubblewrap's info JSON, read until it closes (`}`) or the fd does (bubblewrap failed before cloning)."""
+    data = b""
+    while not data.endswith(b"}") and (chunk := await _read_once(fd)):
+        data = (data + chunk).rstrip()
+    return data
+
+
+async def _read_once(fd: int) -> bytes:
+    """One read once `fd` is readable, without blocking the loop."""
+    await _readable(fd)
+    return os.read(fd, 65_536)
+
+
+async def _readable(fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def on_readable() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, on_readable)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+async def exited(proc: Process) -> None:
+    """Return once `proc` has exited, even while something it left behind holds its output pipes open
+    (asyncio's `wait()` also waits for the pipes to close). A pidfd where the kernel has them, else polling."""
+    if proc.returncode is not None:
+        return
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except OSError:  # already reaped, or no pidfds here
+        while proc.returncode is None:
+            await asyncio.sleep(0.02)
+        return
+    try:
+        await _readable(fd)
+    finally:
+        os.close(fd)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid` (needs /proc/<pid>/task/<tid>/children); inside a pid namespace orphans
+    are adopted by its init, so from the init this is the whole sandbox."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                children = [int(c) for c in (task / "children").read_text().split()]
+                found += children
+                todo += children
+    return found

@@ -1,0 +1,247 @@
+"""Probes of the process sandbox: what a hostile or careless job can and cannot do, in both of its modes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from xrunner.contracts.spec import JobSpec, ProcessWorkload, Resources
+from xrunner.worker.sandbox import Launch
+from xrunner.worker.sandbox.cgroups import ROOT
+from xrunner.worker.sandbox.process import ProcessRun, ProcessSandbox
+
+MODES = ["bwrap", "none"]
+PYTHON = "/usr/bin/python3"  # Debian's, which bubblewrap's read-only /usr shows inside the sandbox
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def worker_id() -> str:
+    return f"probe-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def marker() -> str:
+    return f"xr-probe-{uuid.uuid4().hex}"
+
+
+def sandbox(mode: str, worker_id: str, **kwargs: object) -> ProcessSandbox:
+    """The real sandbox; bwrap mode raises (so the test fails, never skips) when bubblewrap is missing."""
+    return ProcessSandbox(mode, worker_id=worker_id, max_pids=64, **kwargs)  # type: ignore[arg-type]
+
+
+async def start(box: ProcessSandbox, workspace: Path, argv: list[str], **spec: object) -> ProcessRun:
+    resources = spec.pop("resources", Resources())
+    job = JobSpec(workload=ProcessWorkload(argv=argv, **spec), resources=resources, timeout_s=30)  # type: ignore[arg-type]
+    return await box.start(Launch(f"job-{uuid.uuid4().hex[:8]}", 1, job, workspace))
+
+
+async def run(box: ProcessSandbox, workspace: Path, argv: list[str], deadline_s: float = 20, **spec: object) -> Result:
+    """Run a job to its end as the runner does: output read while waiting for the exit, whose cleanup ends what
+    the job left behind (bounded: a job still running at the deadline is killed and the test fails)."""
+    proc = await start(box, workspace, argv, **spec)
+    try:
+        out, err, code = await asyncio.wait_for(
+            asyncio.gather(proc.stdout.read(), proc.stderr.read(), proc.wait()), deadline_s
+        )
+    finally:
+        proc.signal_all(signal.SIGKILL)
+        await proc.wait()
+    return Result(code, out.decode(errors="replace"), err.decode(errors="replace"))
+
+
+def with_marker(marker: str) -> list[int]:
+    """Host pids whose argv mentions `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+async def until(check: object, deadline_s: float = 10) -> None:
+    end = time.monotonic() + deadline_s
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < end, "condition not reached before the deadline"
+        await asyncio.sleep(0.02)
+
+
+def exists(path: Path) -> bool:
+    return path.exists()
+
+
+def killed(code: int) -> int | None:
+    """The signal that ended a job: a negative status for a plain child, 128+n as bubblewrap reports it."""
+    return -code if code < 0 else code - 128 if code > 128 else None
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_cgroups(worker_id: str) -> Iterator[None]:
+    yield
+    for controller in ("pids", "memory", "cpu"):
+        base = ROOT / controller / "xrunner" / worker_id
+        if base.is_dir():
+            assert [d.name for d in base.iterdir() if d.is_dir()] == [], f"job cgroups left in {base}"
+            base.rmdir()
+
+
+@pytest.fixture
+async def listener() -> AsyncIterator[tuple[int, list[bool]]]:
+    """A TCP port on 127.0.0.1 that records every connection it accepts."""
+    accepted: list[bool] = []
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(True)
+        writer.close()
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1], accepted
+    server.close()
+    await server.wait_closed()
+
+
+def test_bubblewrap_is_installed_because_the_sandboxed_mode_must_be_tested(worker_id: str) -> None:
+    assert sandbox("bwrap", worker_id).name == "process"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_fork_bomb_is_held_at_the_pids_limit_and_the_machine_stays_usable(
+    mode: str, worker_id: str, tmp_path: Path, marker: str
+) -> None:
+    bomb = (
+        "import os, time, sys\n"
+        "n = 0\n"
+        "for _ in range(2000):\n"
+        "    try:\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(60); os._exit(0)\n"
+        "        n += 1\n"
+        "    except OSError:\n"
+        "        break\n"
+        "print(n, flush=True)\n"
+    )
+    box = sandbox(mode, worker_id)
+    result = await run(box, tmp_path, [PYTHON, "-c", bomb, marker])
+    assert result.code == 0, result.err
+    assert 0 < int(result.out) < 64
+    assert with_marker(marker) == []
+    assert (await run(box, tmp_path, ["echo", "still fine"])).out == "still fine\n"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_job_that_allocates_past_its_memory_limit_is_killed(mode: str, worker_id: str, tmp_path: Path) -> None:
+    hog = "b = b'x' * (200 << 20); print('allocated', len(b))"
+    result = await run(sandbox(mode, worker_id), tmp_path, [PYTHON, "-c", hog], resources=Resources(memory_mib=64))
+    assert "allocated" not in result.out
+    assert killed(result.code) == signal.SIGKILL or "MemoryError" in result.err
+
+
+@pytest.mark.parametrize("network", [False, True], ids=["not asked", "asked but not allowed"])
+async def test_a_sandboxed_job_cannot_connect_to_a_port_on_the_hosts_loopback(
+    network: bool, worker_id: str, tmp_path: Path, listener: tuple[int, list[bool]]
+) -> None:
+    port, accepted = listener
+    dial = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2); print('connected')"
+    result = await run(sandbox("bwrap", worker_id), tmp_path, [PYTHON, "-c", dial], network=network)
+    assert result.code != 0 and "connected" not in result.out
+    assert accepted == []
+
+
+async def test_a_sandboxed_job_cannot_read_secrets_of_the_host_or_the_workers_home(
+    worker_id: str, tmp_path: Path
+) -> None:
+    secret = Path.home() / f".xr-probe-{uuid.uuid4().hex}"
+    secret.write_text("secret")
+    try:
+        for path in ("/etc/shadow", str(secret)):
+            result = await run(sandbox("bwrap", worker_id), tmp_path, ["cat", path])
+            assert result.code != 0 and "secret" not in result.out and "root:" not in result.out
+    finally:
+        secret.unlink()
+
+
+async def test_a_sandboxed_job_writes_only_its_workspace_and_a_private_tmp(worker_id: str, tmp_path: Path) -> None:
+    name = f"xr-probe-{uuid.uuid4().hex}"
+    script = f"for d in /usr /etc /root /var/tmp /; do touch $d/{name} 2>/dev/null && echo wrote $d; done; " \
+             f"touch /tmp/{name} out-{name} && echo ok"
+    result = await run(sandbox("bwrap", worker_id), tmp_path, ["sh", "-c", script])
+    assert result.out == "ok\n", result.out + result.err
+    assert [exists(p) for p in (tmp_path / f"out-{name}", Path("/tmp") / name, Path("/usr") / name)] == [1, 0, 0]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_double_forked_setsid_child_dies_with_the_job_when_it_is_killed(
+    mode: str, worker_id: str, tmp_path: Path, marker: str
+) -> None:
+    escapee = f'(setsid {PYTHON} -c "import time; time.sleep(300)" {marker} &) ; sleep 300'
+    proc = await start(sandbox(mode, worker_id), tmp_path, ["sh", "-c", escapee])
+    await until(lambda: with_marker(marker))
+    proc.signal_all(signal.SIGKILL)
+    await asyncio.wait_for(proc.wait(), 10)
+    await until(lambda: not with_marker(marker), 5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_double_forked_setsid_child_dies_with_the_job_when_the_job_exits_by_itself(
+    mode: str, worker_id: str, tmp_path: Path, marker: str
+) -> None:
+    escapee = f'(setsid {PYTHON} -c "import time; time.sleep(300)" {marker} &) ; sleep 0.5; exit 3'
+    result = await run(sandbox(mode, worker_id), tmp_path, ["sh", "-c", escapee])
+    assert result.code == 3
+    await until(lambda: not with_marker(marker), 5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_polite_signal_reaches_the_job_so_it_can_clean_up(mode: str, worker_id: str, tmp_path: Path) -> None:
+    trap = "trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.05; done"
+    proc = await start(sandbox(mode, worker_id), tmp_path, ["sh", "-c", trap])
+    assert await asyncio.wait_for(proc.stdout.readline(), 10) == b"ready\n"
+    proc.signal_all(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.stdout.readline(), 10) == b"got TERM\n"
+    assert await asyncio.wait_for(proc.wait(), 10) == 7
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_cpu_spinner_is_killed_when_it_has_used_its_cpu_time(mode: str, worker_id: str, tmp_path: Path) -> None:
+    box = sandbox(mode, worker_id)
+    job = JobSpec(workload=ProcessWorkload(argv=[PYTHON, "-c", "while True: pass"]), timeout_s=1)
+    began = time.monotonic()
+    proc = await box.start(Launch("spinner", 1, job, tmp_path))
+    code = await asyncio.wait_for(proc.wait(), 15)
+    assert killed(code) in (signal.SIGXCPU, signal.SIGKILL)
+    assert time.monotonic() - began < 10
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_restarted_worker_kills_the_jobs_its_previous_life_left_running(
+    mode: str, worker_id: str, tmp_path: Path, marker: str
+) -> None:
+    orphan = await start(sandbox(mode, worker_id), tmp_path, [PYTHON, "-c", "import time; time.sleep(300)", marker])
+    await until(lambda: with_marker(marker))
+    sandbox(mode, worker_id)  # the next life of the same worker
+    await until(lambda: not with_marker(marker), 5)
+    await asyncio.wait_for(orphan.proc.wait(), 5)
+
+
+def test_the_worker_says_which_limits_it_enforces_with_cgroups_and_which_with_rlimits(worker_id: str) -> None:
+    box = sandbox("none", worker_id)
+    if os.geteuid() == 0 and (ROOT / "pids" / "cgroup.procs").exists():
+        assert set(box.cgroups.controllers) == {"pids", "memory", "cpu"}
+    assert box._rlimit_names()[0] == "cpu"
