@@ -10,6 +10,7 @@ LOGS_STREAM = "XR_LOGS"
 WORKERS_BUCKET = "xr_workers"
 STATS_BUCKET = "xr_stats"
 LEASES_BUCKET = "xr_leases"
+TICKETS_BUCKET = "xr_tickets"
 
 EVENTS_ALL = "xr.evt.>"
 JOB_EVENTS_ALL = "xr.evt.job.>"

@@ -68,7 +68,15 @@ class EventStore:
 async def read_raw(
     js: JetStreamContext, stream: str, subject: str, start_seq: int = 1, batch: int = 512
 ) -> AsyncIterator[tuple[int, bytes]]:
-    """Raw messages of `stream` on `subject` from `start_seq` up to the end as of now, in order.
+    """Raw messages of `stream` on `subject` from `start_seq` up to the end as of now, in order."""
+    async for seq, _, data in read_entries(js, stream, subject, start_seq, batch):
+        yield seq, data
+
+
+async def read_entries(
+    js: JetStreamContext, stream: str, subject: str, start_seq: int = 1, batch: int = 512
+) -> AsyncIterator[tuple[int, str, bytes]]:
+    """(sequence, subject, data) of `stream` on `subject` from `start_seq` up to the end as of now, in order.
 
     Short histories (a job's) use direct gets; long reads go through an ephemeral consumer."""
     seq = max(start_seq, 1)
@@ -78,7 +86,7 @@ async def read_raw(
         except NotFoundError:
             return
         assert msg.seq is not None
-        yield msg.seq, msg.data or b""
+        yield msg.seq, msg.subject or subject, msg.data or b""
         seq = msg.seq + 1
     async for item in _read_with_consumer(js, stream, subject, seq, batch):
         yield item
@@ -86,7 +94,7 @@ async def read_raw(
 
 async def _read_with_consumer(
     js: JetStreamContext, stream: str, subject: str, start_seq: int, batch: int
-) -> AsyncIterator[tuple[int, bytes]]:
+) -> AsyncIterator[tuple[int, str, bytes]]:
     config = ConsumerConfig(
         deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
         opt_start_seq=start_seq,
@@ -101,7 +109,7 @@ async def _read_with_consumer(
         while pending > 0:
             msgs = await sub.fetch(min(batch, pending), timeout=5.0)
             for msg in msgs:
-                yield msg.metadata.sequence.stream, msg.data
+                yield msg.metadata.sequence.stream, msg.subject, msg.data
                 pending = msg.metadata.num_pending or 0
     finally:
         await sub.unsubscribe()

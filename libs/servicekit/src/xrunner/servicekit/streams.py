@@ -16,6 +16,7 @@ DUPLICATE_WINDOW_S = 120.0
 WORKER_TTL_S = 6.0
 STATS_TTL_S = 30.0
 LEASE_TTL_S = 5.0
+TICKETS_TTL_S = 300.0  # longer than any ticket lives, so a used one stays claimed until it expired
 
 
 def stream_configs(events_max_age_s: float, logs_max_age_s: float) -> list[StreamConfig]:
@@ -44,6 +45,7 @@ def kv_configs() -> list[KeyValueConfig]:
         KeyValueConfig(bucket=subjects.WORKERS_BUCKET, ttl=WORKER_TTL_S, history=1, storage=StorageType.MEMORY),
         KeyValueConfig(bucket=subjects.STATS_BUCKET, ttl=STATS_TTL_S, history=1, storage=StorageType.MEMORY),
         KeyValueConfig(bucket=subjects.LEASES_BUCKET, ttl=LEASE_TTL_S, history=1, storage=StorageType.FILE),
+        KeyValueConfig(bucket=subjects.TICKETS_BUCKET, ttl=TICKETS_TTL_S, history=1, storage=StorageType.FILE),
     ]
 
 

@@ -1,15 +1,35 @@
-"""Wires the realtime edge: its NATS connection and HTTP endpoints (health for now; SSE comes with its issue)."""
+"""Wires the realtime edge: its NATS connection, the per-tenant fan-out hub and the SSE endpoints."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from xrunner.servicekit.http import HttpServer, health_app
+from litestar import Litestar
+from litestar.datastructures import State
+
+from xrunner.realtime import routes
+from xrunner.realtime.hub import Hub
+from xrunner.realtime.routes import Edge
+from xrunner.realtime.settings import RealtimeSettings
+from xrunner.realtime.tickets import Authenticator
+from xrunner.servicekit.auth import verifier_from
+from xrunner.servicekit.http import HttpServer, ReadyCheck, health_handlers
 from xrunner.servicekit.runtime import Runtime
 
 
+def create_http_app(edge: Edge, ready: ReadyCheck) -> Litestar:
+    return Litestar(route_handlers=[routes.events, routes.job_log, *health_handlers(ready)],
+                    state=State({"edge": edge}), openapi_config=None)
+
+
 async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
-    await runtime.connect_nats()
-    server = HttpServer(health_app(runtime.ready), runtime.settings.http_host, runtime.settings.http_port)
+    settings = runtime.settings
+    assert isinstance(settings, RealtimeSettings)
+    js = await runtime.connect_nats()
+    verifier = verifier_from(settings, settings.tenant_claim)
+    auth = Authenticator(verifier, settings.ticket_secret or settings.jwt_secret, js)
+    edge = Edge(js, Hub(js, settings.client_buffer), auth, settings.ping_s, settings.max_connections_per_tenant,
+                settings.max_connections_per_subject)
+    server = HttpServer(create_http_app(edge, runtime.ready), settings.http_host, settings.http_port)
     runtime.http_port = await server.start()
     return server.stop

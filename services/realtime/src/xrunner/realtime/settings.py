@@ -7,3 +7,8 @@ from xrunner.servicekit.settings import CommonSettings
 
 class RealtimeSettings(CommonSettings, kw_only=True, frozen=True):
     http_port: int = 8701
+    client_buffer: int = 1000
+    ping_s: float = 15.0
+    max_connections_per_tenant: int = 2000
+    max_connections_per_subject: int = 500
+    tenant_claim: str = "tenant"

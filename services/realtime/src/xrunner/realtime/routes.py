@@ -1,0 +1,110 @@
+"""The realtime edge's HTTP API: `GET /v1/events` and `GET /v1/jobs/{id}/logs/stream` as Server-Sent Events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from litestar import Request, Response, get
+from litestar.datastructures import State
+from litestar.params import Parameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+from nats.js import JetStreamContext
+
+from xrunner.contracts import codec
+from xrunner.contracts.api import Problem
+from xrunner.realtime import sse
+from xrunner.realtime.hub import Hub
+from xrunner.realtime.tickets import Authenticator, Session
+from xrunner.servicekit.auth import AuthError
+from xrunner.servicekit.eventstore import EventStore
+
+JOB_ID = Annotated[str, Parameter(pattern=r"^[0-9a-z]{1,64}$")]
+
+
+@dataclass
+class Edge:
+    js: JetStreamContext
+    hub: Hub
+    auth: Authenticator
+    ping_s: float
+    max_per_tenant: int
+    max_per_subject: int
+    open_by_subject: dict[str, int] = field(default_factory=dict)
+
+
+def problem(status: int, code: str, title: str, detail: str = "", **headers: str) -> Response[bytes]:
+    body = Problem(type=f"https://xrunner.dev/problems/{code}", title=title, status=status, code=code, detail=detail)
+    return Response(codec.encode(body), status_code=status, media_type="application/problem+json", headers=headers)
+
+
+async def _session(edge: Edge, request: Request[Any, Any, State], ticket: str | None) -> Session | Response[bytes]:
+    try:
+        session = await edge.auth.session(request.headers.get("authorization"), ticket)
+    except AuthError as exc:
+        return problem(401, "unauthenticated", "Missing or invalid credentials", str(exc))
+    if not session.principal.can("jobs:read"):
+        return problem(403, "forbidden", "This credential lacks the 'jobs:read' scope")
+    who = session.principal
+    if edge.hub.connections(who.tenant) >= edge.max_per_tenant or \
+            edge.open_by_subject.get(who.subject, 0) >= edge.max_per_subject:
+        return problem(429, "too_many_connections", "Too many open streams", "close one and retry",
+                       **{"Retry-After": "5"})
+    return session
+
+
+async def _counted(edge: Edge, subject: str,
+                   stream: AsyncIterator[ServerSentEventMessage]) -> AsyncIterator[ServerSentEventMessage]:
+    edge.open_by_subject[subject] = edge.open_by_subject.get(subject, 0) + 1
+    try:
+        async for message in stream:
+            yield message
+    finally:
+        edge.open_by_subject[subject] -= 1
+
+
+def _resume_from(request: Request[Any, Any, State], query: int | None) -> int | None:
+    header = request.headers.get("last-event-id")
+    if header and header.isdigit():
+        return int(header)
+    return query
+
+
+@get("/v1/events", media_type="text/event-stream")
+async def events(
+    request: Request[Any, Any, State],
+    job: Annotated[list[str] | None, Parameter(description="Only these jobs (repeatable)")] = None,
+    type_: Annotated[list[str] | None, Parameter(query="type", description="Only these event types")] = None,
+    since: Annotated[int | None, Parameter(ge=0, description="Resume after this stream sequence")] = None,
+    ticket: Annotated[str | None, Parameter(description="A stream ticket from POST /v1/stream-tickets")] = None,
+) -> Response[Any]:
+    """Your tenant's job events, live; `id:` is the stream sequence: reconnect with Last-Event-ID (or `since`)
+    to get exactly the events you missed."""
+    edge: Edge = request.app.state.edge
+    session = await _session(edge, request, ticket)
+    if isinstance(session, Response):
+        return session
+    keep = sse.EventFilter(frozenset(job or []), frozenset(type_ or []))
+    stream = sse.job_events(edge.js, edge.hub, session.principal.tenant, _resume_from(request, since), keep,
+                            session.expires_at, edge.ping_s)
+    return ServerSentEvent(_counted(edge, session.principal.subject, stream))
+
+
+@get("/v1/jobs/{job_id:str}/logs/stream", media_type="text/event-stream")
+async def job_log(
+    request: Request[Any, Any, State],
+    job_id: JOB_ID,
+    offset: Annotated[int, Parameter(ge=0)] = 0,
+    ticket: Annotated[str | None, Parameter()] = None,
+) -> Response[Any]:
+    """The job's output from byte `offset`, then live, ending with an `end` event; safe for terminals."""
+    edge: Edge = request.app.state.edge
+    session = await _session(edge, request, ticket)
+    if isinstance(session, Response):
+        return session
+    if not await EventStore(edge.js).history(session.principal.tenant, job_id):
+        return problem(404, "job_not_found", "No such job", job_id)
+    start = _resume_from(request, offset) or 0
+    stream = sse.job_log(edge.js, session.principal.tenant, job_id, start, session.expires_at, edge.ping_s)
+    return ServerSentEvent(_counted(edge, session.principal.subject, stream))

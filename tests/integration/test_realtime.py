@@ -1,0 +1,231 @@
+"""The realtime edge over real HTTP on real NATS: resumable event streams, log streams, fan-out, and auth."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from integration.cluster import SECRET, Cluster
+from support import wait_until
+
+from xrunner.contracts import subjects
+from xrunner.realtime.hub import Hub
+from xrunner.servicekit import streams
+from xrunner.servicekit.auth import Principal, mint
+from xrunner.servicekit.eventstore import EventStore
+from xrunner.servicekit.ids import new_id
+from xrunner.servicekit.tickets import mint_ticket
+
+
+@dataclass
+class Sse:
+    id: str | None
+    event: str | None
+    data: str
+
+
+async def sse(response: httpx.Response) -> AsyncIterator[Sse]:
+    """Parse a Server-Sent Events body (comments, i.e. pings, are skipped)."""
+    ident = event = None
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if line == "":
+            if data or event:
+                yield Sse(ident, event, "\n".join(data))
+            ident, event, data = None, None, []
+        elif line.startswith(":"):
+            continue
+        else:
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "id":
+                ident = value
+            elif name == "event":
+                event = value
+            elif name == "data":
+                data.append(value)
+
+
+def token(tenant: str, ttl_s: int = 600) -> str:
+    return mint(SECRET, tenant=tenant, subject=f"{tenant}-viewer", scopes=["jobs:read", "jobs:write"],
+                issuer="xrunner", audience="xrunner", ttl_s=ttl_s, now=int(time.time()))
+
+
+def stack(cluster: Cluster, **realtime: object) -> None:
+    cluster.start("scheduler", "scheduler", wait=False, tick_s=0.1)
+    cluster.start("gateway", "gateway", wait=False)
+    cluster.start("worker0", "worker", wait=False, slots=8, worker_id="w0", sandbox="none")
+    cluster.start("realtime", "realtime", wait=False, ping_s=1, **realtime)
+    for name in list(cluster.procs):
+        cluster.wait_ready(name)
+
+
+def edge(cluster: Cluster, tenant: str = "acme") -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=cluster.api("realtime"), headers={"Authorization": f"Bearer {token(tenant)}"},
+                             timeout=httpx.Timeout(30, read=30))
+
+
+async def submit(cluster: Cluster, tenant: str, cmd: str) -> str:
+    async with cluster.client(tenant) as client:
+        response = await client.post("/v1/jobs", json={"workload": {"kind": "process", "argv": ["sh", "-c", cmd]}})
+        assert response.status_code in (201, 202), response.text
+        return str(response.json()["job"]["id"])
+
+
+async def collect(client: httpx.AsyncClient, path: str, until: int, headers: dict[str, str] | None = None,
+                  timeout: float = 20) -> list[Sse]:
+    got: list[Sse] = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout), client.stream("GET", path, headers=headers or {}) as response:
+            assert response.status_code == 200, await response.aread()
+            async for message in sse(response):
+                got.append(message)
+                if len(got) >= until or message.event == "end":
+                    break
+    return got
+
+
+async def tenant_log(cluster: Cluster, tenant: str) -> list[int]:
+    nc = await streams.connect(cluster.nats_url, "test")
+    try:
+        return [seq async for seq, _ in EventStore(nc.jetstream()).read(subjects.job_events(tenant))]
+    finally:
+        await nc.close()
+
+
+async def test_a_client_that_reconnects_with_last_event_id_gets_exactly_the_missed_events(cluster: Cluster) -> None:
+    stack(cluster)
+    async with edge(cluster) as client:
+        first = await submit(cluster, "acme", "true")
+        await wait_until(lambda: _count(cluster, "acme", 5), what="the first job's five events")
+        seen = await collect(client, "/v1/events?since=0", until=3)
+        assert [m.event for m in seen] == ["submitted", "queued", "dispatched"]
+        for _ in range(3):  # while disconnected
+            await submit(cluster, "acme", "true")
+        everything = await wait_until(lambda: _count(cluster, "acme", 20), what="twenty events")
+        rest = await collect(client, "/v1/events", until=len(everything) - 3, headers={"Last-Event-ID": seen[-1].id})
+    assert [int(m.id) for m in seen + rest if m.id] == everything
+    assert first
+
+
+async def _count(cluster: Cluster, tenant: str, n: int) -> list[int] | None:
+    seqs = await tenant_log(cluster, tenant)
+    return seqs if len(seqs) >= n else None
+
+
+async def test_a_live_stream_shows_new_jobs_and_never_another_tenants(cluster: Cluster) -> None:
+    stack(cluster)
+    async with edge(cluster, "acme") as client:
+        listening = asyncio.create_task(collect(client, "/v1/events?type=succeeded", until=2))
+        await asyncio.sleep(0.5)
+        await submit(cluster, "globex", "true")
+        ids = [await submit(cluster, "acme", "true") for _ in range(2)]
+        got = await listening
+    assert [m.event for m in got] == ["succeeded", "succeeded"]
+    assert all(any(i in m.data for i in ids) for m in got) and not any("globex" in m.data for m in got)
+
+
+async def test_a_log_stream_delivers_ten_thousand_lines_in_order_then_end(cluster: Cluster) -> None:
+    stack(cluster)
+    job = await submit(cluster, "acme", "i=1; while [ $i -le 10000 ]; do echo line $i; i=$((i+1)); done")
+    async with edge(cluster) as client:
+        live = await collect(client, f"/v1/jobs/{job}/logs/stream", until=100_000, timeout=60)
+        after = await collect(client, f"/v1/jobs/{job}/logs/stream", until=100_000, timeout=60)
+        middle = await collect(client, f"/v1/jobs/{job}/logs/stream", until=100_000, timeout=60,
+                               headers={"Last-Event-ID": "40000"})
+    expected = "".join(f"line {i}\n" for i in range(1, 10001))
+    for stream in (live, after):
+        assert stream[-1].event == "end"
+        assert _text(stream) == expected
+    assert _text(middle) == expected.encode()[40000:].decode()
+
+
+def _text(stream: list[Sse]) -> str:
+    return "".join(m.data for m in stream if m.event == "stdout")
+
+
+async def test_escape_sequences_are_neutralised_in_the_log_stream(cluster: Cluster) -> None:
+    stack(cluster)
+    job = await submit(cluster, "acme", r"printf 'red\033[31mtext\007 bad:\377\n'")
+    async with edge(cluster) as client:
+        got = await collect(client, f"/v1/jobs/{job}/logs/stream", until=100)
+    text = "".join(m.data for m in got if m.event == "stdout")
+    assert "\x1b" not in text and "\x07" not in text
+    assert "red\\x1b[31mtext\\x07 bad:\ufffd" in text
+
+
+async def test_bad_expired_and_reused_credentials_are_refused(cluster: Cluster) -> None:
+    stack(cluster)
+    base = cluster.api("realtime")
+    who = Principal(subject="u", tenant="acme", scopes=frozenset({"jobs:read"}))
+    ticket = mint_ticket(SECRET, who, ttl_s=30, jti=new_id(), now=int(time.time()))
+    stale = mint_ticket(SECRET, who, ttl_s=30, jti=new_id(), now=int(time.time()) - 3600)
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        for params, headers in (({}, {}), ({"ticket": "garbage"}, {}), ({"ticket": stale}, {}),
+                                ({}, {"Authorization": f"Bearer {token('acme', ttl_s=-600)}"})):
+            response = await client.get("/v1/events", params=params, headers=headers)
+            assert response.status_code == 401, response.text
+            assert response.json()["code"] == "unauthenticated"
+        async with client.stream("GET", "/v1/events", params={"ticket": ticket}) as first:
+            assert first.status_code == 200
+        async with cluster.client("acme") as api:  # the gateway mints them for browsers
+            minted = (await api.post("/v1/stream-tickets")).json()["ticket"]
+        async with client.stream("GET", "/v1/events", params={"ticket": minted}) as second:
+            assert second.status_code == 200
+        again = await client.get("/v1/events", params={"ticket": ticket})
+        assert again.status_code == 401 and "already used" in again.json()["detail"]
+
+
+async def test_a_client_that_does_not_read_is_dropped_without_delaying_the_others(nats_url: str) -> None:
+    nc = await streams.connect(nats_url, "test")
+    js = nc.jetstream()
+    await streams.declare(js)
+    hub = Hub(js, buffer=10)
+    tenant = f"t{new_id()[-10:]}"
+    stalled, reader = await hub.join(tenant), await hub.join(tenant)
+    received: list[int] = []
+
+    async def read() -> None:
+        while len(received) < 50:
+            seq, _, _ = await reader.queue.get()
+            received.append(seq)
+
+    reading = asyncio.create_task(read())
+    for i in range(50):
+        await js.publish(subjects.job_events(tenant, "job", "queued"), b"{}", stream=subjects.EVENTS_STREAM)
+        if i % 5 == 4:
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(reading, 10)
+    assert len(received) == 50 and received == sorted(received)
+    assert stalled.overflowed.is_set() and stalled not in hub.feeds[tenant].clients
+    await hub.leave(tenant, reader)
+    await hub.leave(tenant, stalled)
+    await nc.close()
+
+
+@pytest.mark.timeout(240)
+async def test_five_hundred_clients_all_receive_every_event(cluster: Cluster) -> None:
+    stack(cluster)
+    n = 500
+    limits = httpx.Limits(max_connections=n + 10)
+    async with httpx.AsyncClient(base_url=cluster.api("realtime"), limits=limits, timeout=httpx.Timeout(60),
+                                 headers={"Authorization": f"Bearer {token('acme')}"}) as client:
+        listeners = [asyncio.create_task(collect(client, "/v1/events?type=succeeded", until=3, timeout=90))
+                     for _ in range(n)]
+        await wait_until(lambda: _connected(cluster, n), timeout=60, what=f"{n} connected clients")
+        ids = [await submit(cluster, "acme", "true") for _ in range(3)]
+        results = await asyncio.gather(*listeners)
+    assert all(len(r) == 3 for r in results), [len(r) for r in results if len(r) != 3][:5]
+    assert all(all(i in m.data for i, m in zip(ids, r, strict=True)) for r in results)
+
+
+async def _connected(cluster: Cluster, n: int) -> bool:
+    async with httpx.AsyncClient() as client:
+        metrics = (await client.get(f"{cluster.api('realtime')}/metrics")).text
+    line = next((x for x in metrics.splitlines() if x.startswith("xrunner_realtime_clients ")), "x 0")
+    return float(line.split()[1]) >= n
