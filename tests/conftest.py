@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -29,16 +30,22 @@ class PgServer(NamedTuple):
         return embedded.database_url(self.host, self.port, db)
 
 
-@pytest.fixture(scope="session")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A nats-server with JetStream on a free port, shared by the whole session."""
-    base = tmp_path_factory.mktemp("nats")
+@contextlib.contextmanager
+def nats_server(base: Path) -> Iterator[str]:
+    """A nats-server with JetStream on a free port, its store under `base`; yields its URL."""
     port = embedded.free_port()
     proc = embedded.start_nats(base / "store", port, log_file=base / "nats.log")
     try:
         yield f"nats://127.0.0.1:{port}"
     finally:
         embedded.stop(proc)
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A nats-server shared by the whole session."""
+    with nats_server(tmp_path_factory.mktemp("nats")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -68,13 +75,8 @@ def database_url(pg_server: PgServer) -> str:
 @pytest.fixture
 def fresh_nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A nats-server of this test's own, for tests whose durable consumers must not see other tests' events."""
-    base = tmp_path_factory.mktemp("nats-own")
-    port = embedded.free_port()
-    proc = embedded.start_nats(base / "store", port, log_file=base / "nats.log")
-    try:
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        embedded.stop(proc)
+    with nats_server(tmp_path_factory.mktemp("nats-own")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from importlib.resources import files
 from typing import Any
 
 import httpx
@@ -21,7 +20,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
-from nats.aio.client import Client as Nats
+from integration.gateway_app import GatewayInfra, gateway_infra, serve
 from schemathesis import APIOperation, Case, GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
@@ -33,15 +32,10 @@ from schemathesis.specs.openapi.checks import (
 
 from xrunner.contracts import subjects
 from xrunner.contracts.events import JobSubmitted
-from xrunner.gateway.app import create_http_app
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.ratelimit import RateLimiter
-from xrunner.gateway.readmodel import JobsProjection
-from xrunner.servicekit import db, streams
 from xrunner.servicekit.auth import JwtVerifier, mint
 from xrunner.servicekit.eventstore import EventStore
-from xrunner.servicekit.http import HttpServer
-from xrunner.servicekit.projector import Projector
 
 SECRET, ISSUER, AUDIENCE, SCHEMA = "a-test-secret-of-at-least-32-bytes", "xrunner", "xrunner", "gateway"
 MAX_BODY = 65_536
@@ -63,46 +57,30 @@ def auth(tenant: str = "acme", scopes: Sequence[str] = ("jobs:read", "jobs:write
 class Infra:
     """What a gateway app needs, connected in this test's event loop."""
 
-    jobs: Jobs
-    store: EventStore
+    gateway: GatewayInfra
     verifier: JwtVerifier
+
+    @property
+    def store(self) -> EventStore:
+        return self.gateway.store
+
+    @property
+    def jobs(self) -> Jobs:
+        return self.gateway.jobs
 
     @contextlib.asynccontextmanager
     async def serve(self, limiter: RateLimiter | None = None,
                     cors_origins: Sequence[str] = ()) -> AsyncIterator[httpx.AsyncClient]:
         """Serve a gateway app over real HTTP (uvicorn, as production does) and yield a client for it."""
-
-        async def ready() -> dict[str, bool]:
-            return {"nats": True}
-
-        app = create_http_app(self.jobs, self.verifier, ready, MAX_BODY, limiter=limiter, cors_origins=cors_origins,
-                              ticket_secret="contract-test-ticket-secret-32-bytes!")
-        server = HttpServer(app, "127.0.0.1", 0)
-        port = await server.start()
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10.0) as http:
-                yield http
-        finally:
-            await server.stop()
+        async with serve(self.gateway, self.verifier, MAX_BODY, limiter=limiter, cors_origins=cors_origins,
+                         ticket_secret="contract-test-ticket-secret-32-bytes!") as http:
+            yield http
 
 
 @pytest.fixture
 async def infra(fresh_nats_url: str, database_url: str) -> AsyncIterator[Infra]:
-    nc: Nats = await streams.connect(fresh_nats_url, "gateway-contract-test")
-    js = nc.jetstream()
-    await streams.declare(js)
-    pool = await db.create_pool(database_url, SCHEMA)
-    async with pool.acquire() as conn:
-        await db.migrate(conn, SCHEMA, db.migration_files(files("xrunner.gateway") / "sql"))
-    projector = asyncio.create_task(Projector(js, pool, JobsProjection(), consumer="gateway_jobs").run())
-    store = EventStore(js)
-    try:
-        yield Infra(Jobs(store, js, nc, pool, 0.05), store, JwtVerifier(SECRET, issuer=ISSUER, audience=AUDIENCE))
-    finally:
-        projector.cancel()
-        await asyncio.gather(projector, return_exceptions=True)
-        await pool.close()
-        await nc.close()
+    async with gateway_infra(fresh_nats_url, database_url, "gateway-contract-test") as gateway:
+        yield Infra(gateway, JwtVerifier(SECRET, issuer=ISSUER, audience=AUDIENCE))
 
 
 # --- schemathesis -----------------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from integration.gateway_app import gateway_infra
+from integration.gateway_app import serve as serve_gateway
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
-from nats.aio.client import Client as Nats
 
-from xrunner.gateway.app import create_http_app
-from xrunner.gateway.jobs import Jobs
-from xrunner.servicekit import db, streams
 from xrunner.servicekit.auth import AuthError, JwtVerifier, mint
-from xrunner.servicekit.eventstore import EventStore
-from xrunner.servicekit.http import HttpServer
 
 SECRET, ISSUER, AUDIENCE, SCHEMA = "a-test-secret-of-at-least-32-bytes", "https://idp.test", "xrunner", "gateway"
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -149,32 +144,14 @@ def jwks_server() -> Iterator[JwksServer]:
 @pytest.fixture
 async def serve(nats_url: str, database_url: str) -> AsyncIterator[Serve]:
     """Serve the real gateway app (on real NATS and Postgres) with a given verifier, as production serves it."""
-    nc: Nats = await streams.connect(nats_url, "gateway-auth-test")
-    js = nc.jetstream()
-    await streams.declare(js)
-    pool = await db.create_pool(database_url, SCHEMA)
-    async with pool.acquire() as conn:
-        await db.migrate(conn, SCHEMA, db.migration_files(files("xrunner.gateway") / "sql"))
+    async with gateway_infra(nats_url, database_url, "gateway-auth-test", project=False) as infra:
 
-    async def ready() -> dict[str, bool]:
-        return {"nats": nc.is_connected}
-
-    @asynccontextmanager
-    async def served(verifier: JwtVerifier) -> AsyncIterator[httpx.AsyncClient]:
-        app = create_http_app(Jobs(EventStore(js), js, nc, pool, 0.05), verifier, ready, 1_048_576)
-        server = HttpServer(app, "127.0.0.1", 0)
-        port = await server.start()
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10.0) as http:
+        @asynccontextmanager
+        async def served(verifier: JwtVerifier) -> AsyncIterator[httpx.AsyncClient]:
+            async with serve_gateway(infra, verifier) as http:
                 yield http
-        finally:
-            await server.stop()
 
-    try:
         yield served
-    finally:
-        await pool.close()
-        await nc.close()
 
 
 def jwks_verifier(jwks_file: str = "", jwks_url: str = "", **options: Any) -> JwtVerifier:

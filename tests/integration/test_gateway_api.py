@@ -7,18 +7,16 @@ Postgres connections, bound to this loop, cannot be used."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib.resources import files
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
-from nats.aio.client import Client as Nats
+from integration.gateway_app import gateway_infra, serve
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from support import wait_until
@@ -42,15 +40,9 @@ from xrunner.contracts.stats import (
     TenantStats,
     tenant_stats_key,
 )
-from xrunner.gateway.app import create_http_app
-from xrunner.gateway.jobs import Jobs
-from xrunner.gateway.readmodel import JobsProjection
-from xrunner.servicekit import db, streams
 from xrunner.servicekit.auth import JwtVerifier, mint
 from xrunner.servicekit.eventstore import EventStore
-from xrunner.servicekit.http import HttpServer
 from xrunner.servicekit.ids import new_id
-from xrunner.servicekit.projector import Projector
 
 SECRET, ISSUER, AUDIENCE, SCHEMA = "a-test-secret-of-at-least-32-bytes", "xrunner", "xrunner", "gateway"
 USER = ("jobs:read", "jobs:write")
@@ -141,32 +133,9 @@ def tenant_stats(tenant: str, **overrides: Any) -> TenantStats:
 
 @pytest.fixture
 async def gw(fresh_nats_url: str, database_url: str) -> AsyncIterator[Gateway]:
-    nc: Nats = await streams.connect(fresh_nats_url, "gateway-test")
-    js = nc.jetstream()
-    await streams.declare(js)
-    pool = await db.create_pool(database_url, SCHEMA)
-    async with pool.acquire() as conn:
-        await db.migrate(conn, SCHEMA, db.migration_files(files("xrunner.gateway") / "sql"))
-    projector = asyncio.create_task(Projector(js, pool, JobsProjection(), consumer="gateway_jobs").run())
-    store = EventStore(js)
-
-    async def ready() -> dict[str, bool]:
-        return {"nats": nc.is_connected}
-
-    app = create_http_app(
-        Jobs(store, js, nc, pool, 0.05), JwtVerifier(SECRET, issuer=ISSUER, audience=AUDIENCE), ready, 1_048_576
-    )
-    server = HttpServer(app, "127.0.0.1", 0)
-    port = await server.start()
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10.0) as http:
-            yield Gateway(http, js, store)
-    finally:
-        await server.stop()
-        projector.cancel()
-        await asyncio.gather(projector, return_exceptions=True)
-        await pool.close()
-        await nc.close()
+    async with gateway_infra(fresh_nats_url, database_url, "gateway-test") as infra, \
+            serve(infra, JwtVerifier(SECRET, issuer=ISSUER, audience=AUDIENCE)) as http:
+        yield Gateway(http, infra.js, infra.store)
 
 
 # --- cancel and history ---------------------------------------------------------------------------------------
