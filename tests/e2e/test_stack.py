@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -151,3 +152,21 @@ def test_a_running_job_is_cancelled_through_its_worker(stack: Stack) -> None:
         assert client.post(f"/v1/jobs/{job_id}/cancel", json={"reason": "test"}).status_code == 202
         done = wait_terminal(client, job_id, timeout=15)
         assert done["state"] == "cancelled" and done["cancel_requested"] is True
+
+
+def test_a_job_can_be_listed_rerun_and_its_log_read_as_ndjson(stack: Stack) -> None:
+    with stack.client("lister") as client:
+        first = wait_terminal(client, submit(client, ["sh", "-c", "echo out; echo err >&2"], labels={"k": "v"})["id"])
+        again = client.post(f"/v1/jobs/{first['id']}/rerun")
+        assert again.status_code in (201, 202)
+        second = wait_terminal(client, again.json()["job"]["id"])
+        assert second["spec"] == first["spec"] and second["id"] != first["id"]
+        listed = client.get("/v1/jobs", params={"label": "k=v", "state": "succeeded", "limit": 1}).json()
+        assert [j["id"] for j in listed["jobs"]] == [second["id"]] and listed["next_cursor"]
+        older = client.get("/v1/jobs", params={"label": "k=v", "cursor": listed["next_cursor"]}).json()
+        assert [j["id"] for j in older["jobs"]] == [first["id"]] and older["next_cursor"] is None
+        lines = client.get(f"/v1/jobs/{first['id']}/logs", params={"format": "ndjson"}).text.splitlines()
+        chunks = [json.loads(line) for line in lines]
+        assert "".join(c["text"] for c in chunks[:-1]) in ("out\nerr\n", "err\nout\n")
+        assert {c["stream"] for c in chunks[:-1]} >= {"stdout", "stderr"}
+        assert chunks[-1] == {"next_offset": 8, "complete": True}

@@ -9,7 +9,16 @@ import httpx
 import msgspec
 
 from xrunner.contracts import codec
-from xrunner.contracts.api import CancelJob, ConfigureTenant, HistoryEntry, JobAccepted, JobLog, JobView, Problem
+from xrunner.contracts.api import (
+    CancelJob,
+    ConfigureTenant,
+    HistoryEntry,
+    JobAccepted,
+    JobList,
+    JobLog,
+    JobView,
+    Problem,
+)
 from xrunner.contracts.lifecycle import is_terminal
 from xrunner.contracts.spec import JobSpec
 from xrunner.contracts.stats import DryRun, Explain, StatsView, TenantLimits
@@ -56,6 +65,13 @@ class Client:
             "POST", "/v1/jobs", content=codec.encode(spec), headers={**_JSON, **headers}
         )
         return codec.decode(response.content, JobAccepted)
+
+    def list_jobs(self, states: list[str], labels: list[str], limit: int) -> JobList:
+        params: dict[str, Any] = {"state": states, "label": labels, "limit": limit}
+        return codec.decode(self._send("GET", "/v1/jobs", params=params).content, JobList)
+
+    def rerun(self, job_id: str) -> JobAccepted:
+        return codec.decode(self._send("POST", f"/v1/jobs/{job_id}/rerun").content, JobAccepted)
 
     def get(self, job_id: str) -> JobView:
         return codec.decode(self._send("GET", f"/v1/jobs/{job_id}").content, JobView)

@@ -10,15 +10,26 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import Parameter
 
-from xrunner.contracts.api import BatchAccepted, JobAccepted, JobList, SubmitBatch
+from xrunner.contracts.api import BatchAccepted, JobAccepted, JobList, JobView, SubmitBatch
 from xrunner.contracts.spec import JobSpec
 from xrunner.gateway.batch import submit_batch
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.listing import BadCursor, list_jobs
 from xrunner.gateway.problems import ProblemError
-from xrunner.gateway.routes import READ, WRITE, principal
+from xrunner.gateway.routes import JOB_ID, READ, WRITE, find_job, principal
 
 STATES = "submitted|queued|rejected|dispatched|running|succeeded|failed|timed_out|cancelled|expired"
+
+
+def accepted(view: JobView, created: bool) -> Response[JobAccepted]:
+    """201 when admission queued the job, 202 when it has not decided yet, 429 + Retry-After when it refused."""
+    if view.state == "rejected":
+        retry = view.retry_after_s or 1.0
+        raise ProblemError(429, view.reason or "rejected", "Admission refused the job", detail=view.id,
+                           retry_after_s=retry, cause=view.reason, headers={"Retry-After": str(math.ceil(retry))})
+    status = 202 if view.state == "submitted" else (201 if created else 200)
+    return Response(JobAccepted(job=view, created=created), status_code=status,
+                    headers={"Location": f"/v1/jobs/{view.id}"})
 
 
 class CollectionRoutes(Controller):
@@ -59,24 +70,16 @@ class CollectionRoutes(Controller):
         idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", max_length=255)] = None,
     ) -> Response[JobAccepted]:
         """Submit a job. 201 when admission queued it, 202 when it has not decided yet, 429 when it refused."""
+        jobs: Jobs = request.app.state.jobs
+        return accepted(*await jobs.submit(principal(request), data, idempotency_key))
+
+    @post("/{job_id:str}/rerun", status_code=201, guards=WRITE)
+    async def rerun(self, request: Request[Any, Any, State], job_id: JOB_ID) -> Response[JobAccepted]:
+        """Submit a new job with the same spec as this one (admitted like any submit)."""
         who = principal(request)
         jobs: Jobs = request.app.state.jobs
-        view, created = await jobs.submit(who, data, idempotency_key)
-        if view.state == "rejected":
-            retry = view.retry_after_s or 1.0
-            raise ProblemError(
-                429,
-                view.reason or "rejected",
-                "Admission refused the job",
-                detail=view.id,
-                retry_after_s=retry,
-                cause=view.reason,
-                headers={"Retry-After": str(math.ceil(retry))},
-            )
-        status = 202 if view.state == "submitted" else (201 if created else 200)
-        return Response(
-            JobAccepted(job=view, created=created), status_code=status, headers={"Location": f"/v1/jobs/{view.id}"}
-        )
+        original = await find_job(jobs, who, job_id)
+        return accepted(*await jobs.submit(who, original.spec, None, rerun_of=original.id))
 
     @post("/batch", status_code=202, guards=WRITE)
     async def submit_batch(

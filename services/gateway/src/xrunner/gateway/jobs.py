@@ -25,6 +25,8 @@ from xrunner.servicekit.auth import Principal
 from xrunner.servicekit.eventstore import ConflictError, EventStore, read_raw
 from xrunner.servicekit.ids import new_id
 
+LogPiece = tuple[str, int, bytes]  # stream, byte offset, data
+
 
 def _view(history: list[tuple[int, Event]]) -> JobView:
     view = lifecycle.replay(history)
@@ -47,7 +49,9 @@ class Jobs:
     pool: asyncpg.Pool
     decision_wait_s: float
 
-    async def submit(self, who: Principal, spec: JobSpec, idempotency_key: str | None) -> tuple[JobView, bool]:
+    async def submit(
+        self, who: Principal, spec: JobSpec, idempotency_key: str | None, rerun_of: str | None = None
+    ) -> tuple[JobView, bool]:
         """Append `job.submitted` once per idempotency key; returns the job as admission left it and whether
         this call created it."""
         job_id = new_id()
@@ -61,6 +65,7 @@ class Jobs:
             spec=spec,
             submitted_by=who.subject,
             idempotency_key=idempotency_key,
+            rerun_of=rerun_of,
         )
         notified = asyncio.Event()
 
@@ -158,27 +163,28 @@ class Jobs:
             for seq, event in await self.store.history(tenant, job_id)
         ]
 
-    async def log(self, view: JobView, offset: int, limit: int) -> JobLog:
-        """The output of the job's current attempt from byte `offset`, at most `limit` bytes."""
-        parts: list[bytes] = []
+    async def log_pieces(self, view: JobView, offset: int, limit: int) -> tuple[list[LogPiece], bool]:
+        """The current attempt's output from byte `offset`, at most `limit` bytes, as (stream, offset, bytes)
+        pieces in order; and whether that is the whole rest of it (the job ended and nothing was cut)."""
+        pieces: list[LogPiece] = []
         taken = 0
         complete = lifecycle.is_terminal(view.state)
         async for _, data in read_raw(self.js, subjects.LOGS_STREAM, subjects.job_logs(view.tenant, view.id)):
             chunk = msgspec.json.decode(data, type=LogChunk)
             if chunk.attempt != view.attempt or chunk.offset + len(chunk.data) <= offset:
                 continue
-            piece = chunk.data[max(0, offset - chunk.offset) :]
-            piece = piece[: max(0, limit - taken)]
-            parts.append(piece)
+            skip = max(0, offset - chunk.offset)
+            piece = chunk.data[skip:][: max(0, limit - taken)]
+            pieces.append((chunk.stream, chunk.offset + skip, piece))
             taken += len(piece)
             if taken >= limit:
                 complete = False
                 break
-        raw = b"".join(parts)
-        return JobLog(
-            job_id=view.id,
-            offset=offset,
-            next_offset=offset + len(raw),
-            text=raw.decode("utf-8", errors="replace"),
-            complete=complete,
-        )
+        return pieces, complete
+
+    async def log(self, view: JobView, offset: int, limit: int) -> JobLog:
+        """The output of the job's current attempt from byte `offset`, at most `limit` bytes."""
+        pieces, complete = await self.log_pieces(view, offset, limit)
+        raw = b"".join(data for _, _, data in pieces)
+        return JobLog(job_id=view.id, offset=offset, next_offset=offset + len(raw),
+                      text=raw.decode("utf-8", errors="replace"), complete=complete)

@@ -12,6 +12,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.params import Parameter
 from litestar.types import Guard
 
+from xrunner.contracts import codec
 from xrunner.contracts.api import CancelJob, HistoryEntry, JobLog, JobView, Whoami
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.problems import ProblemError
@@ -77,6 +78,16 @@ async def find_job(jobs: Jobs, who: Principal, job_id: str) -> JobView:
     return view
 
 
+async def _ndjson_log(jobs: Jobs, view: JobView, offset: int, limit: int) -> Response[bytes]:
+    pieces, complete = await jobs.log_pieces(view, offset, limit)
+    lines = [codec.encode({"stream": stream, "offset": at, "text": data.decode("utf-8", errors="replace")})
+             for stream, at, data in pieces]
+    end = pieces[-1][1] + len(pieces[-1][2]) if pieces else offset
+    lines.append(codec.encode({"next_offset": end, "complete": complete}))
+    headers = {"X-Next-Offset": str(end), "X-Log-Complete": str(complete).lower()}
+    return Response(b"\n".join(lines) + b"\n", headers=headers, media_type="application/x-ndjson")
+
+
 class JobRoutes(Controller):
     path = "/v1"
     tags = ["jobs"]
@@ -94,12 +105,16 @@ class JobRoutes(Controller):
         job_id: JOB_ID,
         offset: Annotated[int, Parameter(ge=0)] = 0,
         limit: Annotated[int, Parameter(ge=1, le=16 * 1024 * 1024)] = 4 * 1024 * 1024,
-        format: Annotated[str, Parameter(pattern="^(text|json)$")] = "text",
+        format: Annotated[str, Parameter(pattern="^(text|json|ndjson)$")] = "text",
     ) -> Response[Any]:
-        """The output of the job's current attempt from byte `offset` (text, or JSON with `next_offset`)."""
+        """The output of the job's current attempt from byte `offset`: text, JSON with `next_offset`, or NDJSON
+        chunks (`{"stream", "offset", "text"}` lines, then a `{"next_offset", "complete"}` line)."""
         who = principal(request)
         jobs: Jobs = request.app.state.jobs
-        log: JobLog = await jobs.log(await find_job(jobs, who, job_id), offset, limit)
+        view = await find_job(jobs, who, job_id)
+        if format == "ndjson":
+            return await _ndjson_log(jobs, view, offset, limit)
+        log: JobLog = await jobs.log(view, offset, limit)
         headers = {"X-Next-Offset": str(log.next_offset), "X-Log-Complete": str(log.complete).lower()}
         if format == "json":
             return Response(log, headers=headers, media_type="application/json")
