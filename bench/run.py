@@ -106,6 +106,39 @@ def sequential(stack: Stack, n: int) -> dict[str, object]:
     }
 
 
+async def api(stack: Stack, rate: float, seconds: float, batch_jobs: int) -> dict[str, object]:
+    """POST /v1/jobs at a fixed rate (open loop), then `batch_jobs` jobs through POST /v1/jobs/batch (1,000 a
+    request, 10 at once): submit latency percentiles and how long the batch took to be durably accepted."""
+    headers = {"Authorization": f"Bearer {stack.token('api')}", "Content-Type": "application/json"}
+    # The jobs go to a pool no worker serves: this measures the API and admission, not the machine's job capacity.
+    body = b'{"workload": {"kind": "process", "argv": ["true"]}, "resources": {"pool": "nowhere"}}'
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
+    async with httpx.AsyncClient(base_url=stack.api, headers=headers, limits=limits, timeout=60) as http:
+
+        async def one() -> None:
+            began = time.perf_counter()
+            response = await http.post("/v1/jobs", content=body)
+            latencies.append((time.perf_counter() - began) * 1000)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+        tasks = []
+        start = time.perf_counter()
+        for i in range(int(rate * seconds)):
+            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+        batch_body = b'{"jobs": [' + b",".join([body] * 1000) + b"]}"
+        began = time.perf_counter()
+        answers = await asyncio.gather(*(http.post("/v1/jobs/batch", content=batch_body)
+                                         for _ in range(batch_jobs // 1000)))
+        batch_s = time.perf_counter() - began
+    return {"rate_per_s": rate, "requests": len(latencies), "statuses": statuses,
+            "submit_ms": percentiles(latencies), "batch_jobs": batch_jobs, "batch_accepted_s": round(batch_s, 3),
+            "batch_statuses": sorted({a.status_code for a in answers})}
+
+
 def _run_one(http: httpx.Client, body: dict[str, object]) -> dict[str, object]:
     job = http.post("/v1/jobs", json=body).json()["job"]
     while job["state"] not in ("succeeded", "failed"):
@@ -123,7 +156,9 @@ def _ms(a: str, b: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=["sequential", "burst"])
+    parser.add_argument("scenario", choices=["sequential", "burst", "api"])
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--cmd", default="true")
     parser.add_argument("--tenants", type=int, default=1)
@@ -136,6 +171,8 @@ def main() -> None:
     try:
         if args.scenario == "sequential":
             result = sequential(stack, args.jobs)
+        elif args.scenario == "api":
+            result = asyncio.run(api(stack, args.rate, args.seconds, args.jobs))
         else:
             tokens = [stack.token(f"t{i}") for i in range(args.tenants)]
             bench = asyncio.run(run_bench(stack.api, tokens, ["sh", "-c", args.cmd], args.jobs, args.concurrency, 600,

@@ -19,9 +19,13 @@ from xrunner.servicekit.eventstore import Appended
 from xrunner.servicekit.ids import new_id
 
 CONCURRENT_APPENDS = 256
+# Small batches wait briefly for admission like single submits; large ones answer once every spec is durably
+# appended (202 `submitted`), and their outcomes are followed through the job list or the event stream.
+WAIT_FOR_DECISIONS_UP_TO = 100
 
 
 async def submit_batch(jobs: Jobs, who: Principal, specs: list[JobSpec], key: str | None) -> list[BatchItem]:
+    """Append every spec's `job.submitted` (concurrently), then report each one's outcome at its index."""
     now = datetime.now(UTC)
     events = [JobSubmitted(event_id=new_id(), occurred_at=now, tenant=who.tenant, job_id=new_id(), spec=spec,
                            submitted_by=who.subject, idempotency_key=f"{key}:{i}" if key else None)
@@ -43,11 +47,13 @@ async def submit_batch(jobs: Jobs, who: Principal, specs: list[JobSpec], key: st
         for event, result in zip(events, appended, strict=True):
             if result.duplicate:
                 wanted.discard(event.job_id)
-        if len(decided) < len(wanted):
+        if len(decided) < len(wanted) and len(specs) <= WAIT_FOR_DECISIONS_UP_TO:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(all_decided.wait(), jobs.decision_wait_s)
     finally:
         await sub.unsubscribe()
+    if len(specs) > WAIT_FOR_DECISIONS_UP_TO:
+        decided.clear()
     views = await asyncio.gather(*(_view(jobs, e, a, decided.get(e.job_id)) for e, a in zip(events, appended,
                                                                                            strict=True)))
     return [_item(i, view) for i, view in enumerate(views)]

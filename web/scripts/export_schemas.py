@@ -1,0 +1,60 @@
+"""Writes the sources of web/packages/api-types: the gateway's OpenAPI document and the contracts' JSON Schema.
+
+No server, NATS or Postgres is needed: the gateway app is built with dummy collaborators only to render its
+OpenAPI document. The output is stable (sorted keys, fixed indentation, trailing newline) so that the committed
+files can be compared byte for byte. Run it with the workspace's venv; web/scripts/generate.sh does.
+
+    .venv/bin/python web/scripts/export_schemas.py [--out DIR]   # DIR defaults to web/schema
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
+OPENAPI_FILE = "openapi.json"
+CONTRACTS_FILE = "contracts.schema.json"
+
+
+def openapi_document() -> dict[str, Any]:
+    from xrunner.gateway.app import create_http_app
+    from xrunner.servicekit.auth import JwtVerifier
+
+    # Only the route and type declarations matter for the document: jobs, ready check and limits are dummies.
+    app = create_http_app(None, JwtVerifier("x" * 32, issuer="a", audience="b"), None, 1000)  # type: ignore[arg-type]
+    return app.openapi_schema.to_schema()
+
+
+def contracts_schema() -> dict[str, Any]:
+    from xrunner.contracts.codec import json_schema
+
+    return json_schema()
+
+
+def render(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def export(out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, document in ((OPENAPI_FILE, openapi_document()), (CONTRACTS_FILE, contracts_schema())):
+        path = out / name
+        path.write_text(render(document), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=SCHEMA_DIR, help="folder to write into (default: web/schema)")
+    args = parser.parse_args()
+    for path in export(args.out):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
