@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 
 import asyncpg
 import httpx
-import pytest
 from integration.cluster import Cluster
 from support import wait_until
 
@@ -291,4 +290,17 @@ async def test_the_stats_snapshot_lists_the_tenants_queue_with_reasons(cluster: 
     assert {q.reason for q in stats.head} == {"no_worker_fits"}
 
 
-_ = (signal, pytest)
+
+
+async def test_a_stopping_worker_hands_its_running_jobs_back_and_they_finish_elsewhere(cluster: Cluster) -> None:
+    base(cluster, workers=1, slots=2, drain_grace_s=0.5)
+    async with cluster.client("acme") as client:
+        ids = await submit_many(client, 2, spec("sleep 3"))
+        await wait_until(lambda: _all_running(client, ids), timeout=15, what="two running jobs")
+        cluster.start("worker1", "worker", slots=2, worker_id="w1", sandbox="none")
+        cluster.kill("worker0", signal.SIGTERM)
+        done = await wait_until(lambda: all_terminal(client, ids), timeout=30, what="both jobs, elsewhere")
+    assert all((j["state"], j["attempt"], j["worker_id"]) == ("succeeded", 2, "w1") for j in done.values()), done
+    history = await log(cluster.nats_url)
+    assert not any(isinstance(e, ev.JobFailed) for _, e in history), "a handed-back attempt is not a failure"
+    assert sum(isinstance(e, ev.JobLost) for _, e in history) == 2

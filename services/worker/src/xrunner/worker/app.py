@@ -131,7 +131,8 @@ class Worker:
             await asyncio.sleep(self.settings.heartbeat_s)
 
     async def drain(self) -> None:
-        """Stop pulling, let running attempts finish within the grace period, then stop them."""
+        """Stop pulling, let running attempts finish within the grace period, then stop them and hand them back
+        (the scheduler requeues them as soon as this worker's heartbeat is deleted)."""
         self.draining = True
         _, pending = await asyncio.wait(self.tasks, timeout=self.settings.drain_grace_s) if self.tasks else ((), ())
         for stop in self.running.values():

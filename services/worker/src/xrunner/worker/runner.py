@@ -126,12 +126,22 @@ class Runner:
             spool=workspace.with_name(f"{workspace.name}.log"),  # beside the workspace: out of the job's reach
         )
         began = time.monotonic()
+        outcome: Outcome | None = None
         try:
             outcome = await self._run(attempt, workspace, logs, stop)
         finally:
-            await self.artifacts.keep(run, workspace, logs, lambda event, kind: self.append(attempt, event, kind))
+            if outcome is HANDED_BACK:
+                await logs.write("system", b"\n[xrunner: the worker shut down; the job goes back to the queue]\n")
+            else:
+                await self.artifacts.keep(run, workspace, logs, lambda event, kind: self.append(attempt, event, kind))
             await logs.close()
             shutil.rmtree(workspace, ignore_errors=True)
+        if outcome is HANDED_BACK:
+            # No outcome is appended: once this worker's heartbeat is gone the scheduler marks the attempt lost
+            # and requeues it, without using the job's retry budget.
+            log.info("attempt handed back", job_id=run.job_id, attempt=run.attempt)
+            return
+        assert outcome is not None
         duration = round(time.monotonic() - began, 6)
         event, kind = outcome(attempt, duration)
         OUTCOMES.labels(kind).inc()
@@ -157,7 +167,7 @@ class Runner:
         await pumps
         code = waiter.result()
         if cancelled in done and stop.why == "shutdown":
-            return _failed(None, "the worker shut down while the job ran", spec, attempt.run.retries_used)
+            return HANDED_BACK
         if cancelled in done:
             return lambda a, d: (a.event(JobCancelled, detail="cancelled while running"), "cancelled")
         if not done:
@@ -181,6 +191,13 @@ class Runner:
 
 
 Outcome = Callable[[Attempt, float], tuple[JobEvent, str]]
+
+
+def _handed_back(attempt: Attempt, duration_s: float) -> tuple[JobEvent, str]:
+    raise AssertionError("a handed-back attempt has no outcome event")
+
+
+HANDED_BACK: Outcome = _handed_back  # the worker stopped the attempt at its own shutdown
 
 
 def _failed(code: int | None, reason: str, spec: JobSpec, retries_used: int) -> Outcome:
