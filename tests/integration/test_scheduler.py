@@ -175,7 +175,7 @@ async def test_a_standby_scheduler_takes_over_and_nothing_is_dispatched_twice(cl
     cluster.start("worker0", "worker", slots=8, worker_id="w0", sandbox="none")
     async with cluster.client("acme") as client:
         ids = await submit_many(client, 60, spec("sleep 0.2"))
-        await wait_until(lambda: _some_done(client, ids, 8), timeout=20, what="some jobs done")
+        await wait_until(lambda: _some_done(client, ids, 8), timeout=60, what="some jobs done")
         cluster.kill("s1")
         done = await wait_until(lambda: all_terminal(client, ids), timeout=60, what="every job after the failover")
     assert all(j["state"] == "succeeded" for j in done.values())

@@ -162,7 +162,7 @@ export interface JobRejected {
 /**
  * Attempt `attempt` was released into `xr.run.<pool>`. Writer: scheduler.
  *
- *     `retries_used` counts the earlier attempts that failed and were retried (worker losses do not count).
+ * `retries_used` counts the earlier attempts that failed and were retried (worker losses do not count).
  */
 export interface JobDispatched {
   attempt?: number;
@@ -203,8 +203,8 @@ export interface JobSucceeded {
 /**
  * The attempt ended badly: a non-zero exit, a signal or a sandbox error. Writer: worker.
  *
- *     `final` is false when the retry policy sends the job back to the queue (the scheduler then appends
- *     `job.retry_scheduled`).
+ * `final` is false when the retry policy sends the job back to the queue (the scheduler then appends
+ * `job.retry_scheduled`).
  */
 export interface JobFailed {
   attempt?: number;
@@ -441,8 +441,8 @@ export interface Problem {
 /**
  * A work item on `xr.run.<pool>`: run attempt `attempt` of a job.
  *
- *     `fence_seq` is the stream sequence of the `job.dispatched` event; the worker's `job.started` append must find
- *     it as the job's last event, so a superseded attempt can never start.
+ * `fence_seq` is the stream sequence of the `job.dispatched` event; the worker's `job.started` append must find
+ * it as the job's last event, so a superseded attempt can never start.
  */
 export interface RunJob {
   attempt: number;
