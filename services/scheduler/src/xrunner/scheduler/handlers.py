@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 from xrunner.contracts import codec, subjects
 from xrunner.contracts import events as ev
 from xrunner.contracts.api import JobView
-from xrunner.contracts.messages import RunJob
+from xrunner.contracts.messages import RunJob, WorkerHeartbeat
 from xrunner.contracts.policy import Admitted, Bucket, admit, backoff_s
 from xrunner.contracts.stats import STATS_GLOBAL_KEY, tenant_stats_key
 from xrunner.scheduler import explain, fairness, placement
@@ -32,6 +32,19 @@ from xrunner.servicekit.ids import new_id
 log = structlog.get_logger()
 
 CONCURRENT_APPENDS = 64
+
+
+RUNNING_LIST_GRACE_S = 3.0  # a few heartbeats: how long a worker may take to list an attempt it started
+
+
+def attempt_lost(view: JobView, beat: WorkerHeartbeat | None) -> bool:
+    """A running attempt is lost when its worker stopped heartbeating, or when the worker heartbeats without
+    listing it well after it started (the process died and a new one took over its id)."""
+    if beat is None:
+        return True
+    if view.id in beat.running or beat.at is None or view.started_at is None:
+        return False
+    return (beat.at - view.started_at).total_seconds() > RUNNING_LIST_GRACE_S
 
 
 class Scheduler:
@@ -132,11 +145,11 @@ class Scheduler:
 
     async def sweep(self, now: datetime) -> None:
         """Deadlines and liveness: lost workers, queue timeouts, the execution-timeout backstop."""
-        live = {w.worker_id for w in self.workers.live()}
+        beats = {w.worker_id: w for w in self.workers.live()}
         settled = time.monotonic() - self.since > self.settings.worker_lease_s
         for view in list(self.state.jobs.values()):
             spec = view.spec
-            if view.state == "running" and settled and view.worker_id not in live:
+            if view.state == "running" and settled and attempt_lost(view, beats.get(view.worker_id or "")):
                 self.metrics.lost.inc()
                 await self._emit(
                     view, ev.JobLost, "lost", worker_id=view.worker_id or "", detail="the worker stopped heartbeating"
