@@ -131,7 +131,7 @@ async def test_a_gpu_job_waits_for_a_gpu_worker_and_then_runs_there(cluster: Clu
         await wait_until(lambda: all_terminal(client, [cpu_job]), what="the cpu job")
         explained = await wait_until(lambda: _reason(client, gpu_job), what="an explanation for the gpu job")
         assert explained["reason"] == "no_worker_fits"
-        assert (await client.get(f"/v1/jobs/{gpu_job}")).json()["state"] == "queued"
+        await wait_until(lambda: _in_state(client, gpu_job, "queued"), what="the gpu job queued in the read model")
         cluster.start("gpu-worker", "worker", pool="gpu", gpu=1, worker_id="g1", sandbox="none")
         done = await wait_until(lambda: all_terminal(client, [gpu_job]), timeout=15, what="the gpu job")
         assert (done[gpu_job]["state"], done[gpu_job]["pool"], done[gpu_job]["worker_id"]) == ("succeeded", "gpu", "g1")
