@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -28,3 +29,15 @@ async def wait_until(
         if loop.time() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or fn!r}; last value: {result!r}")
         await asyncio.sleep(interval)
+
+
+def with_marker(marker: str) -> list[int]:
+    """Host pids whose argv mentions `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import wait_until, with_marker
 
 from xrunner.contracts.spec import JobSpec, ProcessWorkload, Resources
 from xrunner.worker.sandbox import Launch
@@ -62,25 +63,6 @@ async def run(box: ProcessSandbox, workspace: Path, argv: list[str], deadline_s:
         proc.signal_all(signal.SIGKILL)
         await proc.wait()
     return Result(code, out.decode(errors="replace"), err.decode(errors="replace"))
-
-
-def with_marker(marker: str) -> list[int]:
-    """Host pids whose argv mentions `marker`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-async def until(check: object, deadline_s: float = 10) -> None:
-    end = time.monotonic() + deadline_s
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < end, "condition not reached before the deadline"
-        await asyncio.sleep(0.02)
 
 
 def exists(path: Path) -> bool:
@@ -192,10 +174,10 @@ async def test_a_double_forked_setsid_child_dies_with_the_job_when_it_is_killed(
 ) -> None:
     escapee = f'(setsid {PYTHON} -c "import time; time.sleep(300)" {marker} &) ; sleep 300'
     proc = await start(sandbox(mode, worker_id), tmp_path, ["sh", "-c", escapee])
-    await until(lambda: with_marker(marker))
+    await wait_until(lambda: with_marker(marker))
     proc.signal_all(signal.SIGKILL)
     await asyncio.wait_for(proc.wait(), 10)
-    await until(lambda: not with_marker(marker), 5)
+    await wait_until(lambda: not with_marker(marker), 5)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -205,7 +187,7 @@ async def test_a_double_forked_setsid_child_dies_with_the_job_when_the_job_exits
     escapee = f'(setsid {PYTHON} -c "import time; time.sleep(300)" {marker} &) ; sleep 0.5; exit 3'
     result = await run(sandbox(mode, worker_id), tmp_path, ["sh", "-c", escapee])
     assert result.code == 3
-    await until(lambda: not with_marker(marker), 5)
+    await wait_until(lambda: not with_marker(marker), 5)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -234,9 +216,9 @@ async def test_a_restarted_worker_kills_the_jobs_its_previous_life_left_running(
     mode: str, worker_id: str, tmp_path: Path, marker: str
 ) -> None:
     orphan = await start(sandbox(mode, worker_id), tmp_path, [PYTHON, "-c", "import time; time.sleep(300)", marker])
-    await until(lambda: with_marker(marker))
+    await wait_until(lambda: with_marker(marker))
     sandbox(mode, worker_id)  # the next life of the same worker
-    await until(lambda: not with_marker(marker), 5)
+    await wait_until(lambda: not with_marker(marker), 5)
     await asyncio.wait_for(orphan.proc.wait(), 5)
 
 

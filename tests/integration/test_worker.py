@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 from integration.cluster import Cluster
 from integration.test_scheduler import all_terminal, spec
-from support import wait_until
+from support import wait_until, with_marker
 
 from xrunner.contracts import codec, subjects
 from xrunner.contracts import events as ev
@@ -142,18 +142,6 @@ async def test_a_cancelled_job_that_ignores_sigterm_is_killed_after_the_grace_pe
 async def _says_ready(client: httpx.AsyncClient, job_id: str) -> bool:
     job = (await client.get(f"/v1/jobs/{job_id}")).json()
     return job["state"] == "running" and "ready" in (await client.get(f"/v1/jobs/{job_id}/logs")).text
-
-
-def with_marker(marker: str) -> list[int]:
-    """Host pids whose argv mentions `marker`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
 
 
 def in_job_cgroups(worker_id: str) -> set[int]:
