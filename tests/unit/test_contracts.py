@@ -28,10 +28,10 @@ def golden_tag(path: Path) -> str:
     return ".".join(path.name.split(".")[:3])
 
 
-def encoded_defaults(event_type: type[ev.Event]) -> dict[str, Any]:
-    """The JSON value of every field of `event_type` that has a default."""
+def encoded_defaults(struct_type: type[msgspec.Struct]) -> dict[str, Any]:
+    """The JSON value of every field of `struct_type` that has a default."""
     defaults: dict[str, Any] = {}
-    for field in msgspec.structs.fields(event_type):
+    for field in msgspec.structs.fields(struct_type):
         if field.default is not msgspec.NODEFAULT:
             defaults[field.encode_name] = field.default
         elif field.default_factory is not msgspec.NODEFAULT:
@@ -59,8 +59,18 @@ def test_a_golden_sample_decodes_as_its_tag_and_re_encodes_to_the_same_json(path
     sample = json.loads(data)
     event = codec.decode_event(data)
     assert type(event) is TYPES_BY_TAG[golden_tag(path)]
-    added_later = {k: v for k, v in encoded_defaults(type(event)).items() if k not in sample}
-    assert json.loads(codec.encode(event)) == {**added_later, **sample}
+    assert json.loads(codec.encode(event)) == with_added_defaults(event, sample)
+
+
+def with_added_defaults(struct: msgspec.Struct, sample: dict[str, Any]) -> dict[str, Any]:
+    """`sample` with the defaults of fields added since it was written, at every level of nesting."""
+    added_later = {k: v for k, v in encoded_defaults(type(struct)).items() if k not in sample}
+    nested = {
+        f.encode_name: with_added_defaults(value, sample[f.encode_name])
+        for f in msgspec.structs.fields(struct)
+        if isinstance(value := getattr(struct, f.name), msgspec.Struct) and isinstance(sample.get(f.encode_name), dict)
+    }
+    return {**added_later, **sample, **nested}
 
 
 @pytest.mark.parametrize("tag", sorted(TYPES_BY_TAG))

@@ -51,5 +51,6 @@ class WorkerHeartbeat(msgspec.Struct, frozen=True, kw_only=True):
     running: list[str] = msgspec.field(default_factory=list)
     version: str = ""
     sandbox: str = "process"
+    workloads: list[str] = msgspec.field(default_factory=lambda: ["process"])  # the workload kinds it can run
     draining: bool = False
     at: datetime | None = None

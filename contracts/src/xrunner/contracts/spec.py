@@ -32,6 +32,8 @@ class ProcessWorkload(Spec, tag="process", tag_field="kind", frozen=True):
     cwd: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
     stdin: Annotated[str, msgspec.Meta(max_length=1_048_576)] | None = None
     network: bool = False
+    interactive: bool = False  # stdin stays open and is fed from core NATS `xr.stdin.<job_id>` (attach)
+    tty: bool = False  # a pseudo-terminal for stdin/stdout/stderr (implies interactive)
 
 
 class DockerWorkload(Spec, tag="docker", tag_field="kind", frozen=True):
@@ -47,6 +49,18 @@ class DockerWorkload(Spec, tag="docker", tag_field="kind", frozen=True):
 
 
 Workload = ProcessWorkload | DockerWorkload
+
+
+def workload_kind(workload: Workload) -> str:
+    """`process` or `docker`: the workload's tag, which decides the sandbox that runs it."""
+    tag = type(workload).__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
+
+
+def is_interactive(workload: Workload) -> bool:
+    """Whether the job's stdin stays open for attach (a tty implies it)."""
+    return workload.interactive or workload.tty
 
 
 class Resources(Spec, frozen=True):

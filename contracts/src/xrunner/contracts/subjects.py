@@ -59,5 +59,11 @@ def job_logs(tenant: str = "*", job_id: str = "*") -> str:
 
 
 def job_stdin(job_id: str) -> str:
-    """Core NATS subject an interactive job reads its stdin from."""
+    """Core NATS subject an interactive job reads its stdin from: each message's payload is written to the job's
+    stdin as is; a message with header `Xr-Resize: <rows>x<cols>` resizes a tty job's terminal instead, and one
+    with `Xr-Eof: 1` closes its stdin."""
     return f"xr.stdin.{job_id}"
+
+
+STDIN_RESIZE_HEADER = "Xr-Resize"
+STDIN_EOF_HEADER = "Xr-Eof"

@@ -108,9 +108,11 @@ export interface ProcessWorkload {
   env?: {
     [k: string]: string;
   };
+  interactive?: boolean;
   kind: "process";
   network?: boolean;
   stdin?: string | null;
+  tty?: boolean;
 }
 /**
  * A container run by the worker's docker sandbox.
@@ -481,4 +483,5 @@ export interface WorkerHeartbeat {
   slots: number;
   version?: string;
   worker_id: string;
+  workloads?: string[];
 }

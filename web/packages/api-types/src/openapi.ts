@@ -404,11 +404,15 @@ export interface components {
             env?: {
                 [key: string]: string;
             };
+            /** @default false */
+            interactive: boolean;
             /** @constant */
             kind: "process";
             /** @default false */
             network: boolean;
             stdin?: string | null;
+            /** @default false */
+            tty: boolean;
         };
         /** QueuedJob */
         QueuedJob: {

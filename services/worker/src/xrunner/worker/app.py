@@ -28,6 +28,7 @@ from xrunner.servicekit.runtime import Runtime
 from xrunner.worker.artifacts import Artifacts
 from xrunner.worker.objectstore import open_store
 from xrunner.worker.runner import Runner, Stop
+from xrunner.worker.sandbox import Sandboxes
 from xrunner.worker.sandbox.process import ProcessSandbox
 from xrunner.worker.settings import WorkerSettings
 
@@ -43,7 +44,8 @@ class Worker:
         self.store = EventStore(self.js)
         self.sandbox = ProcessSandbox(settings.sandbox, worker_id=worker_id, max_pids=settings.max_pids)
         self.objects = open_store(settings)
-        self.runner = Runner(self.store, self.sandbox, settings, worker_id, Artifacts(self.objects, settings))
+        self.sandboxes: dict[str, Sandboxes] = {"process": self.sandbox}
+        self.runner = Runner(self.store, self.sandboxes, settings, worker_id, Artifacts(self.objects, settings))
         self.busy = 0
         self.slot_free = asyncio.Event()
         self.slot_free.set()
@@ -120,6 +122,7 @@ class Worker:
             running=sorted(self.running),
             version=VERSION,
             sandbox=self.sandbox.name,
+            workloads=sorted(self.sandboxes),
             draining=self.draining,
             at=datetime.now(UTC),
         )
@@ -208,7 +211,8 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
                 )
                 await asyncio.wait_for(store.append(stopped, msg_id=f"worker:{worker_id}:stopped:{new_id()}"), 2.0)
         await worker.objects.close()
-        worker.sandbox.cgroups.release()
+        for sandbox in worker.sandboxes.values():
+            await sandbox.close()
         await server.stop()
 
     return stop

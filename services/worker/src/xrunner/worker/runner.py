@@ -6,7 +6,7 @@ import asyncio
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +19,7 @@ from xrunner.contracts.api import JobView
 from xrunner.contracts.events import JobCancelled, JobEvent, JobFailed, JobStarted, JobSucceeded, JobTimedOut
 from xrunner.contracts.messages import RunJob
 from xrunner.contracts.policy import should_retry
-from xrunner.contracts.spec import JobSpec
+from xrunner.contracts.spec import JobSpec, Sandbox, workload_kind
 from xrunner.servicekit.eventstore import ConflictError, EventStore
 from xrunner.servicekit.ids import new_id
 from xrunner.worker.artifacts import Artifacts
@@ -60,6 +60,7 @@ class Attempt:
 
     run: RunJob
     last_seq: int
+    workspace: Path | None = None  # where the job actually ran (a sandbox may pick a warm workspace)
 
     def event(self, cls: Callable[..., JobEvent], **fields: object) -> JobEvent:
         return cls(
@@ -74,16 +75,26 @@ class Attempt:
 
 class Runner:
     def __init__(
-        self, store: EventStore, sandbox: Sandboxes, settings: WorkerSettings, worker_id: str, artifacts: Artifacts
+        self,
+        store: EventStore,
+        sandboxes: Mapping[str, Sandboxes],
+        settings: WorkerSettings,
+        worker_id: str,
+        artifacts: Artifacts,
     ) -> None:
-        self.store, self.sandbox, self.settings, self.worker_id = store, sandbox, settings, worker_id
+        """`sandboxes` maps a workload kind (`process`, `docker`) to the sandbox that runs it on this worker."""
+        self.store, self.sandboxes, self.settings, self.worker_id = store, sandboxes, settings, worker_id
         self.artifacts = artifacts
+
+    def sandbox_name(self, spec: JobSpec) -> Sandbox:
+        sandbox = self.sandboxes.get(workload_kind(spec.workload))
+        return sandbox.name if sandbox is not None else "none"
 
     async def begin(self, run: RunJob) -> Attempt | None:
         """Append `job.started` only if the dispatch is still the job's latest fact (the fence). Returns None
         when this attempt must not run (superseded, finished, or cancelled before it started)."""
         attempt = Attempt(run, run.fence_seq)
-        started = attempt.event(JobStarted, worker_id=self.worker_id, sandbox=self.sandbox.name)
+        started = attempt.event(JobStarted, worker_id=self.worker_id, sandbox=self.sandbox_name(run.spec))
         try:
             await self.append(attempt, started, "started")
         except Fenced:
@@ -127,15 +138,18 @@ class Runner:
         )
         began = time.monotonic()
         outcome: Outcome | None = None
+        attempt.workspace = workspace
         try:
             outcome = await self._run(attempt, workspace, logs, stop)
         finally:
+            used = attempt.workspace
             if outcome is HANDED_BACK:
                 await logs.write("system", b"\n[xrunner: the worker shut down; the job goes back to the queue]\n")
             else:
-                await self.artifacts.keep(run, workspace, logs, lambda event, kind: self.append(attempt, event, kind))
+                await self.artifacts.keep(run, used, logs, lambda event, kind: self.append(attempt, event, kind))
             await logs.close()
-            shutil.rmtree(workspace, ignore_errors=True)
+            for path in {workspace, used}:
+                shutil.rmtree(path, ignore_errors=True)
         if outcome is HANDED_BACK:
             # No outcome is appended: once this worker's heartbeat is gone the scheduler marks the attempt lost
             # and requeues it, without using the job's retry budget.
@@ -153,7 +167,11 @@ class Runner:
     async def _run(self, attempt: Attempt, workspace: Path, logs: LogStream, stop: Stop) -> Outcome:
         spec = attempt.run.spec
         try:
-            proc = await self.sandbox.start(Launch(attempt.run.job_id, attempt.run.attempt, spec, workspace))
+            sandbox = self.sandboxes.get(workload_kind(spec.workload))
+            if sandbox is None:
+                raise SandboxError(f"this worker cannot run {workload_kind(spec.workload)} workloads")
+            proc = await sandbox.start(Launch(attempt.run.job_id, attempt.run.attempt, spec, workspace))
+            attempt.workspace = proc.workspace
         except SandboxError as exc:
             await logs.write("system", f"[xrunner: {exc}]\n".encode())
             return _failed(None, str(exc), spec, attempt.run.retries_used)

@@ -21,14 +21,25 @@ class Launch:
 
 
 class Running(Protocol):
-    """A started attempt: its output streams, its exit, and how to stop it (the whole process tree)."""
+    """A started attempt: its output streams, its exit, how to stop it (the whole process tree), and, for an
+    interactive job, its stdin. A tty job's terminal output all arrives on `stdout` (`stderr` is empty)."""
 
     stdout: asyncio.StreamReader
     stderr: asyncio.StreamReader
+    workspace: Path  # the host directory holding the job's workspace: artifacts are collected from it
 
     async def wait(self) -> int: ...
 
     def signal_all(self, sig: int) -> None: ...
+
+    def write_stdin(self, data: bytes) -> None:
+        """Feed an interactive job's stdin (ignored for other jobs, or once stdin is closed)."""
+
+    def close_stdin(self) -> None:
+        """End an interactive job's stdin."""
+
+    def resize(self, rows: int, cols: int) -> None:
+        """Resize a tty job's terminal (ignored for other jobs)."""
 
 
 class SandboxError(Exception):
@@ -36,6 +47,12 @@ class SandboxError(Exception):
 
 
 class Sandboxes(Protocol):
+    """One kind of sandbox. `start` may run the job in a workspace of its own (a warm one) instead of
+    `launch.workspace`; `Running.workspace` says which."""
+
     name: Sandbox
 
     async def start(self, launch: Launch) -> Running: ...
+
+    async def close(self) -> None:
+        """Release what the sandbox holds (warm pools, clients) at the worker's stop."""

@@ -41,10 +41,21 @@ SANDBOX_HOME = "/workspace"
 class ProcessRun:
     """A started job; `signal_all` reaches every process it started, even ones that left its session."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, cgroup: JobCgroup | None, ns_init: int | None) -> None:
-        self.proc, self.cgroup, self.ns_init = proc, cgroup, ns_init
+    def __init__(
+        self, proc: asyncio.subprocess.Process, cgroup: JobCgroup | None, ns_init: int | None, workspace: Path
+    ) -> None:
+        self.proc, self.cgroup, self.ns_init, self.workspace = proc, cgroup, ns_init, workspace
         assert proc.stdout is not None and proc.stderr is not None
         self.stdout, self.stderr = proc.stdout, proc.stderr
+
+    def write_stdin(self, data: bytes) -> None:
+        pass
+
+    def close_stdin(self) -> None:
+        pass
+
+    def resize(self, rows: int, cols: int) -> None:
+        pass
 
     async def wait(self) -> int:
         """The job's exit status, once its leader exited and nothing of it is left: the rest of its cgroups, or
@@ -102,7 +113,7 @@ class ProcessSandbox:
             if cgroup is not None:
                 await cgroup.remove()
             raise
-        return ProcessRun(proc, cgroup, ns_init)
+        return ProcessRun(proc, cgroup, ns_init, launch.workspace)
 
     async def _spawn(
         self, launch: Launch, workload: ProcessWorkload, cwd: str, cgroup: JobCgroup | None, rl: RLimits
@@ -121,6 +132,9 @@ class ProcessSandbox:
         env.setdefault("HOME", str(launch.workspace))
         proc = await spawn_held(list(workload.argv), workload.stdin, launch.workspace / cwd, env, cgroup, rl)
         return proc, None
+
+    async def close(self) -> None:
+        self.cgroups.release()
 
     def _rlimits(self, limits: Limits) -> RLimits:
         """rlimits stand in for the controllers this host does not let us use."""
