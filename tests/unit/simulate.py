@@ -59,9 +59,11 @@ def heartbeat(
     gpu: int = 0,
     draining: bool = False,
     free: int | None = None,
+    workloads: tuple[str, ...] = ("process",),
 ) -> WorkerHeartbeat:
     """What a live worker advertises."""
     return WorkerHeartbeat(
+        workloads=list(workloads),
         worker_id=worker_id,
         pool=pool,
         slots=slots,

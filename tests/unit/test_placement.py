@@ -85,6 +85,26 @@ def test_a_gpu_job_waits_no_worker_fits_when_only_cpu_workers_live() -> None:
     assert placement.choose(need(gpu=1), pools, free_everywhere(pools)) == (None, "no_worker_fits")
 
 
+def test_a_docker_job_goes_only_to_a_pool_whose_every_worker_runs_docker() -> None:
+    both = ("docker", "process")
+    pools = placement.pools_from(
+        [
+            heartbeat("w1"),
+            heartbeat("w2", pool="mixed", workloads=both),
+            heartbeat("w3", pool="mixed"),
+            heartbeat("w4", pool="containers", cpu=8000, workloads=both),
+        ]
+    )
+    docker = Need(1000, 256, 0, workload="docker")
+    assert pools["mixed"].workloads == {"process"}
+    assert placement.choose(docker, pools, free_everywhere(pools)) == ("containers", "")
+    assert placement.choose(docker, pools, {**free_everywhere(pools), "containers": 0}) == (None, "pool_full")
+    assert placement.choose(need(), pools, free_everywhere(pools)) == ("default", "")
+    only_process = placement.pools_from([heartbeat("w1"), heartbeat("w2", pool="mixed", workloads=both),
+                                         heartbeat("w3", pool="mixed")])
+    assert placement.choose(docker, only_process, free_everywhere(only_process)) == (None, "no_worker_fits")
+
+
 # --- pools from heartbeats -------------------------------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ HEAD = 200
 _DETAIL = {
     "tenant_at_max_inflight": "your tenant runs as many jobs as its max_inflight allows",
     "pool_full": "every slot of the pools that fit this job is taken",
-    "no_worker_fits": "no live worker is large enough for this job's resource hints",
+    "no_worker_fits": "no live worker is large enough for this job's resource hints and runs its kind of workload",
     "backoff": "waiting out the retry backoff",
     "next_round": "will be considered in the next dispatch round",
 }

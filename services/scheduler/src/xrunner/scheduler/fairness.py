@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from xrunner.contracts.api import JobView
+from xrunner.contracts.spec import workload_kind
 from xrunner.contracts.stats import WaitReason
 from xrunner.scheduler import placement
 from xrunner.scheduler.placement import Need, Pool
@@ -50,7 +51,7 @@ class _Tenant:
 
 def need_of(view: JobView) -> Need:
     r = view.spec.resources
-    return Need(r.cpu_millis, r.memory_mib, r.gpu, r.pool)
+    return Need(r.cpu_millis, r.memory_mib, r.gpu, r.pool, workload_kind(view.spec.workload))
 
 
 def queue_order(view: JobView) -> tuple[int, datetime, str]:

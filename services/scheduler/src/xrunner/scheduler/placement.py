@@ -2,7 +2,8 @@
 
 A pool's shape is the smallest of its live workers (a job must fit whichever worker pulls it); its free slots are
 its workers' slots minus its dispatched and running jobs. A job goes to the smallest pool that fits; GPU pools are
-kept for jobs that need a GPU while another pool fits.
+kept for jobs that need a GPU while another pool fits. A pool runs a workload kind (`process`, `docker`) only if
+every one of its workers does.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class Need:
     memory_mib: int
     gpu: int
     pool: str | None = None
+    workload: str = "process"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,7 @@ class Pool:
     cpu_millis: int
     memory_mib: int
     gpu: int
+    workloads: frozenset[str] = frozenset({"process"})
     # The live, non-draining workers; empty when unknown. Not part of a pool's identity.
     worker_ids: frozenset[str] = field(default=frozenset(), compare=False)
 
@@ -38,7 +41,12 @@ class Pool:
         return not self.worker_ids or worker_id in self.worker_ids
 
     def fits(self, need: Need) -> bool:
-        return need.cpu_millis <= self.cpu_millis and need.memory_mib <= self.memory_mib and need.gpu <= self.gpu
+        return (
+            need.cpu_millis <= self.cpu_millis
+            and need.memory_mib <= self.memory_mib
+            and need.gpu <= self.gpu
+            and need.workload in self.workloads
+        )
 
     @property
     def size(self) -> tuple[int, int, int, str]:
@@ -59,6 +67,7 @@ def pools_from(workers: Iterable[WorkerHeartbeat]) -> dict[str, Pool]:
             min(w.cpu_millis for w in ws),
             min(w.memory_mib for w in ws),
             min(w.gpu for w in ws),
+            frozenset.intersection(*(frozenset(w.workloads) for w in ws)),
             frozenset(w.worker_id for w in ws),
         )
         for name, ws in grouped.items()
