@@ -9,6 +9,7 @@ import socket
 import warnings
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import structlog
 from nats.aio.client import Client
@@ -27,6 +28,7 @@ from xrunner.servicekit.ids import new_id
 from xrunner.servicekit.runtime import Runtime
 from xrunner.worker.artifacts import Artifacts
 from xrunner.worker.objectstore import open_store
+from xrunner.worker.reaper import Reaper, exclusive
 from xrunner.worker.runner import Runner, Stop
 from xrunner.worker.sandbox import Sandboxes
 from xrunner.worker.sandbox.process import ProcessSandbox
@@ -176,7 +178,10 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     pidfd = use_pidfd_child_watcher()
     worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}".lower().replace(".", "-")
     js = await runtime.connect_nats()
-    worker = Worker(runtime.nc, settings, worker_id)
+    lock_dir = Path(settings.workspace_dir)
+    with exclusive(lock_dir, worker_id):  # a reaper of this id's previous life finishes first
+        worker = Worker(runtime.nc, settings, worker_id)  # the sandboxes kill what a previous life left
+    reaper = Reaper(worker_id, lock_dir)
     log.info("worker starting", worker_id=worker_id, pool=settings.pool, slots=settings.slots,
              sandbox=worker.sandbox.name, pidfd_child_watcher=pidfd)
     if worker.sandbox.name == "none":
@@ -213,6 +218,7 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
         await worker.objects.close()
         for sandbox in worker.sandboxes.values():
             await sandbox.close()
+        reaper.stop()
         await server.stop()
 
     return stop
