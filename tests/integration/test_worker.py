@@ -6,18 +6,23 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 from integration.cluster import Cluster
+from integration.direct import dispatch
 from integration.test_scheduler import all_terminal, spec
+from nats.js import JetStreamContext
 from support import wait_until, with_marker
 
 from xrunner.contracts import codec, subjects
 from xrunner.contracts import events as ev
-from xrunner.contracts.messages import LogChunk
+from xrunner.contracts.messages import LogChunk, WorkerHeartbeat
+from xrunner.contracts.spec import JobSpec, ProcessWorkload
 from xrunner.servicekit import streams
 from xrunner.servicekit.eventstore import EventStore, read_entries
+from xrunner.servicekit.ids import new_id
 from xrunner.worker.sandbox.cgroups import ROOT
 
 TENANT = "acme"
@@ -206,3 +211,46 @@ def sleeper(marker: str) -> dict[str, object]:
 async def _all_in(client: httpx.AsyncClient, ids: list[str], state: str) -> bool:
     jobs = [(await client.get(f"/v1/jobs/{i}")).json() for i in ids]
     return all(j["state"] == state for j in jobs)
+
+
+async def test_one_worker_runs_a_thousand_sandboxed_jobs_at_once(cluster: Cluster) -> None:
+    """Spawning and watching keep up with 1,000 concurrent jobs (pidfd child watcher): dispatched straight to the
+    worker's pool (no scheduler in the way), all run at once, each in its own cgroup; then all are cancelled and
+    each ends exactly once."""
+    cluster.start("worker0", "worker", slots=1000, worker_id="w0", pool="wide", heartbeat_s=0.5)
+    nc = await streams.connect(cluster.nats_url, "test-thousand")
+    try:
+        js = nc.jetstream(timeout=30)
+        spec = JobSpec(workload=ProcessWorkload(argv=["sleep", "300"]), timeout_s=600)
+        ids = [job_id for job_id, _ in await asyncio.gather(*(dispatch(js, TENANT, "wide", spec) for _ in range(1000)))]
+        kv = await js.key_value(subjects.WORKERS_BUCKET)
+
+        async def all_running() -> bool:
+            beat = codec.decode((await kv.get("w0")).value or b"", WorkerHeartbeat)
+            return len(beat.running) == 1000
+
+        await wait_until(all_running, timeout=120, interval=0.25, what="1,000 jobs running on the worker at once")
+        assert len(list((ROOT / "pids" / "xrunner" / "w0").glob("*-1"))) == 1000, "each job in its own cgroup"
+        store = EventStore(js)
+        await asyncio.gather(*(store.append(_cancel_request(job_id), msg_id=f"{job_id}:1:cancel") for job_id in ids))
+        outcomes = await wait_until(lambda: _outcomes(js, ids), timeout=60, interval=0.5, what="1,000 outcomes")
+    finally:
+        await nc.close()
+    assert outcomes == {job_id: ["cancelled"] for job_id in ids}
+    assert not list((ROOT / "pids" / "xrunner" / "w0").glob("*-1")), "every job's cgroup removed"
+    assert "Traceback" not in cluster.log("worker0")
+
+
+def _cancel_request(job_id: str) -> ev.JobCancelRequested:
+    return ev.JobCancelRequested(event_id=new_id(), occurred_at=datetime.now(UTC), tenant=TENANT, job_id=job_id,
+                                 attempt=1, requested_by="test")
+
+
+async def _outcomes(js: JetStreamContext, ids: list[str]) -> dict[str, list[str]] | None:
+    """Each job's terminal event kinds, once every job has one."""
+    found: dict[str, list[str]] = {}
+    async for _, subject, _ in read_entries(js, subjects.EVENTS_STREAM, subjects.job_events(TENANT)):
+        kind = subject.split(".")[-1]
+        if kind in ("succeeded", "failed", "timed_out", "cancelled"):
+            found.setdefault(subject.split(".")[4], []).append(kind)
+    return found if set(found) >= set(ids) else None
