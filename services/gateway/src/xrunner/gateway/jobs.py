@@ -114,9 +114,13 @@ class Jobs:
         return view
 
     async def get(self, tenant: str, job_id: str) -> JobView | None:
-        """The read model's view, or the log's when the read model has not folded the job yet."""
+        """The read model's view, or the log's when the read model has not folded the job, or its admission, yet:
+        a client told `429` or `201 queued` reads the same right after (a young job's history is a direct get or
+        two)."""
         view = await readmodel.get_job(self.pool, tenant, job_id)
-        return view if view is not None else await self.from_log(tenant, job_id)
+        if view is not None and view.state != "submitted":
+            return view
+        return await self.from_log(tenant, job_id) or view
 
     async def from_log(self, tenant: str, job_id: str) -> JobView | None:
         return lifecycle.replay(await self.store.history(tenant, job_id))
