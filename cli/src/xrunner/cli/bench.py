@@ -108,7 +108,9 @@ class Bench:
         views: list[JobView] = []
         cursor: str | None = None
         while True:
-            params = {"label": f"bench={self.run_id}", "limit": 1000, **({"cursor": cursor} if cursor else {})}
+            params: dict[str, str | int] = {"label": f"bench={self.run_id}", "limit": 1000}
+            if cursor:
+                params["cursor"] = cursor
             response = await self.http.get("/v1/jobs", params=params, headers=self.headers(tenant))
             page = codec.decode(response.content, JobList)
             views += page.jobs

@@ -40,8 +40,11 @@ CREATE TABLE IF NOT EXISTS projection_position (
 class Projection(Protocol):
     """A read model: its name, the subjects it folds, and how to fold a batch inside a transaction."""
 
-    name: str
-    filter_subjects: Sequence[str]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def filter_subjects(self) -> Sequence[str]: ...
 
     async def apply(self, conn: asyncpg.Connection, batch: Sequence[tuple[int, Event]]) -> None: ...
 

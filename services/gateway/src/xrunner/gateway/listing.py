@@ -39,7 +39,7 @@ async def list_jobs(
     limit: int,
     cursor: str | None,
 ) -> JobList:
-    where, args = ["tenant = $1"], [tenant]
+    where, args = ["tenant = $1"], list[object]([tenant])
 
     def arg(value: object) -> str:
         args.append(value)

@@ -126,7 +126,7 @@ def _tenants(
         use = running.get(name, [0.0, 0.0, 0.0])
         recent = rec.usage.decayed(now)
         horizon = USAGE_HALF_LIFE_S
-        share = dominant(*use, total) + 0.5 * dominant(
+        share = dominant(use[0], use[1], use[2], total) + 0.5 * dominant(
             recent.cpu / horizon, recent.memory / horizon, recent.gpu / horizon, total
         )
         queue.sort(key=queue_order)
@@ -144,10 +144,11 @@ def _pick(
         if view.reason == "backoff" and (view.not_before is None or view.not_before > now):
             result.waiting[key] = ("backoff", None)
             continue
-        pool, why = placement.choose(need_of(view), pools, free)
-        if pool is None:
-            result.waiting[key] = (why, None)  # type: ignore[assignment]
+        chosen = placement.choose(need_of(view), pools, free)
+        if chosen[0] is None:
+            result.waiting[key] = (chosen[1], None)
             continue
+        pool = chosen[0]
         free[pool] -= 1
         del tenant.queue[index]
         result.waiting.pop(key, None)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from xrunner.contracts.messages import WorkerHeartbeat
+from xrunner.contracts.stats import WaitReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,9 @@ def candidates(need: Need, pools: Mapping[str, Pool]) -> list[Pool]:
     return fitting
 
 
-def choose(need: Need, pools: Mapping[str, Pool], free: Mapping[str, int]) -> tuple[str | None, str]:
+def choose(
+    need: Need, pools: Mapping[str, Pool], free: Mapping[str, int]
+) -> tuple[str, Literal[""]] | tuple[None, WaitReason]:
     """(pool, "") when the job can start now; (None, reason) when not: `no_worker_fits` or `pool_full`."""
     fitting = candidates(need, pools)
     if not fitting:
