@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from xrunner.cli import (
+    attach,  # noqa: F401  (its command registers on the app)
     embedded,
     views,  # noqa: F401  (its commands register on the app)
 )
@@ -30,7 +31,7 @@ def up(
     nats_url: Annotated[str | None, typer.Option(envvar="XR_NATS_URL", help="Use this NATS instead.")] = None,
     database_url: Annotated[str | None, typer.Option(envvar="XR_DATABASE_URL", help="Use this Postgres.")] = None,
     slots: Annotated[int, typer.Option(help="Concurrent jobs of the embedded worker.")] = 8,
-    sandbox: Annotated[str, typer.Option(help="auto (bubblewrap if installed), bwrap, or none.")] = "auto",
+    sandbox: Annotated[str, typer.Option(help="bwrap (bubblewrap), or none to run jobs unsandboxed.")] = "bwrap",
     sync_always: Annotated[bool, typer.Option(help="fsync every JetStream write before acking it.")] = False,
 ) -> None:
     """Start nats-server, Postgres and every service (one OS process each) plus a worker; Ctrl-C stops all."""
@@ -105,11 +106,13 @@ def submit(
     pool: Annotated[str | None, typer.Option(help="Run in this worker pool.")] = None,
     env: Annotated[list[str], typer.Option("--env", "-e", help="KEY=VALUE, repeatable.")] = [],  # noqa: B006
     idempotency_key: Annotated[str | None, typer.Option(help="Submitting the same key twice makes one job.")] = None,
+    interactive: Annotated[bool, typer.Option(help="Keep its stdin open for `xrunner attach`.")] = False,
+    tty: Annotated[bool, typer.Option(help="Give it a terminal (implies --interactive).")] = False,
     data_dir: DataDir = DEFAULT_DATA,
 ) -> None:
     """Submit a command as a job: `xrunner submit --wait -- echo hi`."""
     spec = JobSpec(
-        workload=ProcessWorkload(argv=argv, env=dict(e.split("=", 1) for e in env)),
+        workload=ProcessWorkload(argv=argv, env=dict(e.split("=", 1) for e in env), interactive=interactive, tty=tty),
         resources=Resources(pool=pool),
         timeout_s=timeout,
     )

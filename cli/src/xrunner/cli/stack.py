@@ -27,7 +27,7 @@ class StackOptions:
     nats_url: str | None = None
     database_url: str | None = None
     slots: int = 8
-    sandbox: str = "auto"
+    sandbox: str = "bwrap"
     sync_always: bool = False
 
 

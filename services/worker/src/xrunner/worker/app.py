@@ -31,6 +31,7 @@ from xrunner.worker.objectstore import open_store
 from xrunner.worker.reaper import Reaper, exclusive
 from xrunner.worker.runner import Runner, Stop
 from xrunner.worker.sandbox import Sandboxes
+from xrunner.worker.sandbox.docker import open_docker
 from xrunner.worker.sandbox.process import ProcessSandbox
 from xrunner.worker.settings import WorkerSettings
 
@@ -47,7 +48,9 @@ class Worker:
         self.sandbox = ProcessSandbox(settings.sandbox, worker_id=worker_id, max_pids=settings.max_pids)
         self.objects = open_store(settings)
         self.sandboxes: dict[str, Sandboxes] = {"process": self.sandbox}
-        self.runner = Runner(self.store, self.sandboxes, settings, worker_id, Artifacts(self.objects, settings))
+        if (docker := open_docker(settings, worker_id)) is not None:
+            self.sandboxes["docker"] = docker
+        self.runner = Runner(self.store, self.sandboxes, settings, worker_id, Artifacts(self.objects, settings), nc)
         self.busy = 0
         self.slot_free = asyncio.Event()
         self.slot_free.set()
@@ -181,11 +184,11 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     lock_dir = Path(settings.workspace_dir)
     with exclusive(lock_dir, worker_id):  # a reaper of this id's previous life finishes first
         worker = Worker(runtime.nc, settings, worker_id)  # the sandboxes kill what a previous life left
-    reaper = Reaper(worker_id, lock_dir)
+    reaper = Reaper(worker_id, lock_dir, settings.docker_url if "docker" in worker.sandboxes else None)
     log.info("worker starting", worker_id=worker_id, pool=settings.pool, slots=settings.slots,
              sandbox=worker.sandbox.name, pidfd_child_watcher=pidfd)
     if worker.sandbox.name == "none":
-        log.warning("running jobs UNSANDBOXED (bubblewrap not installed or XR_WORKER_SANDBOX=none)")
+        log.warning("running process jobs UNSANDBOXED, as XR_WORKER_SANDBOX=none asks")
     store = worker.store
     await store.append(
         WorkerStarted(

@@ -40,13 +40,15 @@ def exclusive(lock_dir: Path, worker_id: str) -> Iterator[None]:
 
 
 class Reaper:
-    """The worker's side: start the reaper; `stop()` at a clean stop (it then only checks and exits)."""
+    """The worker's side: start the reaper; `stop()` at a clean stop (it then only checks and exits). With
+    `docker_url`, it also removes the worker's containers."""
 
-    def __init__(self, worker_id: str, lock_dir: Path) -> None:
+    def __init__(self, worker_id: str, lock_dir: Path, docker_url: str | None = None) -> None:
+        argv = [sys.executable, "-m", "xrunner.worker.reaper", worker_id, str(lock_dir)]
         read, self._write = os.pipe()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "xrunner.worker.reaper", worker_id, str(lock_dir)],
+                argv + ([docker_url] if docker_url else []),
                 stdin=read,
                 start_new_session=True,  # out of the worker's process group: a group kill must not take it too
                 close_fds=True,
@@ -69,6 +71,15 @@ def cleanup_cgroups(worker_id: str) -> int:
     return killed
 
 
+def cleanup_containers(docker_url: str) -> Cleanup:
+    def containers(worker_id: str) -> int:
+        from xrunner.worker.sandbox.docker import remove_left_containers  # only a docker worker's reaper needs it
+
+        return remove_left_containers(docker_url, worker_id)
+
+    return containers
+
+
 def reap(worker_id: str, lock_dir: Path, cleanups: list[Cleanup]) -> None:
     """Wait for the worker to go (EOF on stdin), then clean up after it."""
     while sys.stdin.buffer.read(65_536):
@@ -80,4 +91,4 @@ def reap(worker_id: str, lock_dir: Path, cleanups: list[Cleanup]) -> None:
 
 
 if __name__ == "__main__":
-    reap(sys.argv[1], Path(sys.argv[2]), [cleanup_cgroups])
+    reap(sys.argv[1], Path(sys.argv[2]), [cleanup_cgroups, *(cleanup_containers(url) for url in sys.argv[3:])])

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
+from nats.aio.client import Client
 from prometheus_client import Counter, Histogram
 
 from xrunner.contracts import lifecycle
@@ -19,13 +20,14 @@ from xrunner.contracts.api import JobView
 from xrunner.contracts.events import JobCancelled, JobEvent, JobFailed, JobStarted, JobSucceeded, JobTimedOut
 from xrunner.contracts.messages import RunJob
 from xrunner.contracts.policy import should_retry
-from xrunner.contracts.spec import JobSpec, Sandbox, workload_kind
+from xrunner.contracts.spec import JobSpec, Sandbox, is_interactive, workload_kind
 from xrunner.servicekit.eventstore import ConflictError, EventStore
 from xrunner.servicekit.ids import new_id
 from xrunner.worker.artifacts import Artifacts
 from xrunner.worker.logstream import LogStream
 from xrunner.worker.sandbox import Launch, Running, SandboxError, Sandboxes
 from xrunner.worker.settings import WorkerSettings
+from xrunner.worker.stdin import fed_stdin
 
 log = structlog.get_logger()
 
@@ -81,10 +83,12 @@ class Runner:
         settings: WorkerSettings,
         worker_id: str,
         artifacts: Artifacts,
+        nc: Client | None = None,
     ) -> None:
-        """`sandboxes` maps a workload kind (`process`, `docker`) to the sandbox that runs it on this worker."""
+        """`sandboxes` maps a workload kind (`process`, `docker`) to the sandbox that runs it on this worker;
+        `nc` (core NATS) feeds interactive jobs' stdin."""
         self.store, self.sandboxes, self.settings, self.worker_id = store, sandboxes, settings, worker_id
-        self.artifacts = artifacts
+        self.artifacts, self.nc = artifacts, nc
 
     def sandbox_name(self, spec: JobSpec) -> Sandbox:
         sandbox = self.sandboxes.get(workload_kind(spec.workload))
@@ -176,7 +180,7 @@ class Runner:
             await logs.write("system", f"[xrunner: {exc}]\n".encode())
             return _failed(None, str(exc), spec, attempt.run.retries_used)
         pumps = asyncio.gather(logs.pump(proc.stdout, "stdout"), logs.pump(proc.stderr, "stderr"))
-        waiter = asyncio.ensure_future(proc.wait())
+        waiter = asyncio.ensure_future(self._wait(attempt, proc, logs))
         cancelled = asyncio.ensure_future(stop.event.wait())
         done, _ = await asyncio.wait({waiter, cancelled}, timeout=spec.timeout_s, return_when=asyncio.FIRST_COMPLETED)
         if waiter not in done:
@@ -196,6 +200,13 @@ class Runner:
         if code < 0:
             return _failed(128 - code, f"killed by signal {signal.Signals(-code).name}", spec, retries)
         return _failed(code, f"exited with {code}", spec, retries)
+
+    async def _wait(self, attempt: Attempt, proc: Running, logs: LogStream) -> int:
+        """The job's exit status; meanwhile an interactive job's stdin is fed from `xr.stdin.<job_id>`."""
+        if self.nc is None or not is_interactive(attempt.run.spec.workload):
+            return await proc.wait()
+        async with fed_stdin(self.nc, proc, logs, attempt.run.job_id):
+            return await proc.wait()
 
     async def _stop(self, proc: Running, waiter: asyncio.Future[int]) -> None:
         """SIGTERM the whole process tree, then SIGKILL after the grace period."""

@@ -20,6 +20,9 @@ class Launch:
     workspace: Path
 
 
+STDIN_BACKLOG = 1 << 20  # input bytes a job may leave unread; more is dropped
+
+
 class Running(Protocol):
     """A started attempt: its output streams, its exit, how to stop it (the whole process tree), and, for an
     interactive job, its stdin. A tty job's terminal output all arrives on `stdout` (`stderr` is empty)."""
@@ -32,8 +35,9 @@ class Running(Protocol):
 
     def signal_all(self, sig: int) -> None: ...
 
-    def write_stdin(self, data: bytes) -> None:
-        """Feed an interactive job's stdin (ignored for other jobs, or once stdin is closed)."""
+    def write_stdin(self, data: bytes) -> bool:
+        """Feed an interactive job's stdin (ignored for other jobs, or once stdin is closed). False when `data`
+        was dropped because the job left `STDIN_BACKLOG` bytes unread: the worker holds no more for it."""
 
     def close_stdin(self) -> None:
         """End an interactive job's stdin."""

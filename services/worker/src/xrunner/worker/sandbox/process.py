@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
 import os
 import resource
 import shutil
 import signal
 import socket
+import struct
+import termios
 from pathlib import Path, PurePosixPath
 
 import structlog
 
-from xrunner.contracts.spec import ProcessWorkload, Sandbox
-from xrunner.worker.sandbox import Launch, SandboxError
+from xrunner.contracts.spec import ProcessWorkload, Sandbox, is_interactive
+from xrunner.worker.sandbox import STDIN_BACKLOG, Launch, SandboxError
 from xrunner.worker.sandbox.cgroups import CgroupV1, JobCgroup
 from xrunner.worker.sandbox.limits import Limits, RLimits, rlimits
-from xrunner.worker.sandbox.spawn import descendants, exited, spawn_blocked, spawn_held
+from xrunner.worker.sandbox.spawn import Stdio, descendants, exited, spawn_blocked, spawn_held
 
 log = structlog.get_logger()
 
@@ -36,26 +40,102 @@ _ETC = (
     "hosts",
 )
 SANDBOX_HOME = "/workspace"
+TTY_SIZE = (24, 80)  # a tty job's terminal until someone resizes it
+EOT = b"\x04"  # a terminal's end-of-file character (VEOF): closing a tty job's stdin types it
+
+
+class Terminal:
+    """A tty job's pseudo-terminal: the job gets the slave as stdin, stdout and stderr; the worker reads the
+    master into `output` and writes it through `input` (a transport on a duplicate of the master)."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        _set_size(self.master, *TTY_SIZE)
+        self.output = asyncio.StreamReader()
+        self.input: asyncio.WriteTransport | None = None
+
+    async def open(self, text: str | None) -> None:
+        """Once the job holds the slave, drop ours (the job's exit is then the master's end), start the I/O and
+        type `text`, the job's initial stdin."""
+        os.close(self.slave)
+        loop = asyncio.get_running_loop()
+        self.input, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(os.dup(self.master), "wb", 0))
+        await loop.connect_read_pipe(lambda: _TtyOutput(self.output), os.fdopen(self.master, "rb", 0))
+        if text:
+            self.input.write(text.encode())
+
+    def resize(self, rows: int, cols: int) -> None:
+        if self.input is not None and not self.input.is_closing():
+            with contextlib.suppress(OSError):
+                _set_size(self.input.get_extra_info("pipe").fileno(), rows, cols)
+
+    def close(self) -> None:
+        """Release a terminal whose job never started."""
+        for fd in (self.master, self.slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class _TtyOutput(asyncio.StreamReaderProtocol):
+    """Reading a pty master fails with EIO once the job's last process closed the slave: that is its end."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(None if isinstance(exc, OSError) and exc.errno == errno.EIO else exc)
+
+
+def _set_size(fd: int, rows: int, cols: int) -> None:
+    """TIOCSWINSZ: the kernel also sends SIGWINCH to the terminal's foreground process group."""
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _ended() -> asyncio.StreamReader:
+    reader = asyncio.StreamReader()
+    reader.feed_eof()
+    return reader
 
 
 class ProcessRun:
     """A started job; `signal_all` reaches every process it started, even ones that left its session."""
 
     def __init__(
-        self, proc: asyncio.subprocess.Process, cgroup: JobCgroup | None, ns_init: int | None, workspace: Path
+        self,
+        proc: asyncio.subprocess.Process,
+        cgroup: JobCgroup | None,
+        ns_init: int | None,
+        workspace: Path,
+        terminal: Terminal | None = None,
     ) -> None:
         self.proc, self.cgroup, self.ns_init, self.workspace = proc, cgroup, ns_init, workspace
-        assert proc.stdout is not None and proc.stderr is not None
-        self.stdout, self.stderr = proc.stdout, proc.stderr
+        self.terminal = terminal
+        self.stdin: asyncio.WriteTransport | None  # an interactive job's stdin, until the job ends
+        if terminal is not None:
+            self.stdout, self.stderr, self.stdin = terminal.output, _ended(), terminal.input
+        else:
+            assert proc.stdout is not None and proc.stderr is not None
+            self.stdout, self.stderr = proc.stdout, proc.stderr
+            self.stdin = proc.stdin.transport if proc.stdin is not None and not proc.stdin.is_closing() else None
 
-    def write_stdin(self, data: bytes) -> None:
-        pass
+    def write_stdin(self, data: bytes) -> bool:
+        """Feed an interactive job's stdin. False when `data` was dropped because the job left `STDIN_BACKLOG`
+        bytes unread (the runner reports that); ignored (True) for other jobs or once stdin is closed."""
+        stdin = self.stdin
+        if stdin is None or stdin.is_closing():
+            return True
+        if stdin.get_write_buffer_size() + len(data) > STDIN_BACKLOG:
+            return False
+        stdin.write(data)
+        return True
 
     def close_stdin(self) -> None:
-        pass
+        """End an interactive job's stdin; a terminal's is ended as a person ends it, by typing EOT (^D)."""
+        if self.terminal is not None:
+            self.write_stdin(EOT)
+        elif self.stdin is not None:
+            self.stdin.close()  # after what is still buffered
 
     def resize(self, rows: int, cols: int) -> None:
-        pass
+        if self.terminal is not None:
+            self.terminal.resize(rows, cols)
 
     async def wait(self) -> int:
         """The job's exit status, once its leader exited and nothing of it is left: the rest of its cgroups, or
@@ -66,6 +146,8 @@ class ProcessRun:
         elif self.ns_init is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, KILL)
+        if self.stdin is not None and not self.stdin.is_closing():  # input left unread is dropped (asyncio's
+            self.stdin.abort()  # wait() waits for the pipe to close)
         return await self.proc.wait()
 
     def signal_all(self, sig: int) -> None:
@@ -88,10 +170,17 @@ class ProcessSandbox:
     def __init__(self, mode: str, allow_network: bool = False, *, worker_id: str = "", max_pids: int = 512) -> None:
         bwrap = shutil.which("bwrap")
         if mode == "bwrap" and bwrap is None:
-            raise RuntimeError("XR_WORKER_SANDBOX=bwrap but bubblewrap (bwrap) is not installed")
-        self.bwrap = bwrap if mode in ("auto", "bwrap") else None
+            raise RuntimeError("the process sandbox needs bubblewrap: install it (Debian: apt-get install bubblewrap), "
+                               "or set XR_WORKER_SANDBOX=none to run jobs unsandboxed (each says `sandbox: none`)")
+        self.bwrap = bwrap if mode == "bwrap" else None
         self.name: Sandbox = "process" if self.bwrap else "none"
         self.allow_network, self.max_pids = allow_network, max_pids
+        # A tty job in bubblewrap is not its session's leader: util-linux setsid makes it one, with the terminal
+        # as its controlling terminal (without it the job still gets the terminal, but no job control or SIGWINCH).
+        setsid = shutil.which("setsid", path=JOB_PATH)
+        self.ctty = [setsid, "--wait", "--ctty"] if setsid else []
+        if self.bwrap and not setsid:
+            log.warning("tty jobs get no controlling terminal: util-linux setsid is not installed")
         self.cgroups = CgroupV1(worker_id or f"{socket.gethostname()}-{os.getpid()}")
         stale = self.cgroups.cleanup_stale()
         log.info("process sandbox limits", sandbox=self.name, cgroup_v1=list(self.cgroups.controllers),
@@ -107,16 +196,27 @@ class ProcessSandbox:
             cgroup = self.cgroups.create(launch.job_id, launch.attempt, limits)
         except OSError as exc:
             raise SandboxError(f"cannot create the job's cgroups: {exc}") from exc
+        terminal = Terminal() if workload.tty else None
         try:
-            proc, ns_init = await self._spawn(launch, workload, cwd, cgroup, self._rlimits(limits))
+            proc, ns_init = await self._spawn(launch, workload, cwd, cgroup, self._rlimits(limits), terminal)
         except BaseException:
+            if terminal is not None:
+                terminal.close()
             if cgroup is not None:
                 await cgroup.remove()
             raise
-        return ProcessRun(proc, cgroup, ns_init, launch.workspace)
+        if terminal is not None:
+            await terminal.open(workload.stdin)
+        return ProcessRun(proc, cgroup, ns_init, launch.workspace, terminal)
 
     async def _spawn(
-        self, launch: Launch, workload: ProcessWorkload, cwd: str, cgroup: JobCgroup | None, rl: RLimits
+        self,
+        launch: Launch,
+        workload: ProcessWorkload,
+        cwd: str,
+        cgroup: JobCgroup | None,
+        rl: RLimits,
+        terminal: Terminal | None,
     ) -> tuple[asyncio.subprocess.Process, int | None]:
         env = {
             "PATH": JOB_PATH,
@@ -125,12 +225,18 @@ class ProcessSandbox:
             "XR_ATTEMPT": str(launch.attempt),
             **workload.env,
         }
+        if terminal is not None:
+            env.setdefault("TERM", "xterm-256color")  # what xterm.js, the usual attach client, understands
+            stdio = Stdio(tty=terminal.slave)
+        else:
+            stdio = Stdio(text=workload.stdin, keep_open=is_interactive(workload))
         if self.bwrap:
             env.setdefault("HOME", SANDBOX_HOME)
-            argv = [*self._bwrap_argv(launch.workspace, cwd, workload.network, env), "--", *workload.argv]
-            return await spawn_blocked(argv, workload.stdin, {"PATH": JOB_PATH}, cgroup, rl)
+            job = [*self.ctty, *workload.argv] if terminal is not None else workload.argv
+            argv = [*self._bwrap_argv(launch.workspace, cwd, workload.network, env), "--", *job]
+            return await spawn_blocked(argv, stdio, {"PATH": JOB_PATH}, cgroup, rl)
         env.setdefault("HOME", str(launch.workspace))
-        proc = await spawn_held(list(workload.argv), workload.stdin, launch.workspace / cwd, env, cgroup, rl)
+        proc = await spawn_held(list(workload.argv), stdio, launch.workspace / cwd, env, cgroup, rl)
         return proc, None
 
     async def close(self) -> None:

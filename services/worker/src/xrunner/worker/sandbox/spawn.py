@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 
 from xrunner.worker.sandbox import SandboxError
@@ -20,35 +21,66 @@ PIPE, DEVNULL = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
 
 # Waits for the worker's go-ahead line on stdin (no fork before it), then becomes the job.
 _HOLD = 'IFS= read -r _ || exit 125; exec "$@"'
+# The same for a tty job, whose stdin then becomes its terminal ($1), reopened by the session leader so that it is
+# the job's controlling terminal (the go-ahead cannot come through the terminal: it would be echoed).
+_HOLD_TTY = 'IFS= read -r _ || exit 125; t=$1; shift; exec "$@" 0<>"$t"'
+
+
+@dataclass(frozen=True)
+class Stdio:
+    """How a job's standard streams are wired: `text` first on stdin, which stays open when `keep_open`
+    (an interactive job), or, when `tty` (a pseudo-terminal's slave) is set, that terminal for all three."""
+
+    text: str | None = None
+    keep_open: bool = False
+    tty: int | None = None
+
+    @property
+    def stdin(self) -> int:
+        """The job's stdin when it is started directly (not behind the go-ahead shell)."""
+        return self.tty if self.tty is not None else PIPE if self.text or self.keep_open else DEVNULL
+
+    @property
+    def output(self) -> int:
+        return PIPE if self.tty is None else self.tty
 
 
 async def spawn(
-    argv: list[str], stdin: int, cwd: Path | None, env: dict[str, str], pass_fds: tuple[int, ...] = ()
+    argv: list[str],
+    stdin: int,
+    cwd: Path | None,
+    env: dict[str, str],
+    pass_fds: tuple[int, ...] = (),
+    output: int = PIPE,
 ) -> Process:
-    """A new session with piped output (vfork-fast: no preexec hook)."""
+    """A new session with piped output, or output to `output` (vfork-fast: no preexec hook)."""
     try:
         return await asyncio.create_subprocess_exec(
-            *argv, stdin=stdin, stdout=PIPE, stderr=PIPE, cwd=cwd, env=env, start_new_session=True, pass_fds=pass_fds
+            *argv, stdin=stdin, stdout=output, stderr=output, cwd=cwd, env=env, start_new_session=True,
+            pass_fds=pass_fds,
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         raise SandboxError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
 
 
 async def spawn_held(
-    argv: list[str], stdin: str | None, cwd: Path, env: dict[str, str], cgroup: JobCgroup | None, limits: RLimits
+    argv: list[str], stdio: Stdio, cwd: Path, env: dict[str, str], cgroup: JobCgroup | None, limits: RLimits
 ) -> Process:
     """Start a shell that waits on stdin for a go-ahead, put it in the cgroups and rlimits, then let it exec
     the job: no fork of the job escapes, and no preexec hook turns the spawn's vfork into a full fork."""
     _check_executable(argv[0], cwd, env.get("PATH", ""))
-    proc = await spawn(["/bin/sh", "-c", _HOLD, "xrunner-job", *argv], PIPE, cwd, env)
+    hold = ["/bin/sh", "-c", _HOLD, "xrunner-job"] if stdio.tty is None else \
+        ["/bin/sh", "-c", _HOLD_TTY, "xrunner-job", os.ttyname(stdio.tty)]
+    proc = await spawn([*hold, *argv], PIPE, cwd, env, output=stdio.output)
     assert proc.stdin is not None
     try:
         _confine((proc.pid,), cgroup, proc.pid, limits)
     except OSError as exc:
         await _abort(proc)
         raise SandboxError(f"cannot confine the job: {exc}") from exc
-    proc.stdin.write(b"\n" + (stdin or "").encode())
-    proc.stdin.close()
+    proc.stdin.write(b"\n" if stdio.tty is not None else b"\n" + (stdio.text or "").encode())
+    if not stdio.keep_open or stdio.tty is not None:
+        proc.stdin.close()
     return proc
 
 
@@ -66,7 +98,7 @@ async def _abort(proc: Process) -> None:
 
 
 async def spawn_blocked(
-    bwrap_argv: list[str], stdin: str | None, env: dict[str, str], cgroup: JobCgroup | None, limits: RLimits
+    bwrap_argv: list[str], stdio: Stdio, env: dict[str, str], cgroup: JobCgroup | None, limits: RLimits
 ) -> tuple[Process, int | None]:
     """Start bubblewrap held at `--block-fd` (after it cloned the sandbox's init, before it runs the job), put
     both in the cgroups and limit the init, then let it go: no fork of the job escapes, and no preexec hook
@@ -75,7 +107,7 @@ async def spawn_blocked(
     block_r, block_w = os.pipe()
     argv = [bwrap_argv[0], "--info-fd", str(info_w), "--block-fd", str(block_r), *bwrap_argv[1:]]
     try:
-        proc = await spawn(argv, PIPE if stdin else DEVNULL, None, env, pass_fds=(info_w, block_r))
+        proc = await spawn(argv, stdio.stdin, None, env, pass_fds=(info_w, block_r), output=stdio.output)
     except BaseException:
         for fd in (info_r, block_w):
             os.close(fd)
@@ -95,9 +127,11 @@ async def spawn_blocked(
         with contextlib.suppress(OSError):
             os.write(block_w, b"go")
         os.close(block_w)
-    if stdin and proc.stdin is not None:
-        proc.stdin.write(stdin.encode())
-        proc.stdin.close()
+    if proc.stdin is not None:
+        if stdio.text:
+            proc.stdin.write(stdio.text.encode())
+        if not stdio.keep_open:
+            proc.stdin.close()
     return proc, init
 
 
