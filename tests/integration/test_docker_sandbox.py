@@ -180,7 +180,7 @@ async def test_a_container_has_no_network_and_cannot_reach_a_port_on_the_host(
 async def test_a_job_gets_the_network_only_when_it_asks_and_the_operator_allows_it(
     boxes: OpenBox, tmp_path: Path
 ) -> None:
-    box = await warmed(boxes(docker_allow_network=True, warm_images=f"{IMAGE}=1"), 1)
+    box = await warmed(boxes(allow_network=True, warm_images=f"{IMAGE}=1"), 1)
     hits = sample("xrunner_worker_warm_hits_total")
     interfaces = await run(box, tmp_path / "job", ["ls", "/sys/class/net"], network=True)
     assert "eth0" in interfaces.out.split(), interfaces

@@ -146,6 +146,15 @@ async def test_a_sandboxed_job_cannot_connect_to_a_port_on_the_hosts_loopback(
     assert accepted == []
 
 
+async def test_a_job_gets_the_network_when_it_asks_and_the_operator_allows_it(
+    worker_id: str, tmp_path: Path, listener: tuple[int, list[bool]]
+) -> None:
+    port, _ = listener
+    dial = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2); print('connected')"
+    result = await run(sandbox("bwrap", worker_id, allow_network=True), tmp_path, [PYTHON, "-c", dial], network=True)
+    assert (result.code, result.out) == (0, "connected\n"), result.err
+
+
 async def test_a_sandboxed_job_cannot_read_secrets_of_the_host_or_the_workers_home(
     worker_id: str, tmp_path: Path
 ) -> None:

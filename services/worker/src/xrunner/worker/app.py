@@ -45,7 +45,8 @@ class Worker:
         self.nc, self.js = nc, nc.jetstream(timeout=10.0)
         self.settings, self.worker_id = settings, worker_id
         self.store = EventStore(self.js)
-        self.sandbox = ProcessSandbox(settings.sandbox, worker_id=worker_id, max_pids=settings.max_pids)
+        self.sandbox = ProcessSandbox(settings.sandbox, settings.allow_network, worker_id=worker_id,
+                                      max_pids=settings.max_pids)
         self.objects = open_store(settings)
         self.sandboxes: dict[str, Sandboxes] = {"process": self.sandbox}
         if (docker := open_docker(settings, worker_id)) is not None:

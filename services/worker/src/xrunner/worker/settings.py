@@ -33,9 +33,9 @@ class WorkerSettings(CommonSettings, kw_only=True, frozen=True):
     max_artifact_bytes: int = 1024 * 1024 * 1024
     max_artifacts: int = 1000
     max_pids: int = 512
+    allow_network: bool = False  # a job that asks for network (either sandbox) gets it only when the operator allows
     docker: Literal["auto", "on", "off"] = "auto"  # auto: docker workloads only when the daemon answers at start
     docker_url: str = "unix:///var/run/docker.sock"
-    docker_allow_network: bool = False  # a docker job that asks for network gets it only when the operator allows
     docker_pull: bool = False  # pull a missing image (a registry must be reachable) instead of failing the job
     warm_images: str = ""  # "image=N,image2": N warm containers of image (warm_pool_size when N is left out)
     warm_pool_size: int = 2

@@ -69,7 +69,7 @@ class DockerSandbox:
         self.engine = Engine(client, settings.docker_url, worker_id)
         self.api, self.call, self.exits = self.engine.api, self.engine.call, self.engine.exits
         self.worker_id, self.max_pids, self.pull = worker_id, settings.max_pids, settings.docker_pull
-        self.allow_network = settings.docker_allow_network
+        self.allow_network = settings.allow_network
         self.workspaces = Path(settings.workspace_dir)
         self.pools = {image: WarmPool(image, size, self._make_warm, self._drop)
                       for image, size in parse_warm_images(settings.warm_images, settings.warm_pool_size).items()}
