@@ -1,4 +1,4 @@
-"""Wires the realtime edge: its NATS connection, the per-tenant fan-out hub and the SSE endpoints."""
+"""Wires the realtime edge: its NATS connection, the per-tenant fan-out hub, the SSE endpoints and attach."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from litestar import Litestar
 from litestar.datastructures import State
 
-from xrunner.realtime import routes
+from xrunner.realtime import attach, routes
 from xrunner.realtime.hub import Hub
 from xrunner.realtime.routes import Edge
 from xrunner.realtime.settings import RealtimeSettings
@@ -17,9 +17,9 @@ from xrunner.servicekit.http import HttpServer, ReadyCheck, health_handlers
 from xrunner.servicekit.runtime import Runtime
 
 
-def create_http_app(edge: Edge, ready: ReadyCheck) -> Litestar:
-    return Litestar(route_handlers=[routes.events, routes.job_log, *health_handlers(ready)],
-                    state=State({"edge": edge}), openapi_config=None)
+def create_http_app(edge: Edge, terminals: attach.Terminals, ready: ReadyCheck) -> Litestar:
+    return Litestar(route_handlers=[routes.events, routes.job_log, attach.attach, *health_handlers(ready)],
+                    state=State({"edge": edge, "terminals": terminals}), openapi_config=None)
 
 
 async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
@@ -30,6 +30,7 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     auth = Authenticator(verifier, settings.ticket_secret or settings.jwt_secret, js)
     edge = Edge(js, Hub(js, settings.client_buffer), auth, settings.ping_s, settings.max_connections_per_tenant,
                 settings.max_connections_per_subject)
-    server = HttpServer(create_http_app(edge, runtime.ready), settings.http_host, settings.http_port)
+    server = HttpServer(create_http_app(edge, attach.Terminals(runtime.nc), runtime.ready), settings.http_host,
+                        settings.http_port)
     runtime.http_port = await server.start()
     return server.stop

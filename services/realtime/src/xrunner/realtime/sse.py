@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Literal
 
 from litestar.response import ServerSentEventMessage
 from nats.aio.msg import Msg
@@ -15,7 +16,7 @@ from nats.js.api import DeliverPolicy
 
 from xrunner.contracts import codec, lifecycle, subjects
 from xrunner.contracts.messages import LogChunk
-from xrunner.realtime.hub import Client, Hub
+from xrunner.realtime.hub import CLIENTS, DELIVERY_LAG, Client, Frame, Hub, frame
 from xrunner.realtime.terminal import SafeText
 from xrunner.servicekit.eventstore import EventStore, read_entries
 
@@ -25,13 +26,23 @@ class EventFilter:
     jobs: frozenset[str]
     types: frozenset[str]
 
-    def keeps(self, subject: str) -> bool:
-        _, _, _, _, job_id, token = subject.split(".")
-        return (not self.jobs or job_id in self.jobs) and (not self.types or token in self.types)
+    def keeps(self, item: Frame) -> bool:
+        return (not self.jobs or item.job_id in self.jobs) and (not self.types or item.type in self.types)
 
 
-def _event(seq: int, subject: str, data: bytes) -> ServerSentEventMessage:
-    return ServerSentEventMessage(id=seq, event=subject.rsplit(".", 1)[-1], data=data.decode())
+class Encoded(ServerSentEventMessage):
+    """Messages already in wire form: litestar writes `encode()` as is, so an event framed once at fan-out is
+    shared by every client instead of being formatted per client."""
+
+    def __init__(self, wire: bytes) -> None:  # the dataclass fields keep their class-level defaults
+        self.wire = wire
+
+    def encode(self) -> bytes:
+        return self.wire
+
+
+PING = Encoded(b": ping\r\n\r\n")
+LOG_CLIENTS = CLIENTS.labels(stream="logs")
 
 
 async def job_events(js: JetStreamContext, hub: Hub, tenant: str, since: int | None, keep: EventFilter,
@@ -43,9 +54,9 @@ async def job_events(js: JetStreamContext, hub: Hub, tenant: str, since: int | N
         if since is not None:
             async for seq, subject, data in read_entries(js, subjects.EVENTS_STREAM, subjects.job_events(tenant),
                                                          since + 1):
-                last = seq
-                if keep.keeps(subject):
-                    yield _event(seq, subject, data)
+                last, item = seq, frame(seq, subject, data)
+                if keep.keeps(item):
+                    yield Encoded(item.wire)
         async for message in _live(client, last, keep, expires_at, ping_s):
             yield message
     finally:
@@ -54,62 +65,96 @@ async def job_events(js: JetStreamContext, hub: Hub, tenant: str, since: int | N
 
 async def _live(client: Client, last: int, keep: EventFilter, expires_at: float,
                 ping_s: float) -> AsyncIterator[ServerSentEventMessage]:
+    """Whatever waits for the client goes out in one write; its lag is observed as it is written."""
     while True:
-        if client.overflowed.is_set():
+        if client.overflowed:
             yield ServerSentEventMessage(event="resync", id=last, data="you fell behind; reconnect with Last-Event-ID")
             return
         left = expires_at - time.time()
         if left <= 0:
             yield ServerSentEventMessage(event="expired", data="your credential expired; reconnect with a new one")
             return
-        try:
-            seq, subject, data = await asyncio.wait_for(client.queue.get(), min(ping_s, left))
-        except TimeoutError:
-            yield ServerSentEventMessage(comment="ping")
+        await client.wait(min(ping_s, left))
+        frames = client.take()
+        if not frames:
+            if not client.overflowed:
+                yield PING
             continue
-        if seq > last:
-            last = seq
-            if keep.keeps(subject):
-                yield _event(seq, subject, data)
+        kept = [item for item in frames if item.seq > last and keep.keeps(item)]
+        last = max(last, frames[-1].seq)
+        if kept:
+            now = time.time()
+            for item in kept:
+                DELIVERY_LAG.observe(now - item.committed)
+            yield Encoded(kept[0].wire if len(kept) == 1 else b"".join(item.wire for item in kept))
 
 
 async def job_log(js: JetStreamContext, tenant: str, job_id: str, offset: int, expires_at: float,
                   ping_s: float) -> AsyncIterator[ServerSentEventMessage]:
     """The current attempt's output from byte `offset`, then live, then `end`. Each message's id is the byte
     offset after it, so Last-Event-ID resumes exactly."""
+    text = SafeText()
+    LOG_CLIENTS.inc()
+    try:
+        async for piece in log_pieces(js, tenant, job_id, offset, expires_at, ping_s):
+            if piece.kind == "output":
+                yield ServerSentEventMessage(event=piece.stream, id=piece.offset, data=text.feed(piece.data))
+            elif piece.kind == "ping":
+                yield ServerSentEventMessage(comment="ping")
+            elif piece.kind == "end":
+                yield ServerSentEventMessage(event="end", id=piece.offset, data=text.feed(b"", final=True))
+            else:
+                yield ServerSentEventMessage(event="expired", data="your credential expired")
+    finally:
+        LOG_CLIENTS.dec()
+
+
+@dataclass(frozen=True)
+class LogPiece:
+    """One step of reading a job's log: raw `output` of `stream` (`offset` is the byte offset after it), a `ping`
+    while nothing came, its `end`, or `expired` (the reader's credential)."""
+
+    kind: Literal["output", "ping", "end", "expired"]
+    offset: int = 0
+    stream: str = ""
+    data: bytes = b""
+
+
+async def log_pieces(js: JetStreamContext, tenant: str, job_id: str, offset: int, expires_at: float,
+                     ping_s: float) -> AsyncIterator[LogPiece]:
+    """The current attempt's raw output from byte `offset`, then live, then its end (SSE and attach share it)."""
     view = lifecycle.replay(await EventStore(js).history(tenant, job_id))
     if view is None:
         return
     queue: asyncio.Queue[Msg] = asyncio.Queue()
     sub = await js.subscribe(subjects.job_logs(tenant, job_id), cb=queue.put, ordered_consumer=True,
                              deliver_policy=DeliverPolicy.ALL, stream=subjects.LOGS_STREAM)
-    text = SafeText()
     try:
         while True:
             left = expires_at - time.time()
             if left <= 0:
-                yield ServerSentEventMessage(event="expired", data="your credential expired")
+                yield LogPiece("expired")
                 return
             try:
                 msg = await asyncio.wait_for(queue.get(), min(ping_s, left))
             except TimeoutError:
                 if await _ended_without_output(js, tenant, job_id, view.attempt):
-                    yield ServerSentEventMessage(event="end", id=offset, data="")
+                    yield LogPiece("end", offset)
                     return
-                yield ServerSentEventMessage(comment="ping")
+                yield LogPiece("ping")
                 continue
             chunk = codec.decode(msg.data, LogChunk)
             if chunk.attempt != view.attempt:
                 continue
             if chunk.eof:
-                yield ServerSentEventMessage(event="end", id=chunk.offset, data=text.feed(b"", final=True))
+                yield LogPiece("end", chunk.offset)
                 return
             end = chunk.offset + len(chunk.data)
             if end <= offset:
                 continue
             piece = chunk.data[max(0, offset - chunk.offset):]
             offset = end
-            yield ServerSentEventMessage(event=chunk.stream, id=end, data=text.feed(piece))
+            yield LogPiece("output", end, chunk.stream, piece)
     finally:
         await sub.unsubscribe()
 
