@@ -5,6 +5,7 @@ and writes results to bench/results/<scenario>[-sync].json plus a line in bench/
     .venv/bin/python bench/run.py burst --jobs 100 --cmd 'sleep 1' --tenants 3 --slots 100
     .venv/bin/python bench/run.py sequential --sync-always
     .venv/bin/python bench/run.py burst --jobs 1000 --cmd 'sleep 1' --slots 100 --batch 100
+    .venv/bin/python bench/run.py sequential --image xrunner/busybox:test --warm 4   # docker `true`, warm pool
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _free_base() -> int:
 
 
 class Stack:
-    def __init__(self, slots: int, sync_always: bool) -> None:
+    def __init__(self, slots: int, sync_always: bool, warm_images: str = "") -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="xr-bench-")) / ".xrunner"
         self.port = _free_base()
         argv = [
@@ -54,7 +55,7 @@ class Stack:
             str(self.port),
             "--slots",
             str(slots),
-        ] + (["--sync-always"] if sync_always else [])
+        ] + (["--sync-always"] if sync_always else []) + (["--warm-images", warm_images] if warm_images else [])
         env = {k: v for k, v in os.environ.items() if not k.startswith("XR_")}
         self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         self.api = f"http://127.0.0.1:{self.port}"
@@ -82,10 +83,12 @@ class Stack:
         self.proc.wait(60)
 
 
-def sequential(stack: Stack, n: int) -> dict[str, object]:
-    """Submit `true`, wait until it succeeded (polling every 2 ms), n times: client-observed latency."""
+def sequential(stack: Stack, n: int, image: str | None = None) -> dict[str, object]:
+    """Submit `true` (in `image` with the docker sandbox, if given), wait until it succeeded (polling every 2 ms),
+    n times: client-observed latency."""
     headers = {"Authorization": f"Bearer {stack.token('bench')}"}
-    body = {"workload": {"kind": "process", "argv": ["true"]}}
+    workload = {"kind": "docker", "image": image} if image else {"kind": "process"}
+    body = {"workload": {**workload, "argv": ["true"]}}
     wall, server, started = [], [], []
     with httpx.Client(base_url=stack.api, headers=headers) as http:
         for _ in range(3):  # warm up connections and code paths
@@ -166,11 +169,13 @@ def main() -> None:
     parser.add_argument("--sync-always", action="store_true")
     parser.add_argument("--batch", type=int, default=0, help="submit in batches of this size")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--image", help="sequential: run `true` in this docker image")
+    parser.add_argument("--warm", type=int, default=0, help="warm containers of --image")
     args = parser.parse_args()
-    stack = Stack(args.slots, args.sync_always)
+    stack = Stack(args.slots, args.sync_always, f"{args.image}={args.warm}" if args.image and args.warm else "")
     try:
         if args.scenario == "sequential":
-            result = sequential(stack, args.jobs)
+            result = sequential(stack, args.jobs, args.image)
         elif args.scenario == "api":
             result = asyncio.run(api(stack, args.rate, args.seconds, args.jobs))
         else:
@@ -185,12 +190,15 @@ def main() -> None:
         "sync_always": args.sync_always,
         "slots": args.slots,
         "cmd": args.cmd,
+        "image": args.image,
+        "warm": args.warm,
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": f"{os.cpu_count()} cores",
     }
     RESULTS.mkdir(exist_ok=True)
     name = f"{args.scenario}-{args.jobs}-{args.cmd.replace(' ', '')}-slots{args.slots}"
     name += f"{'-batch' + str(args.batch) if args.batch else ''}{'-sync' if args.sync_always else ''}"
+    name += f"-docker-warm{args.warm}" if args.image else ""
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     shown = {k: v for k, v in result.items() if k != "samples_ms"}
     with (RESULTS / "SUMMARY.md").open("a") as f:

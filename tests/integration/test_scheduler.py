@@ -193,7 +193,7 @@ async def _some_done(client: httpx.AsyncClient, ids: list[str], n: int) -> bool:
 async def test_over_quota_submissions_get_429_with_retry_after_and_nothing_is_dropped(cluster: Cluster) -> None:
     await configure(cluster.nats_url, "tiny", max_queued=2)
     cluster.start("scheduler", "scheduler", tick_s=0.1)
-    cluster.start("gateway", "gateway")
+    cluster.start("gateway", "gateway", decision_wait_s=5)  # decided in ms; a slow machine must not make it a 202
     async with cluster.client("tiny") as client:
         accepted = [await client.post("/v1/jobs", json=spec("true")) for _ in range(2)]
         assert [r.status_code for r in accepted] == [201, 201]

@@ -33,6 +33,7 @@ def up(
     slots: Annotated[int, typer.Option(help="Concurrent jobs of the embedded worker.")] = 8,
     sandbox: Annotated[str, typer.Option(help="bwrap (bubblewrap), or none to run jobs unsandboxed.")] = "bwrap",
     sync_always: Annotated[bool, typer.Option(help="fsync every JetStream write before acking it.")] = False,
+    warm_images: Annotated[str, typer.Option(help="Docker containers started ahead: 'image=N,image2=M'.")] = "",
 ) -> None:
     """Start nats-server, Postgres and every service (one OS process each) plus a worker; Ctrl-C stops all."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -46,6 +47,7 @@ def up(
             slots=slots,
             sandbox=sandbox,
             sync_always=sync_always,
+            warm_images=warm_images,
         )
     )
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background with SIGINT ignored

@@ -29,6 +29,7 @@ class StackOptions:
     slots: int = 8
     sandbox: str = "bwrap"
     sync_always: bool = False
+    warm_images: str = ""
 
 
 @dataclass
@@ -100,6 +101,7 @@ class Stack:
             XR_SYNC_ALWAYS=str(self.opts.sync_always).lower(),
             XR_WORKER_SLOTS=str(self.opts.slots),
             XR_WORKER_SANDBOX=self.opts.sandbox,
+            XR_WORKER_WARM_IMAGES=self.opts.warm_images,
             XR_WORKER_WORKSPACE_DIR=str((self.opts.data_dir / "work").resolve()),
             XR_WORKER_ARTIFACT_DIR=str((self.opts.data_dir / "artifacts").resolve()),
             XR_WORKER_WORKER_ID=f"embedded-{self.opts.port}",  # stable: a restart cleans up its previous life

@@ -114,13 +114,16 @@ class Jobs:
         return view
 
     async def get(self, tenant: str, job_id: str) -> JobView | None:
-        """The read model's view, or the log's when the read model has not folded the job, or its admission, yet:
-        a client told `429` or `201 queued` reads the same right after (a young job's history is a direct get or
-        two)."""
+        """The read model's view, or the log's when the read model has not folded the job yet, or still shows it
+        `submitted` while the log already holds its end (a `429` reads as rejected right after). Only a final state
+        is taken from the log ahead of the read model: reads never go back in time."""
         view = await readmodel.get_job(self.pool, tenant, job_id)
         if view is not None and view.state != "submitted":
             return view
-        return await self.from_log(tenant, job_id) or view
+        logged = await self.from_log(tenant, job_id)
+        if view is None or (logged is not None and lifecycle.is_terminal(logged.state)):
+            return logged
+        return view
 
     async def from_log(self, tenant: str, job_id: str) -> JobView | None:
         return lifecycle.replay(await self.store.history(tenant, job_id))
