@@ -5,7 +5,7 @@ and writes results to bench/results/<scenario>[-sync].json plus a line in bench/
     .venv/bin/python bench/run.py burst --jobs 100 --cmd 'sleep 1' --tenants 3 --slots 100
     .venv/bin/python bench/run.py sequential --sync-always
     .venv/bin/python bench/run.py burst --jobs 1000 --cmd 'sleep 1' --slots 100 --batch 100
-    .venv/bin/python bench/run.py sequential --image xrunner/busybox:test --warm 4   # docker `true`, warm pool
+    .venv/bin/python bench/run.py sequential --image xrunner/busybox:test --warm 4 --pause 1   # docker, warm pool
 """
 
 from __future__ import annotations
@@ -83,9 +83,9 @@ class Stack:
         self.proc.wait(60)
 
 
-def sequential(stack: Stack, n: int, image: str | None = None) -> dict[str, object]:
+def sequential(stack: Stack, n: int, image: str | None = None, pause_s: float = 0.0) -> dict[str, object]:
     """Submit `true` (in `image` with the docker sandbox, if given), wait until it succeeded (polling every 2 ms),
-    n times: client-observed latency."""
+    n times, `pause_s` apart (e.g. for a warm pool to refill): client-observed latency."""
     headers = {"Authorization": f"Bearer {stack.token('bench')}"}
     workload = {"kind": "docker", "image": image} if image else {"kind": "process"}
     body = {"workload": {**workload, "argv": ["true"]}}
@@ -94,6 +94,7 @@ def sequential(stack: Stack, n: int, image: str | None = None) -> dict[str, obje
         for _ in range(3):  # warm up connections and code paths
             _run_one(http, body)
         for _ in range(n):
+            time.sleep(pause_s)
             began = time.perf_counter()
             job = _run_one(http, body)
             wall.append((time.perf_counter() - began) * 1000)
@@ -171,11 +172,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--image", help="sequential: run `true` in this docker image")
     parser.add_argument("--warm", type=int, default=0, help="warm containers of --image")
+    parser.add_argument("--pause", type=float, default=0.0, help="sequential: seconds between jobs")
     args = parser.parse_args()
     stack = Stack(args.slots, args.sync_always, f"{args.image}={args.warm}" if args.image and args.warm else "")
     try:
         if args.scenario == "sequential":
-            result = sequential(stack, args.jobs, args.image)
+            result = sequential(stack, args.jobs, args.image, args.pause)
         elif args.scenario == "api":
             result = asyncio.run(api(stack, args.rate, args.seconds, args.jobs))
         else:
@@ -192,6 +194,7 @@ def main() -> None:
         "cmd": args.cmd,
         "image": args.image,
         "warm": args.warm,
+        "pause_s": args.pause,
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": f"{os.cpu_count()} cores",
     }
@@ -199,6 +202,7 @@ def main() -> None:
     name = f"{args.scenario}-{args.jobs}-{args.cmd.replace(' ', '')}-slots{args.slots}"
     name += f"{'-batch' + str(args.batch) if args.batch else ''}{'-sync' if args.sync_always else ''}"
     name += f"-docker-warm{args.warm}" if args.image else ""
+    name += f"-pause{args.pause:g}" if args.pause else ""
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     shown = {k: v for k, v in result.items() if k != "samples_ms"}
     with (RESULTS / "SUMMARY.md").open("a") as f:

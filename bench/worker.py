@@ -165,7 +165,8 @@ async def memory(h: Harness, jobs: int) -> dict[str, object]:
         await asyncio.sleep(0.25)
     return {"running_jobs": jobs, "idle_rss_mib": round(idle / 1024, 1), "busy_rss_mib": round(busy / 1024, 1),
             "rss_per_running_job_kib": round((busy - idle) / jobs, 1), "flood_jobs": len(floods),
-            "flood_rss_mib": {"min": round(min(samples) / 1024, 1), "max": round(max(samples) / 1024, 1)}}
+            "flood_rss_mib": {"min": round(min(samples) / 1024, 1), "max": round(max(samples) / 1024, 1)},
+            "flood_rss_mib_every_250ms": [round(s / 1024, 1) for s in samples]}
 
 
 async def main() -> None:
