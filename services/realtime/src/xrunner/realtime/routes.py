@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from litestar import Request, Response, get
 from litestar.datastructures import State
 from litestar.params import Parameter
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import ServerSentEventMessage, Stream
 from nats.js import JetStreamContext
 
 from xrunner.contracts import codec
@@ -54,14 +54,22 @@ async def _session(edge: Edge, request: Request[Any, Any, State], ticket: str | 
     return session
 
 
-async def _counted(edge: Edge, subject: str,
-                   stream: AsyncIterator[ServerSentEventMessage]) -> AsyncIterator[ServerSentEventMessage]:
-    edge.open_by_subject[subject] = edge.open_by_subject.get(subject, 0) + 1
-    try:
-        async for message in stream:
-            yield message
-    finally:
-        edge.open_by_subject[subject] -= 1
+SSE_HEADERS = {"Cache-Control": "no-cache", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
+
+
+def _sse(edge: Edge, subject: str, stream: AsyncIterator[ServerSentEventMessage]) -> Stream:
+    """An SSE response written straight from the messages' bytes (events come framed once, at fan-out): one
+    generator between the stream and the server per write, not litestar's SSE wrapper and a counting layer."""
+
+    async def wire() -> AsyncIterator[bytes]:
+        edge.open_by_subject[subject] = edge.open_by_subject.get(subject, 0) + 1
+        try:
+            async for message in stream:
+                yield message.encode()
+        finally:
+            edge.open_by_subject[subject] -= 1
+
+    return Stream(wire(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 def _resume_from(request: Request[Any, Any, State], query: int | None) -> int | None:
@@ -88,7 +96,7 @@ async def events(
     keep = sse.EventFilter(frozenset(job or []), frozenset(type_ or []))
     stream = sse.job_events(edge.js, edge.hub, session.principal.tenant, _resume_from(request, since), keep,
                             session.expires_at, edge.ping_s)
-    return ServerSentEvent(_counted(edge, session.principal.subject, stream))
+    return _sse(edge, session.principal.subject, stream)
 
 
 @get("/v1/jobs/{job_id:str}/logs/stream", media_type="text/event-stream")
@@ -107,4 +115,4 @@ async def job_log(
         return problem(404, "job_not_found", "No such job", job_id)
     start = _resume_from(request, offset) or 0
     stream = sse.job_log(edge.js, session.principal.tenant, job_id, start, session.expires_at, edge.ping_s)
-    return ServerSentEvent(_counted(edge, session.principal.subject, stream))
+    return _sse(edge, session.principal.subject, stream)
