@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 from integration.cluster import Cluster
 from integration.direct import dispatch
 from integration.test_scheduler import all_terminal, spec
@@ -254,3 +255,27 @@ async def _outcomes(js: JetStreamContext, ids: list[str]) -> dict[str, list[str]
         if kind in ("succeeded", "failed", "timed_out", "cancelled"):
             found.setdefault(subject.split(".")[4], []).append(kind)
     return found if set(found) >= set(ids) else None
+
+
+@pytest.mark.parametrize("kind", ["process", "docker"])
+async def test_a_ten_megabyte_line_and_a_flood_are_capped_with_a_visible_marker(cluster: Cluster, kind: str) -> None:
+    start(cluster, max_log_bytes=3_000_000, max_line_bytes=1_000_000, docker="on")
+    long_line = "head -c 10000000 /dev/zero | tr '\\0' x; echo; echo after"
+    flood = "yes 'a fast flood of short lines' | head -c 50000000; echo never seen"
+    async with cluster.client(TENANT) as client:
+        ids = [await submit(client, {"workload": _workload(kind, cmd)}) for cmd in (long_line, flood)]
+        done = await wait_until(lambda: all_terminal(client, ids), timeout=60, what="both jobs")
+        assert {j["state"] for j in done.values()} == {"succeeded"}, done
+        line, flooded = [(await client.get(f"/v1/jobs/{job_id}/logs")).content for job_id in ids]
+    assert line == b"x" * 1_000_000 + b"[xrunner: line cut at 1000000 bytes]\nafter\n"
+    assert flooded.startswith(b"a fast flood of short lines\n") and b"never seen" not in flooded
+    assert flooded.endswith(b"\n[xrunner: output truncated at 3000000 bytes]\n")
+    assert len(flooded) == 3_000_000 + len(b"\n[xrunner: output truncated at 3000000 bytes]\n")
+    events = [e for job_id in ids for e in await history(cluster.nats_url, job_id) if isinstance(e, ev.JobStarted)]
+    assert {e.sandbox for e in events} == {kind}
+
+
+def _workload(kind: str, command: str) -> dict[str, object]:
+    if kind == "docker":
+        return {"kind": "docker", "image": "xrunner/busybox:test", "argv": ["sh", "-c", command]}
+    return {"kind": "process", "argv": ["sh", "-c", command]}

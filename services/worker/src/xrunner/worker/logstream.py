@@ -1,5 +1,6 @@
 """Streams one attempt's output to `xr.log.<tenant>.<job_id>` in chunks: flushed at `chunk_bytes` or after
-`flush_s`, numbered, with byte offsets so readers resume anywhere; capped per job with a visible marker; and,
+`flush_s`, numbered, with byte offsets so readers resume anywhere; capped per job and per line with a visible
+marker (a cut line keeps its first `max_line_bytes` and its newline, the rest is dropped); and,
 when given a spool file, every published byte is also kept there so the whole log can be stored at the end.
 Readers wait while a flush is in progress, so a flood never grows the worker's memory beyond one chunk per stream."""
 
@@ -26,6 +27,7 @@ class LogStream:
         chunk_bytes: int,
         flush_s: float,
         max_bytes: int,
+        max_line_bytes: int = 1 << 20,
         spool: Path | None = None,
     ) -> None:
         self.js, self.subject = js, subjects.job_logs(tenant, job_id)
@@ -35,6 +37,9 @@ class LogStream:
         self.offset = 0
         self.accepted = 0
         self.truncated = False
+        self.max_line_bytes = max_line_bytes
+        self._line_len: dict[str, int] = {}  # bytes of each stream's current (unfinished) line
+        self._cut: set[str] = set()  # streams whose current line was cut (its marker written)
         self._pending: list[tuple[str, bytes]] = []
         self._pending_bytes = 0
         self._lock = asyncio.Lock()
@@ -50,6 +55,8 @@ class LogStream:
             await self.write(stream, data)
 
     async def write(self, stream: str, data: bytes) -> None:
+        if stream != "system":
+            data = self._cap_lines(stream, data)
         room = self.max_bytes - self.accepted
         if room <= 0:
             return
@@ -63,6 +70,34 @@ class LogStream:
             await self.flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.flush_s, self._flush_soon)
+
+    def _cap_lines(self, stream: str, data: bytes) -> bytes:
+        """`data` with every line of `stream` cut at `max_line_bytes`, a marker where a line is cut."""
+        run = self._line_len.get(stream, 0)
+        if run + len(data) <= self.max_line_bytes:  # no line can be too long: the usual case, no copy
+            newline = data.rfind(b"\n")
+            self._line_len[stream] = run + len(data) if newline < 0 else len(data) - newline - 1
+            return data
+        out, start = bytearray(), 0
+        while start < len(data):
+            newline = data.find(b"\n", start)
+            end = len(data) if newline < 0 else newline
+            room = max(0, self.max_line_bytes - run)
+            if end - start > room:
+                out += data[start : start + room]
+                if stream not in self._cut:
+                    self._cut.add(stream)
+                    out += f"[xrunner: line cut at {self.max_line_bytes} bytes]".encode()
+            else:
+                out += data[start:end]
+            run += end - start
+            if newline >= 0:
+                out += b"\n"
+                run = 0
+                self._cut.discard(stream)
+            start = end + 1
+        self._line_len[stream] = run
+        return bytes(out)
 
     def _flush_soon(self) -> None:
         self._timer = None

@@ -138,6 +138,7 @@ class Runner:
             chunk_bytes=self.settings.log_chunk_bytes,
             flush_s=self.settings.log_flush_s,
             max_bytes=self.settings.max_log_bytes,
+            max_line_bytes=self.settings.max_line_bytes,
             spool=workspace.with_name(f"{workspace.name}.log"),  # beside the workspace: out of the job's reach
         )
         began = time.monotonic()

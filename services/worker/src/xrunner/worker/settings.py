@@ -23,6 +23,7 @@ class WorkerSettings(CommonSettings, kw_only=True, frozen=True):
     log_chunk_bytes: int = 65_536
     log_flush_s: float = 0.02
     max_log_bytes: int = 64 * 1024 * 1024
+    max_line_bytes: int = 1024 * 1024  # longer lines are cut, with a marker
     artifact_store: Literal["local", "s3"] = "local"
     artifact_dir: str = "/tmp/xrunner-artifacts"
     s3_bucket: str = ""
