@@ -44,9 +44,8 @@ from xrunner.contracts.messages import LogChunk
 from xrunner.contracts.spec import is_interactive
 from xrunner.realtime import sse
 from xrunner.realtime.hub import CLIENTS
-from xrunner.realtime.routes import JOB_ID, Edge, problem
+from xrunner.realtime.routes import JOB_ID, Edge, admit, problem
 from xrunner.realtime.tickets import Session
-from xrunner.servicekit.auth import AuthError
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.ids import new_id
 
@@ -97,14 +96,13 @@ class Terminals:
     def counted(self, edge: Edge, tenant: str, subject: str) -> Iterator[None]:
         """Count a connection against the tenant's attach cap and the subject's cap it shares with SSE."""
         self.open_by_tenant[tenant] = self.open_by_tenant.get(tenant, 0) + 1
-        edge.open_by_subject[subject] = edge.open_by_subject.get(subject, 0) + 1
         ATTACHED.inc()
         try:
-            yield
+            with edge.holding(subject):
+                yield
         finally:
             ATTACHED.dec()
             self.open_by_tenant[tenant] -= 1
-            edge.open_by_subject[subject] -= 1
 
 
 @websocket("/v1/jobs/{job_id:str}/attach")
@@ -144,17 +142,11 @@ async def attach(
 async def _admit(edge: Edge, terminals: Terminals, socket: WebSocket[Any, Any, State], job_id: str,
                  ticket: str | None) -> tuple[Session, JobView] | Response[bytes]:
     """Who is attaching, to which job (or a refusal as a problem response), audited before anything is relayed."""
-    try:
-        session = await edge.auth.session(socket.headers.get("authorization"), ticket)
-    except AuthError as exc:
-        return problem(401, "unauthenticated", "Missing or invalid credentials", str(exc))
+    session = await admit(edge, socket.headers.get("authorization"), ticket, "jobs:write",
+                          lambda tenant: terminals.open_by_tenant.get(tenant, 0), "connections")
+    if isinstance(session, Response):
+        return session
     who = session.principal
-    if not who.can("jobs:write"):
-        return problem(403, "forbidden", "This credential lacks the 'jobs:write' scope")
-    if terminals.open_by_tenant.get(who.tenant, 0) >= edge.max_per_tenant or \
-            edge.open_by_subject.get(who.subject, 0) >= edge.max_per_subject:
-        return problem(429, "too_many_connections", "Too many open connections", "close one and retry",
-                       **{"Retry-After": "5"})
     view = lifecycle.replay(await EventStore(edge.js).history(who.tenant, job_id))
     if view is None:
         return problem(404, "job_not_found", "No such job", job_id)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -33,25 +34,42 @@ class Edge:
     max_per_subject: int
     open_by_subject: dict[str, int] = field(default_factory=dict)
 
+    @contextlib.contextmanager
+    def holding(self, subject: str) -> Iterator[None]:
+        """Count one open connection (SSE or attach) against `subject`'s cap."""
+        self.open_by_subject[subject] = self.open_by_subject.get(subject, 0) + 1
+        try:
+            yield
+        finally:
+            self.open_by_subject[subject] -= 1
+
 
 def problem(status: int, code: str, title: str, detail: str = "", **headers: str) -> Response[bytes]:
     body = Problem(type=f"https://xrunner.dev/problems/{code}", title=title, status=status, code=code, detail=detail)
     return Response(codec.encode(body), status_code=status, media_type="application/problem+json", headers=headers)
 
 
-async def _session(edge: Edge, request: Request[Any, Any, State], ticket: str | None) -> Session | Response[bytes]:
+async def admit(edge: Edge, authorization: str | None, ticket: str | None, scope: str,
+                open_in_tenant: Callable[[str], int], kind: str) -> Session | Response[bytes]:
+    """The caller's session for a new connection (SSE or attach), or its refusal: 401 without valid credentials,
+    403 without `scope`, 429 when the tenant (`open_in_tenant` of this `kind`) or the subject is at its cap."""
     try:
-        session = await edge.auth.session(request.headers.get("authorization"), ticket)
+        session = await edge.auth.session(authorization, ticket)
     except AuthError as exc:
         return problem(401, "unauthenticated", "Missing or invalid credentials", str(exc))
-    if not session.principal.can("jobs:read"):
-        return problem(403, "forbidden", "This credential lacks the 'jobs:read' scope")
     who = session.principal
-    if edge.hub.connections(who.tenant) >= edge.max_per_tenant or \
+    if not who.can(scope):
+        return problem(403, "forbidden", f"This credential lacks the '{scope}' scope")
+    if open_in_tenant(who.tenant) >= edge.max_per_tenant or \
             edge.open_by_subject.get(who.subject, 0) >= edge.max_per_subject:
-        return problem(429, "too_many_connections", "Too many open streams", "close one and retry",
+        return problem(429, "too_many_connections", f"Too many open {kind}", "close one and retry",
                        **{"Retry-After": "5"})
     return session
+
+
+async def _session(edge: Edge, request: Request[Any, Any, State], ticket: str | None) -> Session | Response[bytes]:
+    return await admit(edge, request.headers.get("authorization"), ticket, "jobs:read", edge.hub.connections,
+                       "streams")
 
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
@@ -62,12 +80,9 @@ def _sse(edge: Edge, subject: str, stream: AsyncIterator[ServerSentEventMessage]
     generator between the stream and the server per write, not litestar's SSE wrapper and a counting layer."""
 
     async def wire() -> AsyncIterator[bytes]:
-        edge.open_by_subject[subject] = edge.open_by_subject.get(subject, 0) + 1
-        try:
+        with edge.holding(subject):
             async for message in stream:
                 yield message.encode()
-        finally:
-            edge.open_by_subject[subject] -= 1
 
     return Stream(wire(), media_type="text/event-stream", headers=SSE_HEADERS)
 
