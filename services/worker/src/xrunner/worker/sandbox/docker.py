@@ -242,9 +242,7 @@ class DockerSandbox:
 
     async def _sweep(self, *labels: str) -> int:
         """Remove this worker's containers with `labels` (kept ones excepted), and the warm ones' workspaces."""
-        found = await self.call(self.api.containers, all=True,
-                                filters={"label": [f"xrunner.worker={self.worker_id}", *labels]})
-        doomed = [c for c in found if "xrunner.keep" not in (c.get("Labels") or {})]
+        doomed = await self.call(left_behind, self.api, self.worker_id, *labels)
         await asyncio.gather(*(self.call(self.api.remove_container, c["Id"], force=True, v=True) for c in doomed),
                              return_exceptions=True)
         for container in doomed:
@@ -255,15 +253,20 @@ class DockerSandbox:
         return len(doomed)
 
 
+def left_behind(api: docker.APIClient, worker_id: str, *labels: str) -> list[dict[str, Any]]:
+    """The containers of `worker_id` with `labels`, except the ones a job asked to keep (blocking)."""
+    found: list[dict[str, Any]] = api.containers(all=True, filters={"label": [f"xrunner.worker={worker_id}", *labels]})
+    return [c for c in found if "xrunner.keep" not in (c.get("Labels") or {})]
+
+
 def remove_left_containers(docker_url: str, worker_id: str) -> int:
     """For the reaper, once the worker died: remove its containers (kept ones excepted), blocking."""
     try:
         api = docker.APIClient(base_url=docker_url, timeout=30)
-        found = api.containers(all=True, filters={"label": f"xrunner.worker={worker_id}"})
-        doomed = [c["Id"] for c in found if "xrunner.keep" not in (c.get("Labels") or {})]
-        for container_id in doomed:
+        doomed = left_behind(api, worker_id)
+        for container in doomed:
             with contextlib.suppress(DockerException, requests.RequestException):
-                api.remove_container(container_id, force=True, v=True)
+                api.remove_container(container["Id"], force=True, v=True)
     except (DockerException, requests.RequestException) as exc:
         log.warning("the dead worker's containers were not removed", worker_id=worker_id, error=str(exc))
         return 0
