@@ -83,7 +83,7 @@ class Runner:
         settings: WorkerSettings,
         worker_id: str,
         artifacts: Artifacts,
-        nc: Client | None = None,
+        nc: Client,
     ) -> None:
         """`sandboxes` maps a workload kind (`process`, `docker`) to the sandbox that runs it on this worker;
         `nc` (core NATS) feeds interactive jobs' stdin."""
@@ -204,7 +204,7 @@ class Runner:
 
     async def _wait(self, attempt: Attempt, proc: Running, logs: LogStream) -> int:
         """The job's exit status; meanwhile an interactive job's stdin is fed from `xr.stdin.<job_id>`."""
-        if self.nc is None or not is_interactive(attempt.run.spec.workload):
+        if not is_interactive(attempt.run.spec.workload):
             return await proc.wait()
         async with fed_stdin(self.nc, proc, logs, attempt.run.job_id):
             return await proc.wait()
