@@ -18,6 +18,7 @@ from xrunner.contracts.spec import JobSpec, ProcessWorkload, Resources
 from xrunner.worker.sandbox import Launch
 from xrunner.worker.sandbox.cgroups import ROOT
 from xrunner.worker.sandbox.process import ProcessRun, ProcessSandbox
+from xrunner.worker.settings import WorkerSettings
 
 MODES = ["bwrap", "none"]
 PYTHON = "/usr/bin/python3"  # Debian's, which bubblewrap's read-only /usr shows inside the sandbox
@@ -236,3 +237,12 @@ def test_the_worker_says_which_limits_it_enforces_with_cgroups_and_which_with_rl
     if os.geteuid() == 0 and (ROOT / "pids" / "cgroup.procs").exists():
         assert set(box.cgroups.controllers) == {"pids", "memory", "cpu"}
     assert box._rlimit_names()[0] == "cpu"
+
+
+def test_without_bubblewrap_the_worker_by_default_refuses_to_start_unless_asked_to_run_unsandboxed(
+    worker_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap to be found
+    with pytest.raises(RuntimeError, match=r"needs bubblewrap.*XR_WORKER_SANDBOX=none"):
+        sandbox(WorkerSettings().sandbox, worker_id)
+    assert sandbox("none", worker_id).name == "none"
