@@ -18,6 +18,7 @@ import sys
 import sysconfig
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,22 @@ def postgres_bin_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
+@dataclass(frozen=True)
+class Launched:
+    """A server process just spawned, with how to tell that it is ready to serve."""
+
+    proc: Process
+    ready: Callable[[], bool]
+    what: str
+    log_file: Path
+    timeout: float
+
+    def wait_ready(self) -> Process:
+        """Block until ready; on early exit or timeout stop the process and raise with the log's tail."""
+        _wait_ready(self.proc, self.ready, self.timeout, self.what, self.log_file)
+        return self.proc
+
+
 def start_nats(
     store_dir: Path,
     port: int,
@@ -70,6 +87,18 @@ def start_nats(
     log_file: Path | None = None,
 ) -> Process:
     """Start nats-server with JetStream storing into `store_dir`, and return once it accepts connections."""
+    return launch_nats(store_dir, port, host=host, sync_always=sync_always, log_file=log_file).wait_ready()
+
+
+def launch_nats(
+    store_dir: Path,
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    sync_always: bool = False,
+    log_file: Path | None = None,
+) -> Launched:
+    """Spawn nats-server with JetStream storing into `store_dir` (its state survives a restart on the same dir)."""
     store_dir = store_dir.resolve()
     store_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_file or store_dir.with_name(store_dir.name + ".log")
@@ -79,10 +108,9 @@ def start_nats(
     if sync_always:
         command += ["-c", str(_write_nats_config(store_dir))]
     proc = spawn(command, log_file)
-    _wait_ready(
-        proc, lambda: _nats_server_name(host, port) == name, NATS_START_TIMEOUT, f"nats-server {name}", log_file
+    return Launched(
+        proc, lambda: _nats_server_name(host, port) == name, f"nats-server {name}", log_file, NATS_START_TIMEOUT
     )
-    return proc
 
 
 def _write_nats_config(store_dir: Path) -> Path:
@@ -124,6 +152,19 @@ def start_postgres(
 
     `fast` skips every fsync: for throwaway clusters in tests only.
     """
+    return launch_postgres(data_dir, port, host=host, log_file=log_file, fast=fast).wait_ready()
+
+
+def launch_postgres(
+    data_dir: Path,
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    log_file: Path | None = None,
+    fast: bool = False,
+) -> Launched:
+    """Spawn the postmaster of the cluster in `data_dir`, initialising it on first use and clearing the pid file
+    a killed postmaster left, so that a restart on the same dir and port works."""
     data_dir = data_dir.resolve()
     log_file = log_file or data_dir.with_name(data_dir.name + ".log")
     run_as = _pg_run_as()
@@ -137,8 +178,7 @@ def start_postgres(
     def ready() -> bool:
         return _is_ready_postmaster(data_dir, proc.pid) and _pg_is_ready(host, port)
 
-    _wait_ready(proc, ready, PG_START_TIMEOUT, f"postgres on {host}:{port}", log_file)
-    return proc
+    return Launched(proc, ready, f"postgres on {host}:{port}", log_file, PG_START_TIMEOUT)
 
 
 def _postgres_command(data_dir: Path, port: int, host: str, *, fast: bool) -> list[str]:
@@ -249,6 +289,11 @@ def stop(proc: Process, timeout: float = 10.0, sig: signal.Signals = signal.SIGT
     For Postgres pass SIGINT (fast shutdown: abort transactions, checkpoint, exit).
     """
     signal_group(proc, sig)
+    wait_or_kill(proc, timeout)
+
+
+def wait_or_kill(proc: Process, timeout: float) -> None:
+    """Wait for `proc` to exit; SIGKILL its group if it outlives `timeout`."""
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -260,6 +305,29 @@ def signal_group(proc: Process, sig: signal.Signals) -> None:
     """Signal the whole group `proc` leads (it was started in its own session, so its pgid is its pid)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
+
+
+def kill_leftovers(proc: Process, timeout: float = 3.0) -> None:
+    """SIGKILL what is left of the group that the exited `proc` led (a killed postmaster's backends) and wait
+    until none of it runs, so that a restart does not find them holding its port or shared memory."""
+    deadline = time.monotonic() + timeout
+    while _group_alive(proc.pid) and time.monotonic() < deadline:
+        signal_group(proc, signal.SIGKILL)
+        time.sleep(0.02)
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a process of group `pgid` runs (zombies do not count: they hold nothing)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and fields[2] == str(pgid):
+            return True
+    return False
 
 
 def spawn(

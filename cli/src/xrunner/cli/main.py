@@ -62,9 +62,9 @@ def up(
         )
         _banner(stack, token)
         while True:
-            for name in stack.supervise_once():
-                typer.echo(f"xrunner: {name} exited, restarted (see {data_dir}/logs/{name}.log)", err=True)
-            time.sleep(0.5)
+            for line in stack.supervise_once():
+                typer.echo(f"xrunner: {line}", err=True)
+            time.sleep(0.1)
     except KeyboardInterrupt:
         typer.echo("\nxrunner: stopping ...", err=True)
     except RuntimeError as exc:

@@ -6,17 +6,19 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import httpx
 
 from xrunner.cli import embedded
+from xrunner.cli.supervisor import Child, Supervisor
 
 SERVICES = ("gateway", "realtime", "artifacts", "scheduler", "worker")
+SERVICE_START_TIMEOUT = 90.0
 
 
 @dataclass
@@ -33,26 +35,9 @@ class StackOptions:
 
 
 @dataclass
-class Child:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-    restarts: int = 0
-    started_at: float = 0.0
-
-    def start(self) -> None:
-        self.proc = embedded.spawn(self.argv, self.log, env=self.env)
-        self.started_at = time.monotonic()
-
-
-@dataclass
 class Stack:
     opts: StackOptions
-    infra: list[tuple[subprocess.Popen[bytes], signal.Signals]] = field(default_factory=list)
-    children: list[Child] = field(default_factory=list)
-    stopping: bool = False
+    supervisor: Supervisor = field(default_factory=Supervisor)
 
     @property
     def api_url(self) -> str:
@@ -62,34 +47,45 @@ class Stack:
         return self.opts.port + SERVICES.index(service)
 
     def secret(self) -> str:
-        path = self.opts.data_dir / "secret"
+        return self._secret_file("secret")
+
+    def metrics_token(self) -> str:
+        """The bearer token that shows per-tenant metrics (Prometheus: `authorization.credentials_file`)."""
+        return self._secret_file("metrics-token")
+
+    def _secret_file(self, name: str) -> str:
+        path = self.opts.data_dir / name
         if not path.exists():
             path.write_text(secrets.token_urlsafe(32))
             path.chmod(0o600)
         return path.read_text().strip()
 
     def start_infra(self) -> tuple[str, str]:
-        """Start what was not given as a URL; returns (nats_url, database_url)."""
-        data = self.opts.data_dir
-        nats_url = self.opts.nats_url
+        """Start (side by side) what was not given as a URL; returns (nats_url, database_url)."""
+        data, logs = self.opts.data_dir, self.opts.data_dir / "logs"
+        started: list[Child] = []
+        nats_url, database_url = self.opts.nats_url, self.opts.database_url
         if nats_url is None:
             port = self.opts.port + 22
-            proc = embedded.start_nats(
-                data / "nats", port, sync_always=self.opts.sync_always, log_file=data / "logs" / "nats.log"
-            )
-            self.infra.append((proc, signal.SIGTERM))
+            launch = partial(embedded.launch_nats, data / "nats", port, sync_always=self.opts.sync_always,
+                             log_file=logs / "nats.log")
+            started.append(Child("nats-server", launch, layer=0))
             nats_url = f"nats://127.0.0.1:{port}"
-        database_url = self.opts.database_url
         if database_url is None:
             port = self.opts.port + 32
-            proc = embedded.start_postgres(data / "pg", port, log_file=data / "logs" / "postgres.log")
-            self.infra.append((proc, signal.SIGINT))
-            marker = data / "pg" / ".xrunner-db"
-            if not marker.exists():
-                embedded.create_database("127.0.0.1", port, "xrunner")
-                marker.write_text("xrunner\n")
-            database_url = embedded.database_url("127.0.0.1", port, "xrunner")
-        return nats_url, database_url
+            launch = partial(embedded.launch_postgres, data / "pg", port, log_file=logs / "postgres.log")
+            started.append(Child("postgres", launch, layer=0, stop_signal=signal.SIGINT))  # SIGINT: fast shutdown
+        self.supervisor.add(*started)
+        self.supervisor.wait_ready(*started)
+        return nats_url, database_url or self._embedded_database(self.opts.port + 32)
+
+    def _embedded_database(self, port: int) -> str:
+        """The embedded cluster's `xrunner` database, created on first use."""
+        marker = self.opts.data_dir / "pg" / ".xrunner-db"
+        if not marker.exists():
+            embedded.create_database("127.0.0.1", port, "xrunner")
+            marker.write_text("xrunner\n")
+        return embedded.database_url("127.0.0.1", port, "xrunner")
 
     def start_services(self, nats_url: str, database_url: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("XR_")}
@@ -97,6 +93,7 @@ class Stack:
             XR_NATS_URL=nats_url,
             XR_DATABASE_URL=database_url,
             XR_JWT_SECRET=self.secret(),
+            XR_METRICS_TOKEN=self.metrics_token(),
             XR_HTTP_HOST=self.opts.host,
             XR_SYNC_ALWAYS=str(self.opts.sync_always).lower(),
             XR_WORKER_SLOTS=str(self.opts.slots),
@@ -106,55 +103,38 @@ class Stack:
             XR_WORKER_ARTIFACT_DIR=str((self.opts.data_dir / "artifacts").resolve()),
             XR_WORKER_WORKER_ID=f"embedded-{self.opts.port}",  # stable: a restart cleans up its previous life
         )
-        for name in SERVICES:
-            child_env = {**env, f"XR_{name.upper()}_HTTP_PORT": str(self.port_of(name))}
-            child = Child(
-                name, [sys.executable, "-m", f"xrunner.{name}"], child_env, self.opts.data_dir / "logs" / f"{name}.log"
-            )
-            child.start()
-            self.children.append(child)
+        self.supervisor.add(*(Child(name, partial(self._launch_service, name, env), layer=1, stop_timeout=40.0)
+                              for name in SERVICES))
 
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        for child in self.children:
-            url = f"http://{self.opts.host}:{self.port_of(child.name)}/readyz"
-            while True:
-                assert child.proc is not None
-                if child.proc.poll() is not None:
-                    raise RuntimeError(f"{child.name} exited with {child.proc.returncode}; see {child.log}")
-                try:
-                    if httpx.get(url, timeout=1.0).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{child.name} not ready after {timeout:.0f}s; see {child.log}")
-                time.sleep(0.1)
+    def _launch_service(self, name: str, env: dict[str, str]) -> embedded.Launched:
+        log_file = self.opts.data_dir / "logs" / f"{name}.log"
+        env = {**env, f"XR_{name.upper()}_HTTP_PORT": str(self.port_of(name))}
+        proc = embedded.spawn([sys.executable, "-m", f"xrunner.{name}"], log_file, env=env)
+        url = f"http://{self.opts.host}:{self.port_of(name)}/readyz"
+        return embedded.Launched(proc, partial(_serves, url), name, log_file, SERVICE_START_TIMEOUT)
+
+    def wait_ready(self) -> None:
+        self.supervisor.wait_ready(*(c for c in self.supervisor.children if c.layer == 1))
 
     def supervise_once(self) -> list[str]:
-        """Restart services that died (with a growing delay); returns the names restarted."""
-        restarted = []
-        for child in self.children:
-            assert child.proc is not None
-            if child.proc.poll() is None:
-                continue
-            if time.monotonic() - child.started_at < min(30.0, 0.5 * 2**child.restarts):
-                continue
-            child.restarts += 1
-            child.start()
-            restarted.append(child.name)
-        return restarted
+        """Restart what died, with back-off; returns what happened, one line each, also kept in
+        logs/supervisor.log."""
+        lines = self.supervisor.tick()
+        if lines:
+            stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+            with (self.opts.data_dir / "logs" / "supervisor.log").open("a") as log:
+                log.writelines(f"{stamp} {line}\n" for line in lines)
+        return lines
 
     def stop(self) -> None:
-        """Stop services first (they drain), then Postgres and NATS; nothing started here outlives this."""
-        self.stopping = True
+        """Stop the services first (they drain), then Postgres and NATS; nothing started here outlives this."""
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the shutdown short
             signal.signal(sig, signal.SIG_IGN)
-        for child in self.children:
-            if child.proc is not None and child.proc.poll() is None:
-                embedded.signal_group(child.proc, signal.SIGTERM)
-        for child in self.children:
-            if child.proc is not None:
-                embedded.stop(child.proc, timeout=40.0)
-        for proc, sig in reversed(self.infra):
-            embedded.stop(proc, sig=sig)
+        self.supervisor.stop()
+
+
+def _serves(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False

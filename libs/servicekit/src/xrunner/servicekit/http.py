@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import uvicorn
 from litestar import Litestar, MediaType, Response, get
+from litestar.params import HeaderParameter
 from litestar.types import ControllerRouterHandler
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from xrunner.servicekit import metrics as exposure
 
 ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
 
 
-def health_handlers(ready: ReadyCheck) -> list[ControllerRouterHandler]:
-    """Liveness, readiness (every dependency up) and Prometheus metrics."""
+def health_handlers(ready: ReadyCheck, metrics_token: str = "") -> list[ControllerRouterHandler]:
+    """Liveness, readiness (every dependency up) and Prometheus metrics; series that name a tenant only for a
+    scrape that presents `metrics_token` as its bearer token (none without one)."""
 
     @get("/healthz", media_type=MediaType.JSON, include_in_schema=False, sync_to_thread=False)
     def healthz() -> dict[str, str]:
@@ -29,15 +33,19 @@ def health_handlers(ready: ReadyCheck) -> list[ControllerRouterHandler]:
         return Response({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
     @get("/metrics", include_in_schema=False, sync_to_thread=False)
-    def metrics() -> Response[bytes]:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    def metrics(authorization: Annotated[str | None, HeaderParameter(name="Authorization")] = None) -> Response[bytes]:
+        level = exposure.access(authorization, metrics_token)
+        if level is exposure.Access.DENIED:
+            return Response(b"invalid metrics token\n", status_code=401, media_type=MediaType.TEXT,
+                            headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        return Response(exposure.exposition(level), media_type=CONTENT_TYPE_LATEST)
 
     return [healthz, readyz, metrics]
 
 
-def health_app(ready: ReadyCheck, extra: Sequence[ControllerRouterHandler] = ()) -> Litestar:
+def health_app(ready: ReadyCheck, metrics_token: str, extra: Sequence[ControllerRouterHandler] = ()) -> Litestar:
     """An app with only the shared endpoints (plus `extra`), for services without a public API."""
-    return Litestar(route_handlers=[*health_handlers(ready), *extra], openapi_config=None)
+    return Litestar(route_handlers=[*health_handlers(ready, metrics_token), *extra], openapi_config=None)
 
 
 class _Server(uvicorn.Server):

@@ -32,6 +32,7 @@ class CommonSettings(msgspec.Struct, kw_only=True, frozen=True):
     jwks_file: str = ""  # production: the identity provider's public keys, from a file ...
     jwks_url: str = ""  # ... or fetched (and cached) from a URL; set one of jwt_secret, jwks_file, jwks_url
     jwt_leeway_s: float = 30.0  # clock skew tolerated for exp and nbf
+    metrics_token: str = ""  # the bearer token that shows per-tenant series on /metrics; empty: nobody sees them
     events_max_age_s: float = 30 * 86_400.0
     logs_max_age_s: float = 7 * 86_400.0
     sync_always: bool = False

@@ -18,6 +18,6 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     js = await runtime.connect_nats()
     pool = await runtime.connect_postgres(settings.schema, files("xrunner.artifacts") / "sql")
     runtime.spawn(Projector(js, pool, ArtifactIndex(), consumer="artifacts_index").run(), "projector")
-    server = HttpServer(health_app(runtime.ready), settings.http_host, settings.http_port)
+    server = HttpServer(health_app(runtime.ready, settings.metrics_token), settings.http_host, settings.http_port)
     runtime.http_port = await server.start()
     return server.stop

@@ -38,6 +38,7 @@ def create_http_app(
     limiter: RateLimiter | None = None,
     cors_origins: Sequence[str] = (),
     ticket_secret: str = "",
+    metrics_token: str = "",
 ) -> Litestar:
     """The gateway's HTTP app; without `limiter` requests are not rate limited, without `cors_origins` no CORS."""
     cors = CORSConfig(
@@ -48,7 +49,7 @@ def create_http_app(
     )
     return Litestar(
         route_handlers=[CollectionRoutes, JobRoutes, InsightRoutes, TenantRoutes, stream_ticket,
-                        *health_handlers(ready)],
+                        *health_handlers(ready, metrics_token)],
         state=State({"jobs": jobs, "verifier": verifier, "ticket_secret": ticket_secret}),
         exception_handlers=problems.HANDLERS,
         openapi_config=OpenAPIConfig(title="xrunner", version="1.0.0", path="/schema"),
@@ -83,6 +84,7 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
             limiter=RateLimiter(settings.request_rate_per_s, settings.request_burst),
             cors_origins=settings.cors_origins,
             ticket_secret=settings.ticket_secret or settings.jwt_secret,
+            metrics_token=settings.metrics_token,
         ),
         settings.http_host,
         settings.http_port,

@@ -17,8 +17,9 @@ from xrunner.servicekit.http import HttpServer, ReadyCheck, health_handlers
 from xrunner.servicekit.runtime import Runtime
 
 
-def create_http_app(edge: Edge, terminals: attach.Terminals, ready: ReadyCheck) -> Litestar:
-    return Litestar(route_handlers=[routes.events, routes.job_log, attach.attach, *health_handlers(ready)],
+def create_http_app(edge: Edge, terminals: attach.Terminals, ready: ReadyCheck, metrics_token: str = "") -> Litestar:
+    return Litestar(route_handlers=[routes.events, routes.job_log, attach.attach,
+                                    *health_handlers(ready, metrics_token)],
                     state=State({"edge": edge, "terminals": terminals}), openapi_config=None)
 
 
@@ -30,7 +31,7 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     auth = Authenticator(verifier, settings.ticket_secret or settings.jwt_secret, js)
     edge = Edge(js, Hub(js, settings.client_buffer), auth, settings.ping_s, settings.max_connections_per_tenant,
                 settings.max_connections_per_subject)
-    server = HttpServer(create_http_app(edge, attach.Terminals(runtime.nc), runtime.ready), settings.http_host,
-                        settings.http_port)
+    app = create_http_app(edge, attach.Terminals(runtime.nc), runtime.ready, settings.metrics_token)
+    server = HttpServer(app, settings.http_host, settings.http_port)
     runtime.http_port = await server.start()
     return server.stop

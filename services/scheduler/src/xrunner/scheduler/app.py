@@ -74,7 +74,7 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     lease = Lease(js, scheduler_id)
     runtime.spawn(workers.watch(), "workers")
     runtime.spawn(lead(js, pool, settings, scheduler_id, workers, wake, lease), "leader")
-    server = HttpServer(health_app(runtime.ready), settings.http_host, settings.http_port)
+    server = HttpServer(health_app(runtime.ready, settings.metrics_token), settings.http_host, settings.http_port)
     runtime.http_port = await server.start()
 
     async def stop() -> None:

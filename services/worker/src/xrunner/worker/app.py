@@ -205,7 +205,7 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     await worker.watch_cancels()
     runtime.spawn(worker.beat(), "heartbeat")
     pulling = runtime.spawn(worker.pull(), "pull")
-    server = HttpServer(health_app(runtime.ready), settings.http_host, settings.http_port)
+    server = HttpServer(health_app(runtime.ready, settings.metrics_token), settings.http_host, settings.http_port)
     runtime.http_port = await server.start()
 
     async def stop() -> None:
