@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import sys
@@ -12,6 +13,7 @@ from importlib.resources.abc import Traversable
 from typing import Any, NoReturn, TypeVar
 
 import asyncpg
+import nats.errors
 import structlog
 import uvloop
 from nats.aio.client import Client
@@ -36,6 +38,7 @@ class Runtime:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._pool: asyncpg.Pool | None = None
+        self._redeclaring: asyncio.Task[None] | None = None
         self.tasks: list[asyncio.Task[Any]] = []
         self.stopping = asyncio.Event()
         self.failed = False
@@ -57,10 +60,26 @@ class Runtime:
         return self._pool
 
     async def connect_nats(self) -> JetStreamContext:
-        self._nc = await streams.connect(self.settings.nats_url, f"xrunner-{self.service}")
+        self._nc = await streams.connect(self.settings.nats_url, f"xrunner-{self.service}", self._on_reconnect)
         self._js = self._nc.jetstream(timeout=10.0)
         await streams.declare(self._js, self.settings.events_max_age_s, self.settings.logs_max_age_s)
         return self._js
+
+    def _on_reconnect(self) -> None:
+        """A restarted nats-server keeps its file-backed streams but not the memory-backed buckets (heartbeats,
+        stats): declare everything again, in the background, so that the service carries on without a restart."""
+        if self._redeclaring is None or self._redeclaring.done():
+            self._redeclaring = asyncio.create_task(self._redeclare(), name="redeclare")
+
+    async def _redeclare(self) -> None:
+        for attempt in itertools.count():
+            try:
+                await streams.declare(self.js, self.settings.events_max_age_s, self.settings.logs_max_age_s)
+                log.info("streams and buckets declared after a reconnect")
+                return
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("declaring streams after a reconnect failed; retrying", error=repr(exc))
+                await asyncio.sleep(min(5.0, 0.1 * 2**attempt))
 
     async def connect_postgres(self, schema: str, migrations: Traversable, max_size: int = 10) -> asyncpg.Pool:
         """Connect (retrying while Postgres comes up), then apply the schema's migrations."""
@@ -105,9 +124,10 @@ class Runtime:
         return checks
 
     async def close(self) -> None:
-        for task in self.tasks:
+        tasks = [*self.tasks, *([self._redeclaring] if self._redeclaring else [])]
+        for task in tasks:
             task.cancel()
-        for task in self.tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._nc is not None and not self._nc.is_closed:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -62,8 +64,9 @@ async def declare(
         await js.create_key_value(kv)
 
 
-async def connect(url: str, name: str) -> Client:
-    """A NATS connection that reconnects forever; callers check `is_connected` for readiness."""
+async def connect(url: str, name: str, on_reconnect: Callable[[], None] | None = None) -> Client:
+    """A NATS connection that reconnects forever (then calls `on_reconnect`); callers check `is_connected` for
+    readiness."""
     nc = Client()
 
     async def on_error(exc: Exception) -> None:
@@ -73,8 +76,10 @@ async def connect(url: str, name: str) -> Client:
         if not (nc.is_closed or nc.is_draining):  # closing on purpose is not worth a warning
             log.warning("nats disconnected; reconnecting")
 
-    async def on_reconnect() -> None:
+    async def reconnected() -> None:
         log.info("nats reconnected")
+        if on_reconnect is not None:
+            on_reconnect()
 
     await nc.connect(
         url,
@@ -85,6 +90,6 @@ async def connect(url: str, name: str) -> Client:
         allow_reconnect=True,
         error_cb=on_error,
         disconnected_cb=on_disconnect,
-        reconnected_cb=on_reconnect,
+        reconnected_cb=reconnected,
     )
     return nc

@@ -12,6 +12,7 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import nats.errors
 import structlog
 from nats.js import JetStreamContext
 
@@ -85,7 +86,10 @@ class Scheduler:
                 last_tick = time.monotonic()
             await self.dispatch(now)
             if time.monotonic() - last_stats >= self.settings.stats_every_s:
-                await self.publish_stats(now)
+                try:
+                    await self.publish_stats(now)
+                except (nats.errors.Error, TimeoutError) as exc:  # advisory; NATS restarting: the next round
+                    log.warning("stats not published", error=repr(exc))
                 last_stats = time.monotonic()
 
     async def react(self, now: datetime) -> None:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from datetime import datetime
 
+import nats.errors
 from nats.js import JetStreamContext
 
 from xrunner.contracts import codec, subjects
 from xrunner.contracts.messages import WorkerHeartbeat
+
+BUCKET_CHECK_S = 1.0
 
 
 class Workers:
@@ -21,17 +26,43 @@ class Workers:
         return [hb for at, hb in self._seen.values() if at >= horizon]
 
     async def watch(self) -> None:
+        """Follow the bucket, and start over when it was re-created: a restarted nats-server loses memory
+        buckets, and a watcher resuming by sequence would wait for sequences the new bucket has not reached."""
+        while True:
+            created = await self._bucket_created()
+            follow = asyncio.create_task(self._follow())
+            try:
+                while not follow.done() and await self._bucket_created() in (created, None):
+                    await asyncio.sleep(BUCKET_CHECK_S)
+                if follow.done():
+                    follow.result()
+            finally:
+                follow.cancel()
+
+    async def _bucket_created(self) -> datetime | None:
+        try:
+            return (await self.js.stream_info(f"KV_{subjects.WORKERS_BUCKET}")).created
+        except (nats.errors.Error, TimeoutError):  # NATS restarting, or the bucket not declared again yet
+            return None
+
+    async def _follow(self) -> None:
         kv = await self.js.key_value(subjects.WORKERS_BUCKET)
         watcher = await kv.watchall()
-        async for entry in watcher:
-            if entry is None or entry.key is None:
-                continue
-            if entry.value:
-                hb = codec.decode(entry.value, WorkerHeartbeat)
-                before = self._seen.get(entry.key)
-                self._seen[entry.key] = (time.monotonic(), hb)
-                if before is None or before[1].slots != hb.slots or before[1].draining != hb.draining:
-                    self.changed.set()
-            else:
-                self._seen.pop(entry.key, None)
+        try:
+            async for entry in watcher:
+                if entry is not None and entry.key is not None:
+                    self._note(entry.key, entry.value)
+        finally:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    def _note(self, key: str, value: bytes | None) -> None:
+        if value:
+            hb = codec.decode(value, WorkerHeartbeat)
+            before = self._seen.get(key)
+            self._seen[key] = (time.monotonic(), hb)
+            if before is None or before[1].slots != hb.slots or before[1].draining != hb.draining:
                 self.changed.set()
+        else:
+            self._seen.pop(key, None)
+            self.changed.set()

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import nats.errors
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -136,7 +137,10 @@ class Worker:
     async def beat(self) -> None:
         kv = await self.js.key_value(subjects.WORKERS_BUCKET)
         while True:
-            await kv.put(self.worker_id, codec.encode(self.heartbeat()))
+            try:
+                await kv.put(self.worker_id, codec.encode(self.heartbeat()))
+            except (nats.errors.Error, TimeoutError) as exc:  # NATS is restarting: the next beat tries again
+                log.warning("heartbeat not stored", error=repr(exc))
             await asyncio.sleep(self.settings.heartbeat_s)
 
     async def drain(self) -> None:
