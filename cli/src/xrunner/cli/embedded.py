@@ -184,6 +184,8 @@ def launch_postgres(
 def _postgres_command(data_dir: Path, port: int, host: str, *, fast: bool) -> list[str]:
     """The postmaster's command line: TCP on host:port only (no Unix socket, so path length never matters)."""
     command = [str(postgres_bin_dir() / "postgres"), "-D", str(data_dir), "-p", str(port), "-h", host, "-k", ""]
+    # After a crash Postgres first syncs the data dir: one syncfs() instead of an fsync per file (seconds saved).
+    command += ["-c", "recovery_init_sync_method=syncfs"]
     for setting in _PG_FAST_SETTINGS if fast else ():
         command += ["-c", setting]
     return command

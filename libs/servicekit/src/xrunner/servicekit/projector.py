@@ -7,11 +7,13 @@ skipped, so a projection is idempotent. `rebuild` folds the whole log from seque
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from typing import Protocol
 
 import asyncpg
 import msgspec
+import nats.errors
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -28,6 +30,8 @@ DEAD_LETTERS = Counter("xrunner_dead_letters_total", "Messages terminated as und
 FOLDED = Counter("xrunner_projection_events_total", "Events folded into a projection", ["projection"])
 
 log = structlog.get_logger()
+
+TRANSIENT = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 
 TRACKING_DDL = """
 CREATE TABLE IF NOT EXISTS projection_position (
@@ -102,9 +106,14 @@ class Projector:
                 continue
             try:
                 await self._handle(msgs)
-            except (asyncpg.PostgresError, OSError) as exc:
-                # Transient: leave the batch unacked, it is redelivered and the position check dedupes it.
+            except TRANSIENT as exc:
+                # Transient (a connection cut mid-query too): nak the batch so that it comes back before anything
+                # newer, not after ack_wait when newer events may have moved the position past it; the position
+                # check dedupes it.
                 log.warning("projection batch failed, will retry", projection=self.projection.name, error=str(exc))
+                for msg in msgs:
+                    with contextlib.suppress(nats.errors.Error, TimeoutError):
+                        await msg.nak()
                 await asyncio.sleep(1.0)
                 continue
             if msgs[-1].metadata.num_pending == 0:
