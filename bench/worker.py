@@ -57,8 +57,8 @@ class Harness:
         await streams.declare(self.js)
 
         async def on_event(msg: Msg) -> None:
-            parts = msg.subject.split(".")
-            self.seen.setdefault(parts[4], {})[parts[5]] = time.time()
+            _, job_id, token = subjects.parse_job_event(msg.subject)
+            self.seen.setdefault(job_id, {})[token] = time.time()
 
         await self.nc.subscribe(subjects.job_events(TENANT), cb=on_event)
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from litestar import Request
 
-from xrunner.gateway.problems import ProblemError
 from xrunner.servicekit.auth import Principal
+from xrunner.servicekit.problems import ProblemError
 
 MAX_TRACKED = 10_000  # tenants kept before buckets that have refilled completely are forgotten
 

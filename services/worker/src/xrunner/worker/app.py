@@ -109,7 +109,7 @@ class Worker:
 
     async def watch_cancels(self) -> None:
         async def on_cancel(msg: Msg) -> None:
-            job_id = msg.subject.split(".")[4]
+            job_id = subjects.parse_job_event(msg.subject).job_id
             if job_id in self.running:
                 self.running[job_id].set("cancel")
 

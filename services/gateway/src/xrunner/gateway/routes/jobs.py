@@ -1,24 +1,39 @@
-"""Routes on the job collection: submit one job or a batch, and the filtered, paginated list."""
+"""Routes on jobs: submit one or a batch, list them, and for one job its view, cancel, rerun and history."""
 
 from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import State
+from litestar import Controller, Response, get, post
 from litestar.params import Parameter
 
-from xrunner.contracts.api import BatchAccepted, JobAccepted, JobList, JobView, SubmitBatch
+from xrunner.contracts.api import BatchAccepted, CancelJob, HistoryEntry, JobAccepted, JobList, JobView, SubmitBatch
 from xrunner.contracts.spec import JobSpec
 from xrunner.gateway.batch import submit_batch
+from xrunner.gateway.guards import READ, WRITE
 from xrunner.gateway.jobs import Jobs
-from xrunner.gateway.listing import BadCursor, list_jobs
-from xrunner.gateway.problems import ProblemError
-from xrunner.gateway.routes import JOB_ID, READ, WRITE, find_job, principal
+from xrunner.gateway.listing import BadCursor
+from xrunner.gateway.readmodel import JobsTable
+from xrunner.servicekit.auth import Principal
+from xrunner.servicekit.eventstore import ConflictError
+from xrunner.servicekit.problems import ProblemError
 
+JOB_ID = Annotated[str, Parameter(pattern=r"^[0-9a-z]{1,64}$", description="A job id")]
 STATES = "submitted|queued|rejected|dispatched|running|succeeded|failed|timed_out|cancelled|expired"
+
+
+def job_not_found(job_id: str) -> ProblemError:
+    """Another tenant's job is indistinguishable from a missing one."""
+    return ProblemError(404, "job_not_found", "No such job", detail=job_id)
+
+
+async def find_job(jobs: Jobs, who: Principal, job_id: str) -> JobView:
+    view = await jobs.get(who.tenant, job_id)
+    if view is None:
+        raise job_not_found(job_id)
+    return view
 
 
 def accepted(view: JobView, created: bool) -> Response[JobAccepted]:
@@ -32,14 +47,15 @@ def accepted(view: JobView, created: bool) -> Response[JobAccepted]:
                     headers={"Location": f"/v1/jobs/{view.id}"})
 
 
-class CollectionRoutes(Controller):
+class JobRoutes(Controller):
     path = "/v1/jobs"
     tags = ["jobs"]
 
-    @get("/", guards=READ)
+    @get("/", opt=READ)
     async def list_jobs(
         self,
-        request: Request[Any, Any, State],
+        who: Principal,
+        table: JobsTable,
         states: Annotated[
             list[str] | None, Parameter(query="state", description="Only jobs in these states (repeatable)")
         ] = None,
@@ -55,40 +71,66 @@ class CollectionRoutes(Controller):
         if any("=" not in item for item in label or []):
             raise ProblemError(400, "invalid_request", "A label filter is key=value", field="label")
         labels = dict(item.split("=", 1) for item in label or [])
-        jobs: Jobs = request.app.state.jobs
         try:
-            return await list_jobs(jobs.pool, principal(request).tenant, states=states, labels=labels,
-                                   created_after=created_after, limit=limit, cursor=cursor)
+            return await table.page(who.tenant, states=states, labels=labels, created_after=created_after,
+                                    limit=limit, cursor=cursor)
         except BadCursor as exc:
             raise ProblemError(400, "invalid_cursor", "Unknown cursor", field="cursor") from exc
 
-    @post("/", status_code=201, guards=WRITE)
+    @post("/", status_code=201, opt=WRITE)
     async def submit(
         self,
-        request: Request[Any, Any, State],
+        who: Principal,
+        jobs: Jobs,
         data: JobSpec,
         idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", max_length=255)] = None,
     ) -> Response[JobAccepted]:
         """Submit a job. 201 when admission queued it, 202 when it has not decided yet, 429 when it refused."""
-        jobs: Jobs = request.app.state.jobs
-        return accepted(*await jobs.submit(principal(request), data, idempotency_key))
+        return accepted(*await jobs.submit(who, data, idempotency_key))
 
-    @post("/{job_id:str}/rerun", status_code=201, guards=WRITE)
-    async def rerun(self, request: Request[Any, Any, State], job_id: JOB_ID) -> Response[JobAccepted]:
+    @post("/{job_id:str}/rerun", status_code=201, opt=WRITE)
+    async def rerun(self, who: Principal, jobs: Jobs, job_id: JOB_ID) -> Response[JobAccepted]:
         """Submit a new job with the same spec as this one (admitted like any submit)."""
-        who = principal(request)
-        jobs: Jobs = request.app.state.jobs
         original = await find_job(jobs, who, job_id)
         return accepted(*await jobs.submit(who, original.spec, None, rerun_of=original.id))
 
-    @post("/batch", status_code=202, guards=WRITE)
+    @post("/batch", status_code=202, opt=WRITE)
     async def submit_batch(
         self,
-        request: Request[Any, Any, State],
+        who: Principal,
+        jobs: Jobs,
         data: SubmitBatch,
         idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", max_length=200)] = None,
     ) -> Response[BatchAccepted]:
         """Submit up to 1,000 jobs; each result says whether that job was queued, is awaiting admission, or was
         refused (with its problem). With an Idempotency-Key, a repeat returns the same jobs."""
-        results = await submit_batch(request.app.state.jobs, principal(request), data.jobs, idempotency_key)
+        results = await submit_batch(jobs, who, data.jobs, idempotency_key)
         return Response(BatchAccepted(results=results), status_code=202)
+
+    @get("/{job_id:str}", opt=READ)
+    async def get_job(self, who: Principal, jobs: Jobs, job_id: JOB_ID) -> JobView:
+        """One job of the caller's tenant."""
+        return await find_job(jobs, who, job_id)
+
+    @post("/{job_id:str}/cancel", status_code=202, opt=WRITE)
+    async def cancel(self, who: Principal, jobs: Jobs, job_id: JOB_ID, data: CancelJob | None = None) -> JobView:
+        """Ask the job to stop (idempotent); 409 `job_finished` when it has already ended."""
+        await find_job(jobs, who, job_id)
+        try:
+            outcome = await jobs.cancel(who, job_id, data.reason if data else "")
+        except ConflictError as exc:
+            raise ProblemError(503, "job_busy", "The job kept changing; retry", headers={"Retry-After": "1"}) from exc
+        if outcome is None:
+            raise job_not_found(job_id)
+        view, what = outcome
+        if what == "finished":
+            raise ProblemError(409, "job_finished", "The job has already finished", detail=view.state)
+        return view
+
+    @get("/{job_id:str}/events", opt=READ)
+    async def events(self, who: Principal, jobs: Jobs, job_id: JOB_ID) -> list[HistoryEntry]:
+        """The job's history from the log, oldest first."""
+        history = await jobs.history(who.tenant, job_id)
+        if not history:
+            raise job_not_found(job_id)
+        return history
