@@ -6,19 +6,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import TypeVar
 
 import asyncpg
 from litestar import Litestar
 from litestar.config.app import AppConfig
 from litestar.config.cors import CORSConfig
-from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from xrunner.gateway import problems
-from xrunner.gateway.guards import authorize, principal
+from xrunner.gateway import dependencies, problems
+from xrunner.gateway.guards import authorize
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.ratelimit import RateLimiter, edge_checks
 from xrunner.gateway.readmodel import JobsProjection, JobsTable
@@ -32,7 +30,6 @@ from xrunner.servicekit.replay import rebuild_and_compare
 from xrunner.servicekit.runtime import Runtime
 
 MIGRATIONS = files("xrunner.gateway") / "sql"
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,19 +46,11 @@ class Infra:
 
 def create_app(settings: GatewaySettings, infra: Infra) -> Litestar:
     """The gateway's HTTP app: routes, one guard, the dependencies handlers ask for, and problem+json errors."""
-    store = EventStore(infra.js)
-    jobs = Jobs(store, infra.js, infra.nc, JobsTable(infra.pool), settings.decision_wait_s)
+    jobs = Jobs(EventStore(infra.js), infra.js, infra.nc, JobsTable(infra.pool), settings.decision_wait_s)
     return Litestar(
         route_handlers=[*HANDLERS, *health_handlers(infra.ready)],
         guards=[authorize(infra.verifier)],
-        dependencies={
-            "who": Provide(principal, sync_to_thread=False),
-            "jobs": _value(jobs),
-            "table": _value(jobs.table),
-            "store": _value(store),
-            "js": _value(infra.js),
-            "ticket_secret": _value(settings.ticket_secret or settings.jwt_secret),
-        },
+        dependencies=dependencies.provide(jobs, infra.js, settings.ticket_secret or settings.jwt_secret),
         exception_handlers=problems.HANDLERS,
         openapi_config=OpenAPIConfig(title="xrunner", version="1.0.0", path="/schema"),
         request_max_body_size=settings.max_body_bytes,
@@ -70,15 +59,6 @@ def create_app(settings: GatewaySettings, infra: Infra) -> Litestar:
         plugins=[problems.DocumentProblems()],
         on_app_init=[_no_debug],
     )
-
-
-def _value(value: T) -> Provide:
-    """A dependency that is always `value` (built once, in `create_app`)."""
-
-    def provide() -> T:
-        return value
-
-    return Provide(provide, use_cache=True, sync_to_thread=False)
 
 
 def _cors(origins: list[str]) -> CORSConfig:

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from litestar import Controller, get, post
 
 from xrunner.contracts.api import StreamTicket, Whoami
+from xrunner.gateway.dependencies import TicketSecret, Who
 from xrunner.gateway.guards import READ
-from xrunner.servicekit.auth import Principal
 from xrunner.servicekit.ids import new_id
 from xrunner.servicekit.problems import ProblemError
 from xrunner.servicekit.tickets import MAX_TTL_S, mint_ticket
@@ -22,11 +22,11 @@ class AuthRoutes(Controller):
     tags = ["auth"]
 
     @get("/whoami", opt=READ, tags=["jobs"])
-    async def whoami(self, who: Principal) -> Whoami:
+    async def whoami(self, who: Who) -> Whoami:
         return Whoami(subject=who.subject, tenant=who.tenant, scopes=sorted(who.scopes))
 
     @post("/stream-tickets", status_code=201, opt=READ)
-    async def stream_ticket(self, who: Principal, ticket_secret: str) -> StreamTicket:
+    async def stream_ticket(self, who: Who, ticket_secret: TicketSecret) -> StreamTicket:
         """A one-time ticket for the realtime edge's streams, carrying your tenant and scopes."""
         now = int(time.time())
         if not ticket_secret:

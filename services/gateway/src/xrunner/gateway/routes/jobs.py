@@ -12,10 +12,10 @@ from litestar.params import Parameter
 from xrunner.contracts.api import BatchAccepted, CancelJob, HistoryEntry, JobAccepted, JobList, JobView, SubmitBatch
 from xrunner.contracts.spec import JobSpec
 from xrunner.gateway.batch import submit_batch
+from xrunner.gateway.dependencies import JobsService, Table, Who
 from xrunner.gateway.guards import READ, WRITE
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.listing import BadCursor
-from xrunner.gateway.readmodel import JobsTable
 from xrunner.servicekit.auth import Principal
 from xrunner.servicekit.eventstore import ConflictError
 from xrunner.servicekit.problems import ProblemError
@@ -54,8 +54,8 @@ class JobRoutes(Controller):
     @get("/", opt=READ)
     async def list_jobs(
         self,
-        who: Principal,
-        table: JobsTable,
+        who: Who,
+        table: Table,
         states: Annotated[
             list[str] | None, Parameter(query="state", description="Only jobs in these states (repeatable)")
         ] = None,
@@ -80,8 +80,8 @@ class JobRoutes(Controller):
     @post("/", status_code=201, opt=WRITE)
     async def submit(
         self,
-        who: Principal,
-        jobs: Jobs,
+        who: Who,
+        jobs: JobsService,
         data: JobSpec,
         idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", max_length=255)] = None,
     ) -> Response[JobAccepted]:
@@ -89,7 +89,7 @@ class JobRoutes(Controller):
         return accepted(*await jobs.submit(who, data, idempotency_key))
 
     @post("/{job_id:str}/rerun", status_code=201, opt=WRITE)
-    async def rerun(self, who: Principal, jobs: Jobs, job_id: JOB_ID) -> Response[JobAccepted]:
+    async def rerun(self, who: Who, jobs: JobsService, job_id: JOB_ID) -> Response[JobAccepted]:
         """Submit a new job with the same spec as this one (admitted like any submit)."""
         original = await find_job(jobs, who, job_id)
         return accepted(*await jobs.submit(who, original.spec, None, rerun_of=original.id))
@@ -97,8 +97,8 @@ class JobRoutes(Controller):
     @post("/batch", status_code=202, opt=WRITE)
     async def submit_batch(
         self,
-        who: Principal,
-        jobs: Jobs,
+        who: Who,
+        jobs: JobsService,
         data: SubmitBatch,
         idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", max_length=200)] = None,
     ) -> Response[BatchAccepted]:
@@ -108,12 +108,12 @@ class JobRoutes(Controller):
         return Response(BatchAccepted(results=results), status_code=202)
 
     @get("/{job_id:str}", opt=READ)
-    async def get_job(self, who: Principal, jobs: Jobs, job_id: JOB_ID) -> JobView:
+    async def get_job(self, who: Who, jobs: JobsService, job_id: JOB_ID) -> JobView:
         """One job of the caller's tenant."""
         return await find_job(jobs, who, job_id)
 
     @post("/{job_id:str}/cancel", status_code=202, opt=WRITE)
-    async def cancel(self, who: Principal, jobs: Jobs, job_id: JOB_ID, data: CancelJob | None = None) -> JobView:
+    async def cancel(self, who: Who, jobs: JobsService, job_id: JOB_ID, data: CancelJob | None = None) -> JobView:
         """Ask the job to stop (idempotent); 409 `job_finished` when it has already ended."""
         await find_job(jobs, who, job_id)
         try:
@@ -128,7 +128,7 @@ class JobRoutes(Controller):
         return view
 
     @get("/{job_id:str}/events", opt=READ)
-    async def events(self, who: Principal, jobs: Jobs, job_id: JOB_ID) -> list[HistoryEntry]:
+    async def events(self, who: Who, jobs: JobsService, job_id: JOB_ID) -> list[HistoryEntry]:
         """The job's history from the log, oldest first."""
         history = await jobs.history(who.tenant, job_id)
         if not history:

@@ -6,15 +6,13 @@ from typing import Annotated, Any
 
 from litestar import Response, get
 from litestar.params import Parameter
-from nats.js import JetStreamContext
 
 from xrunner.contracts import codec, lifecycle
 from xrunner.contracts.api import JobLog
+from xrunner.gateway.dependencies import JobsService, Stream, Who
 from xrunner.gateway.guards import READ
-from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.routes.jobs import JOB_ID, find_job
 from xrunner.servicekit.attemptlog import Output, stored_output
-from xrunner.servicekit.auth import Principal
 
 
 def _ndjson(outputs: list[Output], offset: int, complete: bool) -> Response[bytes]:
@@ -28,9 +26,9 @@ def _ndjson(outputs: list[Output], offset: int, complete: bool) -> Response[byte
 
 @get("/v1/jobs/{job_id:str}/logs", media_type="text/plain; charset=utf-8", opt=READ, tags=["jobs"])
 async def get_logs(
-    who: Principal,
-    jobs: Jobs,
-    js: JetStreamContext,
+    who: Who,
+    jobs: JobsService,
+    js: Stream,
     job_id: JOB_ID,
     offset: Annotated[int, Parameter(ge=0)] = 0,
     limit: Annotated[int, Parameter(ge=1, le=16 * 1024 * 1024)] = 4 * 1024 * 1024,

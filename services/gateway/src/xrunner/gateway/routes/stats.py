@@ -5,15 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from litestar import Controller, get, post
-from nats.js import JetStreamContext
 
 from xrunner.contracts.spec import JobSpec
 from xrunner.contracts.stats import DryRun, Explain, StatsView
 from xrunner.gateway import diagnosis, snapshot
+from xrunner.gateway.dependencies import JobsService, Stream, Who
 from xrunner.gateway.guards import READ, WRITE
-from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.routes.jobs import JOB_ID, find_job
-from xrunner.servicekit.auth import Principal
 
 
 class StatsRoutes(Controller):
@@ -21,7 +19,7 @@ class StatsRoutes(Controller):
     tags = ["stats"]
 
     @get("/stats", opt=READ)
-    async def stats(self, who: Principal, js: JetStreamContext) -> StatsView:
+    async def stats(self, who: Who, js: Stream) -> StatsView:
         """The pools and the caller's tenant; every tenant for an admin."""
         snap = await snapshot.read(js, None if "admin" in who.scopes else [who.tenant])
         found = snap.global_stats
@@ -34,7 +32,7 @@ class StatsRoutes(Controller):
         )
 
     @get("/jobs/{job_id:str}/explain", opt=READ)
-    async def explain(self, who: Principal, jobs: Jobs, js: JetStreamContext, job_id: JOB_ID) -> Explain:
+    async def explain(self, who: Who, jobs: JobsService, js: Stream, job_id: JOB_ID) -> Explain:
         """Why the job is where it is: its reason to wait, position and ETA as the scheduler last published."""
         view = await find_job(jobs, who, job_id)
         snap = await snapshot.read(js, [who.tenant])
@@ -43,7 +41,7 @@ class StatsRoutes(Controller):
         )
 
     @post("/jobs/dry-run", status_code=200, opt=WRITE)
-    async def dry_run(self, who: Principal, js: JetStreamContext, data: JobSpec) -> DryRun:
+    async def dry_run(self, who: Who, js: Stream, data: JobSpec) -> DryRun:
         """What admission would decide for this spec now; appends nothing."""
         snap = await snapshot.read(js, [who.tenant])
         return diagnosis.dry_run(

@@ -8,16 +8,14 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, get, put
 from litestar.params import Parameter
-from nats.js import JetStreamContext
 
 from xrunner.contracts.api import ConfigureTenant
 from xrunner.contracts.events import TenantConfigured
 from xrunner.contracts.stats import TenantLimits
 from xrunner.gateway import snapshot
+from xrunner.gateway.dependencies import Store, Stream, Who
 from xrunner.gateway.guards import ADMIN
 from xrunner.gateway.tenants import _limits, configured_limits
-from xrunner.servicekit.auth import Principal
-from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.ids import new_id
 
 TENANT = Annotated[str, Parameter(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="A tenant name")]
@@ -28,7 +26,7 @@ class TenantRoutes(Controller):
     tags = ["tenants"]
 
     @put("/{tenant:str}", opt=ADMIN)
-    async def configure(self, who: Principal, store: EventStore, tenant: TENANT, data: ConfigureTenant) -> TenantLimits:
+    async def configure(self, who: Who, store: Store, tenant: TENANT, data: ConfigureTenant) -> TenantLimits:
         """Set a tenant's share and limits; the scheduler applies them from the log."""
         event = TenantConfigured(
             event_id=new_id(),
@@ -44,7 +42,7 @@ class TenantRoutes(Controller):
         return _limits(event)
 
     @get("/{tenant:str}", opt=ADMIN)
-    async def limits(self, js: JetStreamContext, tenant: TENANT) -> TenantLimits:
+    async def limits(self, js: Stream, tenant: TENANT) -> TenantLimits:
         """The tenant's configured limits, else the scheduler's defaults (`configured: false`)."""
         configured = await configured_limits(js, tenant)
         if configured is not None:
