@@ -10,6 +10,7 @@ from importlib.resources.abc import Traversable
 import asyncpg
 
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_MIGRATION = re.compile(r"^\d+_[A-Za-z0-9_]+\.sql$")  # not `queries.sql`: named queries live beside migrations
 
 
 def check_schema(schema: str) -> str:
@@ -31,7 +32,7 @@ async def create_pool(url: str, schema: str, *, min_size: int = 1, max_size: int
 
 def migration_files(folder: Traversable) -> list[tuple[str, str]]:
     """(version, sql) for every `NNN_name.sql` in `folder`, in order."""
-    files = sorted((f.name, f) for f in folder.iterdir() if f.name.endswith(".sql"))
+    files = sorted((f.name, f) for f in folder.iterdir() if _MIGRATION.match(f.name))
     return [(name.removesuffix(".sql"), f.read_text()) for name, f in files]
 
 

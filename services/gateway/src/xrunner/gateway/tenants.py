@@ -24,23 +24,13 @@ from xrunner.servicekit.ids import new_id
 TENANT = Annotated[str, Parameter(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="A tenant name")]
 
 
-def _limits(event: TenantConfigured) -> TenantLimits:
-    return TenantLimits(
-        weight=event.weight,
-        max_inflight=event.max_inflight,
-        max_queued=event.max_queued,
-        submit_rate_per_s=event.submit_rate_per_s,
-        configured=True,
-    )
-
-
 async def configured_limits(js: JetStreamContext, tenant: str) -> TenantLimits | None:
     """The limits of the tenant's latest `tenant.configured` event; None when it was never configured."""
     try:
         raw = await js.get_last_msg(subjects.EVENTS_STREAM, subjects.tenant_events(tenant, "configured"))
     except NotFoundError:
         return None
-    return _limits(codec.decode(raw.data or b"", TenantConfigured))
+    return TenantLimits.from_event(codec.decode(raw.data or b"", TenantConfigured))
 
 
 class TenantRoutes(Controller):
@@ -63,7 +53,7 @@ class TenantRoutes(Controller):
             configured_by=who.subject,
         )
         await jobs.store.append(event, msg_id=event.event_id)  # each configuration is a new fact: no CAS
-        return _limits(event)
+        return TenantLimits.from_event(event)
 
     @get("/{tenant:str}", guards=ADMIN)
     async def limits(self, request: Request[Any, Any, State], tenant: TENANT) -> TenantLimits:
