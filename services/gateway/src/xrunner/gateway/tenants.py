@@ -10,20 +10,10 @@ from xrunner.contracts.events import TenantConfigured
 from xrunner.contracts.stats import TenantLimits
 
 
-def _limits(event: TenantConfigured) -> TenantLimits:
-    return TenantLimits(
-        weight=event.weight,
-        max_inflight=event.max_inflight,
-        max_queued=event.max_queued,
-        submit_rate_per_s=event.submit_rate_per_s,
-        configured=True,
-    )
-
-
 async def configured_limits(js: JetStreamContext, tenant: str) -> TenantLimits | None:
     """The limits of the tenant's latest `tenant.configured` event; None when it was never configured."""
     try:
         raw = await js.get_last_msg(subjects.EVENTS_STREAM, subjects.tenant_events(tenant, "configured"))
     except NotFoundError:
         return None
-    return _limits(codec.decode(raw.data or b"", TenantConfigured))
+    return TenantLimits.from_event(codec.decode(raw.data or b"", TenantConfigured))

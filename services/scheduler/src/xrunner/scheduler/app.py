@@ -14,12 +14,13 @@ from nats.js import JetStreamContext
 from prometheus_client import Gauge
 
 from xrunner.contracts.stats import TenantLimits
-from xrunner.scheduler import store
-from xrunner.scheduler.handlers import Scheduler
 from xrunner.scheduler.leader import Lease
+from xrunner.scheduler.loop import Scheduler
 from xrunner.scheduler.projection import SchedulerProjection
 from xrunner.scheduler.settings import SchedulerSettings
 from xrunner.scheduler.state import SchedulerState
+from xrunner.scheduler.store import jobs as store_jobs
+from xrunner.scheduler.store import tenants as store_tenants
 from xrunner.scheduler.workers import Workers
 from xrunner.servicekit.http import HttpServer, health_app
 from xrunner.servicekit.projector import Projector
@@ -55,8 +56,8 @@ async def lead(
     log.info("this scheduler is now active", scheduler_id=scheduler_id)
     state = SchedulerState(defaults(settings))
     async with pool.acquire() as conn:
-        state.load(await store.live_jobs(conn), await store.tenants(conn, state.defaults),
-                   await store.dispatches(conn))
+        state.load(await store_jobs.live(conn), await store_tenants.load(conn, state.defaults),
+                   await store_jobs.dispatches(conn))
     scheduler = Scheduler(js, state, workers, settings, scheduler_id, wake)
     scheduler.dirty.update(state.jobs)
     projector = Projector(js, pool, SchedulerProjection(state, scheduler), consumer=CONSUMER, on_commit=wake)

@@ -15,7 +15,7 @@ from xrunner.contracts.stats import TenantLimits
 from xrunner.gateway import snapshot
 from xrunner.gateway.dependencies import Store, Stream, Who
 from xrunner.gateway.guards import ADMIN
-from xrunner.gateway.tenants import _limits, configured_limits
+from xrunner.gateway.tenants import configured_limits
 from xrunner.servicekit.ids import new_id
 
 TENANT = Annotated[str, Parameter(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="A tenant name")]
@@ -39,7 +39,7 @@ class TenantRoutes(Controller):
             configured_by=who.subject,
         )
         await store.append(event, msg_id=event.event_id)  # each configuration is a new fact: no CAS
-        return _limits(event)
+        return TenantLimits.from_event(event)
 
     @get("/{tenant:str}", opt=ADMIN)
     async def limits(self, js: Stream, tenant: TENANT) -> TenantLimits:
