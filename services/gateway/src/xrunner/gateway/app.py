@@ -12,6 +12,7 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 
 from xrunner.gateway import problems
+from xrunner.gateway.bodies import JsonRequest
 from xrunner.gateway.collection import CollectionRoutes
 from xrunner.gateway.insight import InsightRoutes
 from xrunner.gateway.jobs import Jobs
@@ -53,6 +54,7 @@ def create_http_app(
         exception_handlers=problems.HANDLERS,
         openapi_config=OpenAPIConfig(title="xrunner", version="1.0.0", path="/schema"),
         request_max_body_size=max_body_bytes,
+        request_class=JsonRequest,
         before_request=edge_checks(limiter),
         cors_config=cors if cors_origins else None,
         plugins=[problems.DocumentProblems()],

@@ -13,6 +13,7 @@ from litestar.params import Parameter
 from xrunner.contracts.api import BatchAccepted, JobAccepted, JobList, JobView, SubmitBatch
 from xrunner.contracts.spec import JobSpec
 from xrunner.gateway.batch import submit_batch
+from xrunner.gateway.bodies import refuse_any_too_large, refuse_too_large
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.listing import BadCursor, list_jobs
 from xrunner.gateway.problems import ProblemError
@@ -70,6 +71,7 @@ class CollectionRoutes(Controller):
         idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", max_length=255)] = None,
     ) -> Response[JobAccepted]:
         """Submit a job. 201 when admission queued it, 202 when it has not decided yet, 429 when it refused."""
+        refuse_too_large(data)
         jobs: Jobs = request.app.state.jobs
         return accepted(*await jobs.submit(principal(request), data, idempotency_key))
 
@@ -90,5 +92,6 @@ class CollectionRoutes(Controller):
     ) -> Response[BatchAccepted]:
         """Submit up to 1,000 jobs; each result says whether that job was queued, is awaiting admission, or was
         refused (with its problem). With an Idempotency-Key, a repeat returns the same jobs."""
+        refuse_any_too_large(data.jobs)
         results = await submit_batch(request.app.state.jobs, principal(request), data.jobs, idempotency_key)
         return Response(BatchAccepted(results=results), status_code=202)

@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from xrunner.contracts.spec import JobSpec
 from xrunner.contracts.stats import DryRun, Explain, StatsView
 from xrunner.gateway import diagnosis, snapshot
+from xrunner.gateway.bodies import refuse_too_large
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.routes import JOB_ID, READ, WRITE, find_job, principal
 
@@ -48,6 +49,7 @@ class InsightRoutes(Controller):
     @post("/jobs/dry-run", status_code=200, guards=WRITE)
     async def dry_run(self, request: Request[Any, Any, State], data: JobSpec) -> DryRun:
         """What admission would decide for this spec now; appends nothing."""
+        refuse_too_large(data)
         who = principal(request)
         jobs: Jobs = request.app.state.jobs
         snap = await snapshot.read(jobs.js, [who.tenant])
