@@ -8,6 +8,7 @@ sandbox) for the cluster test, where a poisoned projection would leave the other
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import time
@@ -169,6 +170,17 @@ async def test_every_poison_body_is_refused_and_nothing_of_it_reaches_the_log(
         assert_refused(await send(http, method, path, body), status, code, field)
     info = await infra.js.stream_info(subjects.EVENTS_STREAM)
     assert info.state.messages == 0, "a refused request appended an event"
+
+
+async def test_a_nul_in_a_label_filter_or_a_cursor_is_answered_not_crashed(
+        gateway: tuple[httpx.AsyncClient, GatewayInfra]) -> None:
+    http, _ = gateway
+    assert (await http.post("/v1/jobs", json={**process(), "labels": {"team": "a"}})).status_code == 202
+    filtered = await http.get("/v1/jobs", params={"label": "team=a\x00"})
+    assert (filtered.status_code, filtered.json()["jobs"]) == (200, [])
+    cursor = base64.urlsafe_b64encode(b"2025-01-01T00:00:00+00:00|a\x00b").decode()
+    refused = await http.get("/v1/jobs", params={"cursor": cursor})
+    assert (refused.status_code, refused.json()["code"], refused.json()["field"]) == (400, "invalid_cursor", "cursor")
 
 
 # --- real processes: other tenants keep being served --------------------------------------------------------------
