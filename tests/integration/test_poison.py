@@ -28,7 +28,7 @@ from support import wait_until
 from xrunner.contracts import subjects
 from xrunner.contracts.events import JobSubmitted
 from xrunner.contracts.limits import MAX_STDIN_BYTES
-from xrunner.servicekit.auth import SCOPES, JwtVerifier, mint
+from xrunner.servicekit.auth import SCOPES, AuthError, JwtVerifier, mint
 
 SECRET, ISSUER, AUDIENCE = "a-test-secret-of-at-least-32-bytes", "xrunner", "xrunner"
 ESCAPES = "\x1b[31mred\x1b[0m \x1b]0;pwned\x07 \x1b[2J\r\x08\x01\u202e"
@@ -181,6 +181,16 @@ async def test_a_nul_in_a_label_filter_or_a_cursor_is_answered_not_crashed(
     cursor = base64.urlsafe_b64encode(b"2025-01-01T00:00:00+00:00|a\x00b").decode()
     refused = await http.get("/v1/jobs", params={"cursor": cursor})
     assert (refused.status_code, refused.json()["code"], refused.json()["field"]) == (400, "invalid_cursor", "cursor")
+
+
+def test_a_token_whose_subject_holds_a_nul_is_refused() -> None:
+    """The subject is written into events (`submitted_by`), which every projection must be able to store."""
+    verifier = JwtVerifier(SECRET, issuer=ISSUER, audience=AUDIENCE)
+    bad = mint(SECRET, tenant="mallory", subject="a\x00b", scopes=["jobs:write"], issuer=ISSUER,
+               audience=AUDIENCE, ttl_s=60, now=int(time.time()))
+    with pytest.raises(AuthError, match="NUL"):
+        verifier.verify(bad)
+    assert verifier.verify(token("mallory")).subject == "mallory-user"
 
 
 # --- real processes: other tenants keep being served --------------------------------------------------------------
