@@ -16,6 +16,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from xrunner.gateway import dependencies, problems
+from xrunner.gateway.bodies import JsonRequest
 from xrunner.gateway.guards import authorize
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.ratelimit import RateLimiter, edge_checks
@@ -54,6 +55,7 @@ def create_app(settings: GatewaySettings, infra: Infra) -> Litestar:
         exception_handlers=problems.HANDLERS,
         openapi_config=OpenAPIConfig(title="xrunner", version="1.0.0", path="/schema"),
         request_max_body_size=settings.max_body_bytes,
+        request_class=JsonRequest,
         before_request=edge_checks(RateLimiter(settings.request_rate_per_s, settings.request_burst)),
         cors_config=_cors(settings.cors_origins) if settings.cors_origins else None,
         plugins=[problems.DocumentProblems()],

@@ -15,7 +15,7 @@ from xrunner.servicekit.eventstore import EventStore
 
 T = TypeVar("T")
 
-# A handler names a parameter after the dependency and annotates it with its alias: `who: Who`, `jobs: JobsService`.
+# A handler names a parameter after the dependency and annotates it with its alias: `who: Who`, `service: JobsService`.
 Who: TypeAlias = NamedDependency[Principal]  # the caller, as the guard authenticated it
 JobsService: TypeAlias = NamedDependency[Jobs]
 Table: TypeAlias = NamedDependency[JobsTable]  # the read model, for lists
@@ -28,7 +28,7 @@ def provide(jobs: Jobs, js: JetStreamContext, ticket_secret: str) -> dict[str, P
     """The providers, by the names above; everything but `who` is built once, in `create_app`."""
     return {
         "who": Provide(principal, sync_to_thread=False),
-        "jobs": _value(jobs),
+        "service": _value(jobs),  # not `jobs`: a body field of that name (the batch) would be taken for it
         "table": _value(jobs.table),
         "js": _value(js),
         "store": _value(jobs.store),

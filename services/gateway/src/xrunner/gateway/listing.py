@@ -21,6 +21,8 @@ def encode_cursor(view: JobView) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         at, _, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        if "\x00" in job_id:  # no id holds one, and Postgres cannot take it as text
+            raise ValueError("NUL in the cursor's job id")
         return datetime.fromisoformat(at), job_id
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise BadCursor(cursor) from exc

@@ -13,8 +13,11 @@ from litestar.routes import BaseRoute
 from litestar.types import ExceptionHandlersMap
 
 from xrunner.contracts.api import Problem
+from xrunner.contracts.spec import NO_NUL
 from xrunner.gateway.guards import required_scope
 from xrunner.servicekit.problems import PROBLEM_JSON, ProblemError, problem, respond
+
+NO_NUL_MEANS = "without NUL characters (\\u0000 cannot be stored or passed to a process)"
 
 _CODES = {
     400: "invalid_request",
@@ -40,6 +43,7 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
     first = exc.extra[0] if isinstance(exc.extra, list) and exc.extra else {}
     key = first.get("key") if isinstance(first, dict) else None
     message = first.get("message") if isinstance(first, dict) else None
+    message = message.replace(f"matching regex {NO_NUL!r}", NO_NUL_MEANS) if isinstance(message, str) else None
     field = None if not key else ("$" if key == "data" else f"$.{key}")
     detail = f"{message} at {field}" if message and field else (message or exc.detail)
     return respond(problem(400, "invalid_request", "Invalid request", detail=detail, field=field))

@@ -49,6 +49,8 @@ class JobsTable:
         """Jobs filtered by state (any of), labels (all of) and creation time, newest first, after `cursor`;
         BadCursor when the cursor is not one this API handed out."""
         before_at, before_id = decode_cursor(cursor) if cursor is not None else (None, None)
+        if any("\x00" in key + value for key, value in labels.items()):
+            return JobList(jobs=[])  # no stored label holds a NUL (specs refuse it), and jsonb could not take it
         rows = await self.pool.fetch(QUERIES["list_jobs"], tenant, states or None,
                                      codec.encode(labels).decode() if labels else None, created_after,
                                      before_at, limit + 1, before_id)

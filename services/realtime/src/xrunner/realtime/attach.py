@@ -259,7 +259,7 @@ async def _input(socket: WebSocket[Any, Any, State], nc: Client, job_id: str) ->
         if raw is None:
             try:
                 control = _controls.decode(frame.get("text") or "")
-            except msgspec.DecodeError as exc:
+            except (msgspec.DecodeError, RecursionError) as exc:  # an unknown field's value is skipped recursively
                 await socket.send_text(_frames.encode(Error(detail=f"bad control message: {exc}")).decode())
                 continue
             if isinstance(control, Resize):

@@ -12,6 +12,7 @@ from litestar.params import Parameter
 from xrunner.contracts.api import BatchAccepted, CancelJob, HistoryEntry, JobAccepted, JobList, JobView, SubmitBatch
 from xrunner.contracts.spec import JobSpec
 from xrunner.gateway.batch import submit_batch
+from xrunner.gateway.bodies import refuse_any_too_large, refuse_too_large
 from xrunner.gateway.dependencies import JobsService, Table, Who
 from xrunner.gateway.guards import READ, WRITE
 from xrunner.gateway.jobs import Jobs
@@ -81,43 +82,45 @@ class JobRoutes(Controller):
     async def submit(
         self,
         who: Who,
-        jobs: JobsService,
+        service: JobsService,
         data: JobSpec,
         idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", max_length=255)] = None,
     ) -> Response[JobAccepted]:
         """Submit a job. 201 when admission queued it, 202 when it has not decided yet, 429 when it refused."""
-        return accepted(*await jobs.submit(who, data, idempotency_key))
+        refuse_too_large(data)
+        return accepted(*await service.submit(who, data, idempotency_key))
 
     @post("/{job_id:str}/rerun", status_code=201, opt=WRITE)
-    async def rerun(self, who: Who, jobs: JobsService, job_id: JOB_ID) -> Response[JobAccepted]:
+    async def rerun(self, who: Who, service: JobsService, job_id: JOB_ID) -> Response[JobAccepted]:
         """Submit a new job with the same spec as this one (admitted like any submit)."""
-        original = await find_job(jobs, who, job_id)
-        return accepted(*await jobs.submit(who, original.spec, None, rerun_of=original.id))
+        original = await find_job(service, who, job_id)
+        return accepted(*await service.submit(who, original.spec, None, rerun_of=original.id))
 
     @post("/batch", status_code=202, opt=WRITE)
     async def submit_batch(
         self,
         who: Who,
-        jobs: JobsService,
+        service: JobsService,
         data: SubmitBatch,
         idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", max_length=200)] = None,
     ) -> Response[BatchAccepted]:
         """Submit up to 1,000 jobs; each result says whether that job was queued, is awaiting admission, or was
         refused (with its problem). With an Idempotency-Key, a repeat returns the same jobs."""
-        results = await submit_batch(jobs, who, data.jobs, idempotency_key)
+        refuse_any_too_large(data.jobs)
+        results = await submit_batch(service, who, data.jobs, idempotency_key)
         return Response(BatchAccepted(results=results), status_code=202)
 
     @get("/{job_id:str}", opt=READ)
-    async def get_job(self, who: Who, jobs: JobsService, job_id: JOB_ID) -> JobView:
+    async def get_job(self, who: Who, service: JobsService, job_id: JOB_ID) -> JobView:
         """One job of the caller's tenant."""
-        return await find_job(jobs, who, job_id)
+        return await find_job(service, who, job_id)
 
     @post("/{job_id:str}/cancel", status_code=202, opt=WRITE)
-    async def cancel(self, who: Who, jobs: JobsService, job_id: JOB_ID, data: CancelJob | None = None) -> JobView:
+    async def cancel(self, who: Who, service: JobsService, job_id: JOB_ID, data: CancelJob | None = None) -> JobView:
         """Ask the job to stop (idempotent); 409 `job_finished` when it has already ended."""
-        await find_job(jobs, who, job_id)
+        await find_job(service, who, job_id)
         try:
-            outcome = await jobs.cancel(who, job_id, data.reason if data else "")
+            outcome = await service.cancel(who, job_id, data.reason if data else "")
         except ConflictError as exc:
             raise ProblemError(503, "job_busy", "The job kept changing; retry", headers={"Retry-After": "1"}) from exc
         if outcome is None:
@@ -128,9 +131,9 @@ class JobRoutes(Controller):
         return view
 
     @get("/{job_id:str}/events", opt=READ)
-    async def events(self, who: Who, jobs: JobsService, job_id: JOB_ID) -> list[HistoryEntry]:
+    async def events(self, who: Who, service: JobsService, job_id: JOB_ID) -> list[HistoryEntry]:
         """The job's history from the log, oldest first."""
-        history = await jobs.history(who.tenant, job_id)
+        history = await service.history(who.tenant, job_id)
         if not history:
             raise job_not_found(job_id)
         return history

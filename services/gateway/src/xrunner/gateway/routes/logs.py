@@ -27,7 +27,7 @@ def _ndjson(outputs: list[Output], offset: int, complete: bool) -> Response[byte
 @get("/v1/jobs/{job_id:str}/logs", media_type="text/plain; charset=utf-8", opt=READ, tags=["jobs"])
 async def get_logs(
     who: Who,
-    jobs: JobsService,
+    service: JobsService,
     js: Stream,
     job_id: JOB_ID,
     offset: Annotated[int, Parameter(ge=0)] = 0,
@@ -36,7 +36,7 @@ async def get_logs(
 ) -> Response[Any]:
     """The output of the job's current attempt from byte `offset`: text, JSON with `next_offset`, or NDJSON
     chunks (`{"stream", "offset", "text"}` lines, then a `{"next_offset", "complete"}` line)."""
-    view = await find_job(jobs, who, job_id)
+    view = await find_job(service, who, job_id)
     outputs, cut = await stored_output(js, view.tenant, view.id, view.attempt, offset, limit)
     complete = lifecycle.is_terminal(view.state) and not cut
     if format == "ndjson":

@@ -9,6 +9,7 @@ from litestar import Controller, get, post
 from xrunner.contracts.spec import JobSpec
 from xrunner.contracts.stats import DryRun, Explain, StatsView
 from xrunner.gateway import diagnosis, snapshot
+from xrunner.gateway.bodies import refuse_too_large
 from xrunner.gateway.dependencies import JobsService, Stream, Who
 from xrunner.gateway.guards import READ, WRITE
 from xrunner.gateway.routes.jobs import JOB_ID, find_job
@@ -32,9 +33,9 @@ class StatsRoutes(Controller):
         )
 
     @get("/jobs/{job_id:str}/explain", opt=READ)
-    async def explain(self, who: Who, jobs: JobsService, js: Stream, job_id: JOB_ID) -> Explain:
+    async def explain(self, who: Who, service: JobsService, js: Stream, job_id: JOB_ID) -> Explain:
         """Why the job is where it is: its reason to wait, position and ETA as the scheduler last published."""
-        view = await find_job(jobs, who, job_id)
+        view = await find_job(service, who, job_id)
         snap = await snapshot.read(js, [who.tenant])
         return diagnosis.explain(
             view, snap.tenants.get(who.tenant), snap.limits(who.tenant), snap.at, datetime.now(UTC)
@@ -43,6 +44,7 @@ class StatsRoutes(Controller):
     @post("/jobs/dry-run", status_code=200, opt=WRITE)
     async def dry_run(self, who: Who, js: Stream, data: JobSpec) -> DryRun:
         """What admission would decide for this spec now; appends nothing."""
+        refuse_too_large(data)
         snap = await snapshot.read(js, [who.tenant])
         return diagnosis.dry_run(
             data, snap.tenants.get(who.tenant), snap.global_stats, snap.limits(who.tenant), datetime.now(UTC)
