@@ -46,7 +46,7 @@ async def gateway_infra(nats_url: str, database_url: str, name: str, project: bo
     pool = await db.create_pool(database_url, SCHEMA)
     async with pool.acquire() as conn:
         await db.migrate(conn, SCHEMA, db.migration_files(files("xrunner.gateway") / "sql"))
-    projector = asyncio.create_task(Projector(js, pool, JobsProjection(), consumer="gateway_jobs").run()) \
+    projector = asyncio.create_task(Projector(js, pool, JobsProjection()).run()) \
         if project else None
     store = EventStore(js)
     try:

@@ -70,7 +70,7 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     assert isinstance(settings, GatewaySettings)
     js = await runtime.connect_nats()
     pool = await runtime.connect_postgres(settings.schema, files("xrunner.gateway") / "sql")
-    projector = Projector(js, pool, JobsProjection(), consumer="gateway_jobs")
+    projector = Projector(js, pool, JobsProjection())
     runtime.spawn(projector.run(), "projector")
     jobs = Jobs(EventStore(js), js, runtime.nc, pool, settings.decision_wait_s)
     verifier = verifier_from(settings, settings.tenant_claim)
