@@ -16,7 +16,6 @@ from typing import Protocol
 
 import asyncpg
 import msgspec
-import nats.errors
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -33,8 +32,6 @@ DEAD_LETTERS = Counter("xrunner_dead_letters_total", "Undecodable events a proje
 FOLDED = Counter("xrunner_projection_events_total", "Events folded into a projection", ["projection"])
 RESTARTS = Counter("xrunner_projection_restarts_total", "Times a projection re-read its position", ["projection"])
 
-# What ends one pass over the log; the next pass starts again from the committed position.
-TRANSIENT = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, nats.errors.Error, TimeoutError)
 MAX_BACKOFF_S = 5.0
 
 log = structlog.get_logger()
@@ -110,20 +107,20 @@ class Projector:
         self.js, self.pool, self.projection = js, pool, projection
         self.batch, self.on_commit = batch, on_commit
         self.caught_up = asyncio.Event()
+        self.committed = False  # whether this pass over the log committed a batch (resets the backoff)
 
     async def run(self) -> None:
         failures = 0
         while True:
+            self.committed = False
             try:
                 await self._follow()
-            except (*TRANSIENT, Gap) as exc:
+            except Exception as exc:
                 RESTARTS.labels(self.projection.name).inc()
-                failures += 1
+                failures = 1 if self.committed else failures + 1
                 log.warning("projection restarts from its position", projection=self.projection.name,
-                            error=repr(exc))
+                            error=repr(exc), exc_info=failures > 3)
                 await asyncio.sleep(min(MAX_BACKOFF_S, 0.05 * 2**failures))
-            else:
-                failures = 0
 
     async def _follow(self) -> None:
         """Fold from the committed position + 1 until something fails (it raises)."""
@@ -137,6 +134,8 @@ class Projector:
                     msgs = await sub.fetch(self.batch, timeout=1.0)
                 except (TimeoutError, FetchTimeoutError):
                     self.caught_up.set()
+                    continue
+                if not msgs:  # a status reply instead of messages
                     continue
                 delivered = self._in_order(msgs, delivered)
                 await self._fold(msgs)
@@ -183,6 +182,7 @@ class Projector:
         batch = [item for msg in msgs if (item := decode(name, msg.metadata.sequence.stream, msg.data))]
         async with self.pool.acquire() as conn, conn.transaction():
             folded = await fold_batch(conn, self.projection, batch, through=msgs[-1].metadata.sequence.stream)
+        self.committed = True
         if folded and self.on_commit is not None:
             self.on_commit.set()
 

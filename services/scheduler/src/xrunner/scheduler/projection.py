@@ -13,6 +13,7 @@ from xrunner.contracts import codec, subjects
 from xrunner.contracts.api import JobView
 from xrunner.contracts.events import Event, JobDispatched, JobEvent, JobStarted, TenantConfigured
 from xrunner.scheduler.state import SchedulerState, TenantRec
+from xrunner.servicekit import jobviews
 
 UPSERT_JOB = """
 INSERT INTO jobs (tenant, id, state, attempt, pool, priority, queued_at, version, view)
@@ -55,8 +56,11 @@ class SchedulerProjection:
         dispatches: list[tuple[str, str, int, datetime]] = []
         tenants: set[str] = set()
         started: list[tuple[JobStarted, JobView]] = []
+        ended: list[tuple[int, Event]] = []
         for seq, event in batch:
             view = self.state.apply(seq, event)
+            if view is None and isinstance(event, JobEvent) and (event.tenant, event.job_id) in self.state.finished:
+                ended.append((seq, event))
             if isinstance(event, JobStarted) and view is not None and view.state == "running":
                 started.append((event, view))
             if isinstance(event, JobDispatched):
@@ -65,11 +69,23 @@ class SchedulerProjection:
                 jobs[(view.tenant, view.id)] = view
             if isinstance(event, (JobEvent, TenantConfigured)):
                 tenants.add(event.tenant)
-        await conn.executemany(UPSERT_JOB, [_job_row(v) for v in jobs.values()])
+        rows = [_job_row(v) for v in [*jobs.values(), *await _ended_rows(conn, ended, jobs)]]
+        await conn.executemany(UPSERT_JOB, rows)
         await conn.executemany(SET_DISPATCH, dispatches)
         await conn.executemany(UPSERT_TENANT, [_tenant_row(self.state.tenant(t)) for t in sorted(tenants)])
         if self.listener is not None:
             self.listener.folded(list(jobs.values()), started)
+
+
+async def _ended_rows(
+    conn: asyncpg.Connection, ended: list[tuple[int, Event]], folded: dict[tuple[str, str], JobView]
+) -> list[JobView]:
+    """The working state forgets a job once it ended, and it can end there before its events are committed here
+    (the scheduler's own appends, a batch folded again after its transaction failed): fold those events into the
+    committed rows instead, so the table still reaches every job's final state."""
+    behind = [(seq, e) for seq, e in ended if isinstance(e, JobEvent) and (e.tenant, e.job_id) not in folded]
+    views = await jobviews.fold_batch(conn, behind)
+    return [view for view in views.values() if view is not None]
 
 
 class Listener(Protocol):
