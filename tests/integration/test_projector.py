@@ -195,4 +195,4 @@ async def test_an_undecodable_event_is_counted_and_passed(own_js: JetStreamConte
 
 
 def _dead_letters(projection: str) -> float:
-    return REGISTRY.get_sample_value("xrunner_dead_letters_total", {"projection": projection}) or 0.0
+    return REGISTRY.get_sample_value("xrunner_dead_letters_total", {"consumer": projection}) or 0.0

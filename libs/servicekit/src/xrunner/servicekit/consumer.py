@@ -1,10 +1,13 @@
-"""Binds a durable pull consumer (a work queue's, acked explicitly), creating it the first time."""
+"""Binds a durable pull consumer (a work queue's, acked explicitly), and counts what any consumer could not decode."""
 
 from __future__ import annotations
 
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 from nats.js.errors import NotFoundError
+from prometheus_client import Counter
+
+DEAD_LETTERS = Counter("xrunner_dead_letters_total", "Messages a consumer could not decode and passed", ["consumer"])
 
 
 async def durable(js: JetStreamContext, stream: str, config: ConsumerConfig) -> JetStreamContext.PullSubscription:

@@ -25,10 +25,10 @@ from prometheus_client import Counter
 
 from xrunner.contracts import codec, subjects
 from xrunner.contracts.events import Event
+from xrunner.servicekit.consumer import DEAD_LETTERS
 from xrunner.servicekit.db import check_schema
 from xrunner.servicekit.eventstore import read_raw
 
-DEAD_LETTERS = Counter("xrunner_dead_letters_total", "Undecodable events a projection skipped", ["projection"])
 FOLDED = Counter("xrunner_projection_events_total", "Events folded into a projection", ["projection"])
 RESTARTS = Counter("xrunner_projection_restarts_total", "Times a projection re-read its position", ["projection"])
 
