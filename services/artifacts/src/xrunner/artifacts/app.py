@@ -17,7 +17,7 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     assert isinstance(settings, ArtifactsSettings)
     js = await runtime.connect_nats()
     pool = await runtime.connect_postgres(settings.schema, files("xrunner.artifacts") / "sql")
-    runtime.spawn(Projector(js, pool, ArtifactIndex(), consumer="artifacts_index").run(), "projector")
+    runtime.spawn(Projector(js, pool, ArtifactIndex()).run(), "projector")
     server = HttpServer(health_app(runtime.ready), settings.http_host, settings.http_port)
     runtime.http_port = await server.start()
     return server.stop

@@ -79,7 +79,7 @@ def _no_debug(config: AppConfig) -> AppConfig:
 
 def read_model_projector(js: JetStreamContext, pool: asyncpg.Pool) -> Projector:
     """The projector that keeps the `jobs` read model folded."""
-    return Projector(js, pool, JobsProjection(), consumer="gateway_jobs")
+    return Projector(js, pool, JobsProjection())
 
 
 async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:

@@ -29,7 +29,6 @@ from xrunner.servicekit.runtime import Runtime
 
 log = structlog.get_logger()
 ACTIVE = Gauge("xrunner_scheduler_active", "1 while this scheduler holds the lease")
-CONSUMER = "scheduler"
 
 
 def defaults(settings: SchedulerSettings) -> TenantLimits:
@@ -60,7 +59,7 @@ async def lead(
                    await store_jobs.dispatches(conn))
     scheduler = Scheduler(js, state, workers, settings, scheduler_id, wake)
     scheduler.dirty.update(state.jobs)
-    projector = Projector(js, pool, SchedulerProjection(state, scheduler), consumer=CONSUMER, on_commit=wake)
+    projector = Projector(js, pool, SchedulerProjection(state, scheduler), on_commit=wake)
     await asyncio.gather(projector.run(), scheduler.run(), lease.hold())
 
 

@@ -14,6 +14,7 @@ from xrunner.contracts.events import Event, JobDispatched, JobEvent, JobStarted,
 from xrunner.scheduler.state import SchedulerState
 from xrunner.scheduler.store import jobs as store_jobs
 from xrunner.scheduler.store import tenants as store_tenants
+from xrunner.servicekit import jobviews
 
 
 class SchedulerProjection:
@@ -28,8 +29,11 @@ class SchedulerProjection:
         dispatches: list[store_jobs.Dispatch] = []
         tenants: set[str] = set()
         started: list[tuple[JobStarted, JobView]] = []
+        ended: list[tuple[int, Event]] = []
         for seq, event in batch:
             view = self.state.apply(seq, event)
+            if view is None and isinstance(event, JobEvent) and (event.tenant, event.job_id) in self.state.finished:
+                ended.append((seq, event))
             if isinstance(event, JobStarted) and view is not None and view.state == "running":
                 started.append((event, view))
             if isinstance(event, JobDispatched):
@@ -38,10 +42,22 @@ class SchedulerProjection:
                 jobs[(view.tenant, view.id)] = view
             if isinstance(event, (JobEvent, TenantConfigured)):
                 tenants.add(event.tenant)
-        await store_jobs.upsert(conn, jobs.values(), dispatches)
+        ended_views = await _ended_rows(conn, ended, jobs)
+        await store_jobs.upsert(conn, [*jobs.values(), *ended_views], dispatches)
         await store_tenants.upsert(conn, [self.state.tenant(t) for t in sorted(tenants)])
         if self.listener is not None:
             self.listener.folded(list(jobs.values()), started)
+
+
+async def _ended_rows(
+    conn: asyncpg.Connection, ended: list[tuple[int, Event]], folded: dict[tuple[str, str], JobView]
+) -> list[JobView]:
+    """The working state forgets a job once it ended, and it can end there before its events are committed here
+    (the scheduler's own appends, a batch folded again after its transaction failed): fold those events into the
+    committed rows instead, so the table still reaches every job's final state."""
+    behind = [(seq, e) for seq, e in ended if isinstance(e, JobEvent) and (e.tenant, e.job_id) not in folded]
+    views = await jobviews.fold_batch(conn, behind)
+    return [view for view in views.values() if view is not None]
 
 
 class Listener(Protocol):

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -21,7 +22,7 @@ from prometheus_client import Gauge
 from xrunner.contracts import codec, subjects
 from xrunner.contracts.events import WorkerStarted, WorkerStopped
 from xrunner.contracts.messages import RunJob, WorkerHeartbeat
-from xrunner.servicekit.consumer import durable
+from xrunner.servicekit.consumer import DEAD_LETTERS, durable
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.http import HttpServer, health_app
 from xrunner.servicekit.ids import new_id
@@ -88,7 +89,13 @@ class Worker:
 
     async def _attempt(self, msg: Msg) -> None:
         try:
-            run = codec.decode(msg.data, RunJob)
+            try:
+                run = codec.decode(msg.data, RunJob)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                DEAD_LETTERS.labels(f"worker_{self.settings.pool}").inc()
+                log.error("undecodable work item terminated", subject=msg.subject)
+                await msg.term()
+                return
             attempt = await self.runner.begin(run)
             await msg.ack()
             if attempt is None:
