@@ -16,8 +16,8 @@ from support import wait_until, with_marker
 
 from xrunner.contracts.spec import JobSpec, ProcessWorkload, Resources
 from xrunner.worker.sandbox import Launch
-from xrunner.worker.sandbox.cgroups import ROOT
-from xrunner.worker.sandbox.process import ProcessRun, ProcessSandbox
+from xrunner.worker.sandbox.process.cgroups import ROOT
+from xrunner.worker.sandbox.process.sandbox import ProcessRun, ProcessSandbox
 from xrunner.worker.settings import WorkerSettings
 
 MODES = ["bwrap", "none"]

@@ -24,7 +24,7 @@ from xrunner.contracts.spec import JobSpec, ProcessWorkload
 from xrunner.servicekit import streams
 from xrunner.servicekit.eventstore import EventStore, read_entries
 from xrunner.servicekit.ids import new_id
-from xrunner.worker.sandbox.cgroups import ROOT
+from xrunner.worker.sandbox.process.cgroups import ROOT
 
 TENANT = "acme"
 LINES = 1000

@@ -32,8 +32,8 @@ from xrunner.worker.objectstore import open_store
 from xrunner.worker.reaper import Reaper, exclusive
 from xrunner.worker.runner import Runner, Stop
 from xrunner.worker.sandbox import Sandboxes
-from xrunner.worker.sandbox.docker import open_docker
-from xrunner.worker.sandbox.process import ProcessSandbox
+from xrunner.worker.sandbox.docker.sandbox import open_docker
+from xrunner.worker.sandbox.process.sandbox import ProcessSandbox
 from xrunner.worker.settings import WorkerSettings
 
 log = structlog.get_logger()
