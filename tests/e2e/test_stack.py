@@ -12,6 +12,8 @@ import httpx
 import pytest
 from conftest import SERVICES, Stack, free_base, processes_under, start_stack, stop_stack
 
+from xrunner.cli.projections import REBUILDABLE
+
 pytestmark = pytest.mark.e2e
 
 TERMINAL = {"succeeded", "failed", "timed_out", "cancelled", "expired", "rejected"}
@@ -119,7 +121,7 @@ def test_the_stack_stops_cleanly_and_keeps_its_state_across_a_restart(tmp_path) 
     assert processes_under(data_dir) == []
 
 
-@pytest.mark.parametrize("service", ["scheduler", "gateway"])
+@pytest.mark.parametrize("service", list(REBUILDABLE))
 def test_a_rebuilt_projection_equals_the_live_one(stack: Stack, service: str) -> None:
     with stack.client() as client:
         wait_terminal(client, submit(client, ["true"])["id"])
