@@ -27,7 +27,7 @@ from xrunner.servicekit.auth import JwtVerifier, verifier_from
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.http import HttpServer, ReadyCheck, health_handlers
 from xrunner.servicekit.projector import Projector
-from xrunner.servicekit.replay import rebuild_and_compare
+from xrunner.servicekit.replay import rebuild_command
 from xrunner.servicekit.runtime import Runtime
 
 MIGRATIONS = files("xrunner.gateway") / "sql"
@@ -94,14 +94,4 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     return server.stop
 
 
-async def rebuild(runtime: Runtime) -> int:
-    """Refold the whole log into `gateway_rebuild` and compare it with the live read model; 0 when equal."""
-    settings = runtime.settings
-    assert isinstance(settings, GatewaySettings)
-    js = await runtime.connect_nats()
-    pool = await runtime.connect_postgres(settings.schema, MIGRATIONS)
-    async with pool.acquire() as conn:
-        result = await rebuild_and_compare(js, conn, JobsProjection(), settings.schema, MIGRATIONS,
-                                           [("jobs", "tenant, id")])
-    print(result.report())
-    return 0 if result.equal else 1
+rebuild = rebuild_command("xrunner.gateway", lambda _: JobsProjection(), [("jobs", "tenant, id")])

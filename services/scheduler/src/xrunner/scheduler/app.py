@@ -24,7 +24,7 @@ from xrunner.scheduler.store import tenants as store_tenants
 from xrunner.scheduler.workers import Workers
 from xrunner.servicekit.http import HttpServer, health_app
 from xrunner.servicekit.projector import Projector
-from xrunner.servicekit.replay import rebuild_and_compare
+from xrunner.servicekit.replay import rebuild_command
 from xrunner.servicekit.runtime import Runtime
 
 log = structlog.get_logger()
@@ -84,15 +84,5 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     return stop
 
 
-async def rebuild(runtime: Runtime) -> int:
-    """Refold the whole log into `scheduler_rebuild` and compare it with the live projection; 0 when equal."""
-    settings = runtime.settings
-    assert isinstance(settings, SchedulerSettings)
-    js = await runtime.connect_nats()
-    pool = await runtime.connect_postgres(settings.schema, files("xrunner.scheduler") / "sql")
-    async with pool.acquire() as conn:
-        result = await rebuild_and_compare(js, conn, SchedulerProjection(SchedulerState(defaults(settings))),
-                                           settings.schema, files("xrunner.scheduler") / "sql",
-                                           [("jobs", "tenant, id"), ("tenants", "tenant")])
-    print(result.report())
-    return 0 if result.equal else 1
+rebuild = rebuild_command("xrunner.scheduler", lambda s: SchedulerProjection(SchedulerState(defaults(s))),
+                          [("jobs", "tenant, id"), ("tenants", "tenant")])
