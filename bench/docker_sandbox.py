@@ -24,7 +24,7 @@ from typing import TypeVar
 from xrunner.cli.bench import percentiles
 from xrunner.contracts.spec import DockerWorkload, JobSpec
 from xrunner.worker.sandbox import Launch
-from xrunner.worker.sandbox.docker import DockerSandbox, open_docker
+from xrunner.worker.sandbox.docker.sandbox import DockerSandbox, open_docker
 from xrunner.worker.settings import WorkerSettings
 
 RESULTS = Path(__file__).parent / "results"

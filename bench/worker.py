@@ -7,6 +7,7 @@ That isolates the worker's cost from the rest of the pipeline (bench/run.py meas
     .venv/bin/python bench/worker.py throughput --jobs 2000 --slots 64      # `true`, jobs/s on one worker
     .venv/bin/python bench/worker.py latency --jobs 200                     # work item → job.started, one at a time
     .venv/bin/python bench/worker.py memory --jobs 1000                     # RSS per running job, and in a log flood
+    .venv/bin/python bench/worker.py stops --jobs 20                        # how long past a timeout or cancel
 
 Results go to bench/results/worker-<scenario>.json and a line in bench/results/SUMMARY.md.
 """
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -32,9 +34,12 @@ from integration.direct import dispatch
 
 from xrunner.cli import embedded
 from xrunner.cli.bench import percentiles
+from xrunner.contracts import events as ev
 from xrunner.contracts import subjects
 from xrunner.contracts.spec import JobSpec, ProcessWorkload
 from xrunner.servicekit import streams
+from xrunner.servicekit.eventstore import EventStore
+from xrunner.servicekit.ids import new_id
 
 RESULTS = Path(__file__).parent / "results"
 TENANT, POOL = "bench", "bench"
@@ -57,8 +62,8 @@ class Harness:
         await streams.declare(self.js)
 
         async def on_event(msg: Msg) -> None:
-            parts = msg.subject.split(".")
-            self.seen.setdefault(parts[4], {})[parts[5]] = time.time()
+            _, job_id, token = subjects.parse_job_event(msg.subject)
+            self.seen.setdefault(job_id, {})[token] = time.time()
 
         await self.nc.subscribe(subjects.job_events(TENANT), cb=on_event)
 
@@ -169,9 +174,36 @@ async def memory(h: Harness, jobs: int) -> dict[str, object]:
             "flood_rss_mib_every_250ms": [round(s / 1024, 1) for s in samples]}
 
 
+async def stops(h: Harness, jobs: int) -> dict[str, object]:
+    """How long past its limit a job is stopped (the timing the integration tests leave to this harness): a 1 s
+    execution timeout (`job.started` → `job.timed_out` seen, minus 1 s), a cancel a job obeys (request →
+    `job.cancelled` seen) and one it ignores, killed after a 1 s grace (minus 1 s)."""
+    h.start_worker(2 * jobs, kill_grace_s=1)
+    timed = [(await h.dispatch(["sleep", "30"], timeout_s=1))[0] for _ in range(jobs)]
+    polite = [(await h.dispatch(["sleep", "30"]))[0] for _ in range(jobs)]
+    stubborn = [(await h.dispatch(["sh", "-c", "trap '' TERM; sleep 30"]))[0] for _ in range(jobs)]
+    await h.until(lambda: h.finished(timed) == jobs and h.started(polite + stubborn) == 2 * jobs, 120, "the jobs")
+    requested = {job_id: await _cancel(h, job_id) for job_id in polite + stubborn}
+    await h.until(lambda: h.finished(polite + stubborn) == 2 * jobs, 120, "the cancels")
+    past_timeout = [(h.seen[i]["timed_out"] - h.seen[i]["started"] - 1) * 1000 for i in timed]
+    obeyed = [(h.seen[i]["cancelled"] - requested[i]) * 1000 for i in polite]
+    killed = [(h.seen[i]["cancelled"] - requested[i] - 1) * 1000 for i in stubborn]
+    return {"jobs": jobs, "timeout_overshoot_ms": percentiles(past_timeout),
+            "cancel_obeyed_ms": percentiles(obeyed), "cancel_after_grace_overshoot_ms": percentiles(killed)}
+
+
+async def _cancel(h: Harness, job_id: str) -> float:
+    """Ask to cancel attempt 1 of `job_id` as the gateway does; returns the unix time of the request."""
+    now = time.time()
+    request = ev.JobCancelRequested(event_id=new_id(), occurred_at=datetime.fromtimestamp(now, UTC), tenant=TENANT,
+                                    job_id=job_id, attempt=1, reason="bench")
+    await EventStore(h.js).append(request, msg_id=f"{job_id}:cancel_requested")
+    return now
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=["throughput", "latency", "memory"])
+    parser.add_argument("scenario", choices=["throughput", "latency", "memory", "stops"])
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--slots", type=int, default=64)
     parser.add_argument("--cmd", default="true")
@@ -183,6 +215,8 @@ async def main() -> None:
             result = await throughput(h, args.jobs, args.slots, args.cmd.split())
         elif args.scenario == "latency":
             result = await latency(h, args.jobs)
+        elif args.scenario == "stops":
+            result = await stops(h, args.jobs)
         else:
             result = await memory(h, args.jobs)
     finally:

@@ -1,14 +1,25 @@
-"""Polling with a deadline: how tests wait for observable state instead of sleeping."""
+"""What tests share: polling with a deadline (how they wait for observable state instead of sleeping), and worker
+ids of their own."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+def worker_id(name: str) -> str:
+    """A worker id of this test run: a worker reaps what a previous worker of its id left (its cgroups, processes
+    and containers), so two test runs overlapping on one machine must never share one."""
+    return f"{name}-{os.getpid()}"
+
+
+W0, W1 = worker_id("w0"), worker_id("w1")
 
 
 async def wait_until(

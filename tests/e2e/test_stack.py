@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,8 @@ import time
 import httpx
 import pytest
 from conftest import SERVICES, Stack, free_base, processes_under, start_stack, stop_stack
+
+from xrunner.cli.projections import REBUILDABLE
 
 pytestmark = pytest.mark.e2e
 
@@ -119,7 +122,7 @@ def test_the_stack_stops_cleanly_and_keeps_its_state_across_a_restart(tmp_path) 
     assert processes_under(data_dir) == []
 
 
-@pytest.mark.parametrize("service", ["scheduler", "gateway"])
+@pytest.mark.parametrize("service", list(REBUILDABLE))
 def test_a_rebuilt_projection_equals_the_live_one(stack: Stack, service: str) -> None:
     with stack.client() as client:
         wait_terminal(client, submit(client, ["true"])["id"])
@@ -170,3 +173,12 @@ def test_a_job_can_be_listed_rerun_and_its_log_read_as_ndjson(stack: Stack) -> N
         assert "".join(c["text"] for c in chunks[:-1]) in ("out\nerr\n", "err\nout\n")
         assert {c["stream"] for c in chunks[:-1]} >= {"stdout", "stderr"}
         assert chunks[-1] == {"next_offset": 8, "complete": True}
+
+
+def test_xrunner_submit_wait_prints_the_output_and_exits_with_the_jobs_code(stack: Stack) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XR_")}  # all it needs is in the data dir
+    command = [sys.executable, "-m", "xrunner.cli", "submit", "--wait", "--data-dir", str(stack.data_dir), "--",
+               "sh", "-c", "echo hi; exit 4"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout) == (4, "hi\n"), result.stderr
+    assert f"XR_REALTIME_URL=http://127.0.0.1:{stack.port + 1}\n" in (stack.data_dir / "env").read_text()

@@ -21,6 +21,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from integration.gateway_app import GatewayInfra, gateway_infra, serve
+from nats.js import JetStreamContext
 from schemathesis import APIOperation, Case, GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
@@ -32,8 +33,6 @@ from schemathesis.specs.openapi.checks import (
 
 from xrunner.contracts import subjects
 from xrunner.contracts.events import JobSubmitted
-from xrunner.gateway.jobs import Jobs
-from xrunner.gateway.ratelimit import RateLimiter
 from xrunner.servicekit.auth import JwtVerifier, mint
 from xrunner.servicekit.eventstore import EventStore
 
@@ -65,15 +64,15 @@ class Infra:
         return self.gateway.store
 
     @property
-    def jobs(self) -> Jobs:
-        return self.gateway.jobs
+    def js(self) -> JetStreamContext:
+        return self.gateway.js
 
     @contextlib.asynccontextmanager
-    async def serve(self, limiter: RateLimiter | None = None,
-                    cors_origins: Sequence[str] = ()) -> AsyncIterator[httpx.AsyncClient]:
-        """Serve a gateway app over real HTTP (uvicorn, as production does) and yield a client for it."""
-        async with serve(self.gateway, self.verifier, MAX_BODY, limiter=limiter, cors_origins=cors_origins,
-                         ticket_secret="contract-test-ticket-secret-32-bytes!") as http:
+    async def serve(self, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+        """Serve a gateway app over real HTTP (uvicorn, as production does) and yield a client for it; `settings`
+        are GatewaySettings' (e.g. the request rate)."""
+        async with serve(self.gateway, self.verifier, max_body_bytes=MAX_BODY,
+                         ticket_secret="contract-test-ticket-secret-32-bytes!", **settings) as http:
             yield http
 
 
@@ -125,7 +124,7 @@ async def test_the_served_openapi_document_holds_for_generated_requests(infra: I
         failures = await asyncio.to_thread(fuzz_api, str(http.base_url).rstrip("/"), auth("ops", ("admin",)))
         assert not failures, "\n\n".join(failures)
         assert time.monotonic() - started < 60
-    assert (await infra.jobs.js.stream_info(subjects.EVENTS_STREAM)).state.messages > 0  # valid submits got through
+    assert (await infra.js.stream_info(subjects.EVENTS_STREAM)).state.messages > 0  # valid submits got through
 
 
 # --- idempotency ------------------------------------------------------------------------------------------------
@@ -187,7 +186,7 @@ async def test_a_body_over_the_limit_is_payload_too_large_and_submits_nothing(in
         streamed = await http.post("/v1/jobs", content=chunked(), headers=json_type)
     assert_problem(announced, 413, "payload_too_large")
     assert_problem(streamed, 413, "payload_too_large")
-    assert (await infra.jobs.js.stream_info(subjects.EVENTS_STREAM)).state.messages == 0
+    assert (await infra.js.stream_info(subjects.EVENTS_STREAM)).state.messages == 0
 
 
 async def test_a_body_that_is_not_json_is_an_unsupported_media_type(infra: Infra) -> None:
@@ -208,7 +207,7 @@ async def test_an_invalid_body_is_a_bad_request_naming_the_field(infra: Infra) -
 
 
 async def test_a_tenant_over_its_request_rate_gets_429_while_another_tenant_does_not(infra: Infra) -> None:
-    async with infra.serve(limiter=RateLimiter(rate_per_s=0.5, burst=3)) as http:
+    async with infra.serve(request_rate_per_s=0.5, request_burst=3) as http:
         allowed = [await http.get("/v1/whoami", headers=auth("acme")) for _ in range(3)]
         limited = await http.get("/v1/whoami", headers=auth("acme"))
         others = [await http.get("/v1/whoami", headers=auth("globex")) for _ in range(3)]
@@ -222,11 +221,11 @@ async def test_a_tenant_over_its_request_rate_gets_429_while_another_tenant_does
 
 
 async def test_rate_limited_requests_are_refused_before_their_body_is_read(infra: Infra) -> None:
-    async with infra.serve(limiter=RateLimiter(rate_per_s=0.01, burst=1)) as http:
+    async with infra.serve(request_rate_per_s=0.01, request_burst=1) as http:
         assert (await http.get("/v1/whoami", headers=auth())).status_code == 200
         refused = await http.post("/v1/jobs", json=SPEC_BODY, headers=auth())
     assert_problem(refused, 429, "rate_limited")
-    assert (await infra.jobs.js.stream_info(subjects.EVENTS_STREAM)).state.messages == 0
+    assert (await infra.js.stream_info(subjects.EVENTS_STREAM)).state.messages == 0
 
 
 UI = "https://ui.example.com"

@@ -3,7 +3,11 @@ whole log reach the object store (a local directory, or S3 through moto's server
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +18,7 @@ import httpx
 import pytest
 from integration.cluster import Cluster
 from moto.server import ThreadedMotoServer
-from support import wait_until
+from support import W0, wait_until
 
 from xrunner.cli import embedded
 
@@ -38,7 +42,7 @@ def start(cluster: Cluster, *, artifacts_service: bool = False, **worker: object
     if artifacts_service:
         cluster.start("artifacts", "artifacts", wait=False)
     settings = {"sandbox": "none", "workspace_dir": cluster.logs / "workspaces", **worker}
-    cluster.start("worker", "worker", wait=False, worker_id="w0", **settings)
+    cluster.start("worker", "worker", wait=False, worker_id=W0, **settings)
     for name in list(cluster.procs):
         cluster.wait_ready(name)
 
@@ -97,6 +101,33 @@ async def _indexed(database_url: str, job_id: str, n: int) -> list[asyncpg.Recor
     finally:
         await conn.close()
     return rows if len(rows) >= n else None
+
+
+async def test_the_artifact_index_rebuilt_from_the_log_equals_the_live_one_and_a_damaged_one_does_not(
+    cluster: Cluster,
+) -> None:
+    start(cluster, artifacts_service=True, artifact_dir=cluster.logs / "store")
+    async with cluster.client("acme") as client:
+        job = await run(client, WRITE_BOTH)
+    await wait_until(lambda: _indexed(cluster.database_url, job["id"], 3), timeout=15, what="the index")
+    same = await rebuild(cluster, "artifacts")
+    assert same.returncode == 0 and "rebuild equals the live projection" in same.stdout, same.stdout + same.stderr
+    conn = await asyncpg.connect(cluster.database_url)
+    try:
+        await conn.execute("DELETE FROM artifacts.artifacts WHERE name = 'out/a.txt'")
+    finally:
+        await conn.close()
+    damaged = await rebuild(cluster, "artifacts")
+    assert damaged.returncode == 1, damaged.stdout + damaged.stderr
+    assert "artifacts: 2 live vs 3 rebuilt rows" in damaged.stdout
+
+
+async def rebuild(cluster: Cluster, service: str) -> subprocess.CompletedProcess[str]:
+    """`xrunner projections rebuild SERVICE` against the cluster's NATS and database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XR_")}
+    env |= {"XR_NATS_URL": cluster.nats_url, "XR_DATABASE_URL": cluster.database_url}
+    command = [sys.executable, "-m", "xrunner.cli", "projections", "rebuild", service, "--data-dir", str(cluster.logs)]
+    return await asyncio.to_thread(subprocess.run, command, env=env, capture_output=True, text=True, timeout=120)
 
 
 async def test_the_whole_log_is_stored_as_logs_txt_when_the_job_ends(cluster: Cluster) -> None:

@@ -23,9 +23,9 @@ from support import wait_until, with_marker
 from xrunner.contracts import events as ev
 from xrunner.contracts.spec import DockerWorkload, JobSpec, Resources
 from xrunner.worker.sandbox import Launch, SandboxError
-from xrunner.worker.sandbox.docker import DockerSandbox, open_docker
-from xrunner.worker.sandbox.engine import DockerRun
-from xrunner.worker.sandbox.warm import parse_warm_images
+from xrunner.worker.sandbox.docker.engine import DockerRun
+from xrunner.worker.sandbox.docker.sandbox import DockerSandbox, open_docker
+from xrunner.worker.sandbox.docker.warm import parse_warm_images
 from xrunner.worker.settings import WorkerSettings
 
 IMAGE = "xrunner/busybox:test"

@@ -18,7 +18,8 @@ from support import wait_until
 
 from xrunner.contracts import subjects
 from xrunner.servicekit import streams
-from xrunner.worker.sandbox.process import STDIN_BACKLOG, ProcessRun, ProcessSandbox
+from xrunner.worker.sandbox import STDIN_BACKLOG
+from xrunner.worker.sandbox.process.sandbox import ProcessRun, ProcessSandbox
 
 TENANT = "acme"
 

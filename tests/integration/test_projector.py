@@ -1,19 +1,21 @@
-"""Projections against real NATS and Postgres: idempotent under redelivery, and a rebuild equals the live fold."""
+"""Projections against real NATS and Postgres: idempotent, resumed from the committed position after a failure or a
+reset, past undecodable events, and a rebuild equals the live fold."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from importlib.resources import files
 
 import asyncpg
 import pytest
 from nats.js import JetStreamContext
+from prometheus_client import REGISTRY
 from support import wait_until
 
 from xrunner.contracts import subjects
-from xrunner.contracts.events import JobDispatched, JobQueued, JobStarted, JobSubmitted, JobSucceeded
+from xrunner.contracts.events import Event, JobDispatched, JobQueued, JobStarted, JobSubmitted, JobSucceeded
 from xrunner.contracts.spec import JobSpec, ProcessWorkload
 from xrunner.gateway.readmodel import JobsProjection
 from xrunner.servicekit import db, streams
@@ -71,7 +73,7 @@ async def table(pool: asyncpg.Pool, schema: str) -> list[tuple[object, ...]]:
 async def test_the_live_projector_folds_jobs_to_their_final_state(own_js: JetStreamContext, pool: asyncpg.Pool) -> None:
     store = EventStore(own_js)
     jobs = [await run_job(store, "acme") for _ in range(5)]
-    task = asyncio.create_task(Projector(own_js, pool, JobsProjection(), consumer="gw").run())
+    task = asyncio.create_task(Projector(own_js, pool, JobsProjection()).run())
     try:
         rows = await wait_until(lambda: _succeeded(pool, len(jobs)), what="five succeeded jobs")
         assert sorted(r["id"] for r in rows) == sorted(jobs)
@@ -102,14 +104,14 @@ async def test_folding_a_redelivered_batch_changes_nothing(own_js: JetStreamCont
 async def test_a_restarted_projector_resumes_without_refolding(own_js: JetStreamContext, pool: asyncpg.Pool) -> None:
     store = EventStore(own_js)
     await run_job(store, "acme")
-    first = Projector(own_js, pool, JobsProjection(), consumer="gw")
+    first = Projector(own_js, pool, JobsProjection())
     task = asyncio.create_task(first.run())
     await asyncio.wait_for(first.caught_up.wait(), 10)
     task.cancel()
     before = await table(pool, SCHEMA)
     # The database is reset behind the consumer's back: the projector must rewind to the stored position.
     await pool.execute("TRUNCATE gateway.jobs, gateway.projection_position")
-    second = Projector(own_js, pool, JobsProjection(), consumer="gw")
+    second = Projector(own_js, pool, JobsProjection())
     task = asyncio.create_task(second.run())
     try:
         await wait_until(lambda: _same(pool, before), what="the rebuilt rows")
@@ -127,7 +129,7 @@ async def test_a_rebuild_from_sequence_one_equals_the_live_projection(
     store = EventStore(own_js)
     for tenant in ("acme", "globex", "acme"):
         await run_job(store, tenant)
-    live = Projector(own_js, pool, JobsProjection(), consumer="gw")
+    live = Projector(own_js, pool, JobsProjection())
     task = asyncio.create_task(live.run())
     await wait_until(lambda: _succeeded(pool, 3), what="live fold")
     task.cancel()
@@ -135,3 +137,62 @@ async def test_a_rebuild_from_sequence_one_equals_the_live_projection(
         await db.migrate(conn, "gateway_rebuild", db.migration_files(files("xrunner.gateway") / "sql"))
         assert await rebuild(own_js, conn, JobsProjection(), "gateway_rebuild") == 15
     assert await table(pool, "gateway_rebuild") == await table(pool, SCHEMA)
+
+
+class FailsOnce(JobsProjection):
+    """The gateway's projection, except that its `nth` batch writes half its rows and then loses the database."""
+
+    def __init__(self, nth: int) -> None:
+        self.nth, self.calls = nth, 0
+
+    async def apply(self, conn: asyncpg.Connection, batch: Sequence[tuple[int, Event]]) -> None:
+        self.calls += 1
+        if self.calls == self.nth:
+            await super().apply(conn, batch[: len(batch) // 2])
+            raise ConnectionResetError("the database went away mid-batch")
+        await super().apply(conn, batch)
+
+
+async def test_a_batch_that_fails_mid_stream_is_folded_again_and_nothing_is_lost(
+    own_js: JetStreamContext, pool: asyncpg.Pool
+) -> None:
+    store = EventStore(own_js)
+    jobs = [await run_job(store, "acme") for _ in range(20)]
+    last = (await own_js.stream_info(subjects.EVENTS_STREAM)).state.last_seq
+    projection = FailsOnce(nth=2)
+    task = asyncio.create_task(Projector(own_js, pool, projection, batch=10).run())
+    try:
+        await wait_until(lambda: _at(pool, projection.name, last), what="the position to reach the log's end")
+    finally:
+        task.cancel()
+    rows = await pool.fetch("SELECT id, state FROM gateway.jobs")
+    assert sorted((r["id"], r["state"]) for r in rows) == sorted((job, "succeeded") for job in jobs)
+    assert projection.calls > 10  # the second of ten batches failed once and was folded again
+    async with pool.acquire() as conn:
+        await db.migrate(conn, "gateway_rebuild", db.migration_files(files("xrunner.gateway") / "sql"))
+        await rebuild(own_js, conn, JobsProjection(), "gateway_rebuild")
+    assert await table(pool, "gateway_rebuild") == await table(pool, SCHEMA)
+
+
+async def _at(pool: asyncpg.Pool, name: str, seq: int) -> bool:
+    async with pool.acquire() as conn:
+        return await position(conn, name) >= seq
+
+
+async def test_an_undecodable_event_is_counted_and_passed(own_js: JetStreamContext, pool: asyncpg.Pool) -> None:
+    store = EventStore(own_js)
+    job = await run_job(store, "acme")
+    projection = JobsProjection()
+    before = _dead_letters(projection.name)
+    garbage = await own_js.publish(subjects.job_events("acme", job, "succeeded"), b"{not an event")
+    task = asyncio.create_task(Projector(own_js, pool, projection).run())
+    try:
+        await wait_until(lambda: _at(pool, projection.name, garbage.seq), what="the position past the garbage")
+    finally:
+        task.cancel()
+    assert _dead_letters(projection.name) == before + 1
+    assert await pool.fetchval("SELECT state FROM gateway.jobs WHERE id = $1", job) == "succeeded"
+
+
+def _dead_letters(projection: str) -> float:
+    return REGISTRY.get_sample_value("xrunner_dead_letters_total", {"consumer": projection}) or 0.0

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
 from integration.cluster import SECRET, Cluster
 from prometheus_client.parser import text_string_to_metric_families
-from support import wait_until
+from support import W0, wait_until
 
+from xrunner.cli.edge import Sse, SseParser
 from xrunner.contracts import subjects
 from xrunner.realtime.hub import Hub
 from xrunner.servicekit import streams
@@ -26,33 +25,12 @@ from xrunner.servicekit.tickets import mint_ticket
 EVENT_CLIENTS = 'xrunner_realtime_clients{stream="events"}'
 
 
-@dataclass
-class Sse:
-    id: str | None
-    event: str | None
-    data: str
-
-
 async def sse(response: httpx.Response) -> AsyncIterator[Sse]:
-    """Parse a Server-Sent Events body (comments, i.e. pings, are skipped)."""
-    ident = event = None
-    data: list[str] = []
+    """Parse a Server-Sent Events body with the CLI's parser (comments, i.e. pings, are skipped)."""
+    parser = SseParser()
     async for line in response.aiter_lines():
-        if line == "":
-            if data or event:
-                yield Sse(ident, event, "\n".join(data))
-            ident, event, data = None, None, []
-        elif line.startswith(":"):
-            continue
-        else:
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "id":
-                ident = value
-            elif name == "event":
-                event = value
-            elif name == "data":
-                data.append(value)
+        if (message := parser.feed(line)) is not None:
+            yield message
 
 
 def token(tenant: str, ttl_s: int = 600) -> str:
@@ -63,7 +41,7 @@ def token(tenant: str, ttl_s: int = 600) -> str:
 def stack(cluster: Cluster, **realtime: object) -> None:
     cluster.start("scheduler", "scheduler", wait=False, tick_s=0.1)
     cluster.start("gateway", "gateway", wait=False)
-    cluster.start("worker0", "worker", wait=False, slots=8, worker_id="w0", sandbox="none")
+    cluster.start("worker0", "worker", wait=False, slots=8, worker_id=W0, sandbox="none")
     cluster.start("realtime", "realtime", wait=False, ping_s=1, **realtime)
     for name in list(cluster.procs):
         cluster.wait_ready(name)
@@ -83,15 +61,18 @@ async def submit(cluster: Cluster, tenant: str, cmd: str) -> str:
 
 async def collect(client: httpx.AsyncClient, path: str, until: int, headers: dict[str, str] | None = None,
                   timeout: float = 20) -> list[Sse]:
+    """The stream's first `until` events, or up to its `end`; fails the test when they do not come in time."""
     got: list[Sse] = []
-    with contextlib.suppress(TimeoutError):
+    try:
         async with asyncio.timeout(timeout), client.stream("GET", path, headers=headers or {}) as response:
             assert response.status_code == 200, await response.aread()
             async for message in sse(response):
                 got.append(message)
                 if len(got) >= until or message.event == "end":
-                    break
-    return got
+                    return got
+    except TimeoutError:
+        raise AssertionError(f"{path}: {len(got)} of {until} events after {timeout}s; last: {got[-3:]}") from None
+    raise AssertionError(f"{path} ended after {len(got)} of {until} events without `end`; last: {got[-3:]}")
 
 
 async def tenant_log(cluster: Cluster, tenant: str) -> list[int]:
@@ -109,12 +90,12 @@ async def test_a_client_that_reconnects_with_last_event_id_gets_exactly_the_miss
         await wait_until(lambda: _count(cluster, "acme", 5), what="the first job's five events")
         seen = await collect(client, "/v1/events?since=0", until=3)
         assert [m.event for m in seen] == ["submitted", "queued", "dispatched"]
+        assert all(f'"job_id":"{first}"' in m.data for m in seen), seen
         for _ in range(3):  # while disconnected
             await submit(cluster, "acme", "true")
         everything = await wait_until(lambda: _count(cluster, "acme", 20), what="twenty events")
         rest = await collect(client, "/v1/events", until=len(everything) - 3, headers={"Last-Event-ID": seen[-1].id})
     assert [int(m.id) for m in seen + rest if m.id] == everything
-    assert first
 
 
 async def _count(cluster: Cluster, tenant: str, n: int) -> list[int] | None:
@@ -126,7 +107,8 @@ async def test_a_live_stream_shows_new_jobs_and_never_another_tenants(cluster: C
     stack(cluster)
     async with edge(cluster, "acme") as client:
         listening = asyncio.create_task(collect(client, "/v1/events?type=succeeded", until=2))
-        await asyncio.sleep(0.5)
+        # the stream starts at the events stored after it subscribed: submit only once the edge counts it
+        await wait_until(lambda: _gauge_is(cluster, EVENT_CLIENTS, 1), what="the stream subscribed")
         await submit(cluster, "globex", "true")
         ids = [await submit(cluster, "acme", "true") for _ in range(2)]
         got = await listening

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -16,8 +15,8 @@ from support import wait_until, with_marker
 
 from xrunner.contracts.spec import JobSpec, ProcessWorkload, Resources
 from xrunner.worker.sandbox import Launch
-from xrunner.worker.sandbox.cgroups import ROOT
-from xrunner.worker.sandbox.process import ProcessRun, ProcessSandbox
+from xrunner.worker.sandbox.process.cgroups import ROOT
+from xrunner.worker.sandbox.process.sandbox import ProcessRun, ProcessSandbox
 from xrunner.worker.settings import WorkerSettings
 
 MODES = ["bwrap", "none"]
@@ -214,11 +213,9 @@ async def test_a_polite_signal_reaches_the_job_so_it_can_clean_up(mode: str, wor
 async def test_a_cpu_spinner_is_killed_when_it_has_used_its_cpu_time(mode: str, worker_id: str, tmp_path: Path) -> None:
     box = sandbox(mode, worker_id)
     job = JobSpec(workload=ProcessWorkload(argv=[PYTHON, "-c", "while True: pass"]), timeout_s=1)
-    began = time.monotonic()
     proc = await box.start(Launch("spinner", 1, job, tmp_path))
-    code = await asyncio.wait_for(proc.wait(), 15)
+    code = await asyncio.wait_for(proc.wait(), 60)  # CPU time, not wall time: a loaded machine stretches it
     assert killed(code) in (signal.SIGXCPU, signal.SIGKILL)
-    assert time.monotonic() - began < 10
 
 
 @pytest.mark.parametrize("mode", MODES)

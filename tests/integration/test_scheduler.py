@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import asyncpg
 import httpx
 from integration.cluster import Cluster
-from support import wait_until
+from support import W0, W1, wait_until, worker_id
 
 from xrunner.contracts import codec, subjects
 from xrunner.contracts import events as ev
@@ -92,7 +92,8 @@ def base(cluster: Cluster, workers: int = 1, slots: int = 4, **worker: object) -
     cluster.start("scheduler", "scheduler", wait=False, tick_s=0.1, worker_lease_s=3)
     cluster.start("gateway", "gateway", wait=False)
     for i in range(workers):
-        cluster.start(f"worker{i}", "worker", wait=False, slots=slots, worker_id=f"w{i}", sandbox="none", **worker)
+        cluster.start(f"worker{i}", "worker", wait=False, slots=slots, worker_id=worker_id(f"w{i}"), sandbox="none",
+                      **worker)
     for name in list(cluster.procs):
         cluster.wait_ready(name)
 
@@ -132,9 +133,10 @@ async def test_a_gpu_job_waits_for_a_gpu_worker_and_then_runs_there(cluster: Clu
         explained = await wait_until(lambda: _reason(client, gpu_job), what="an explanation for the gpu job")
         assert explained["reason"] == "no_worker_fits"
         await wait_until(lambda: _in_state(client, gpu_job, "queued"), what="the gpu job queued in the read model")
-        cluster.start("gpu-worker", "worker", pool="gpu", gpu=1, worker_id="g1", sandbox="none")
+        cluster.start("gpu-worker", "worker", pool="gpu", gpu=1, worker_id=worker_id("g1"), sandbox="none")
         done = await wait_until(lambda: all_terminal(client, [gpu_job]), timeout=15, what="the gpu job")
-        assert (done[gpu_job]["state"], done[gpu_job]["pool"], done[gpu_job]["worker_id"]) == ("succeeded", "gpu", "g1")
+        gpu = done[gpu_job]
+        assert (gpu["state"], gpu["pool"], gpu["worker_id"]) == ("succeeded", "gpu", worker_id("g1"))
 
 
 async def _reason(client: httpx.AsyncClient, job_id: str) -> dict[str, object] | None:
@@ -148,15 +150,15 @@ async def test_jobs_of_a_killed_worker_run_again_elsewhere_and_end_once(cluster:
     async with cluster.client("acme") as client:
         ids = await submit_many(client, 6, spec("sleep 5"))  # seen all running at once even on a loaded machine
         await wait_until(lambda: _all_running(client, ids), timeout=15, what="six running jobs")
-        victim = {j["worker_id"] for j in (await states(client, ids)).values()} - {"w1"}
-        assert victim == {"w0"}
+        victim = {j["worker_id"] for j in (await states(client, ids)).values()} - {W1}
+        assert victim == {W0}
         killed_at = time.monotonic()
         cluster.kill("worker0")
         done = await wait_until(lambda: all_terminal(client, ids), timeout=40, what="every job to end")
         recovery = time.monotonic() - killed_at
     assert all(j["state"] == "succeeded" for j in done.values()), done
     rerun = [j for j in done.values() if j["attempt"] == 2]
-    assert len(rerun) == 3 and all(j["worker_id"] == "w1" for j in rerun)
+    assert len(rerun) == 3 and all(j["worker_id"] == W1 for j in rerun)
     history = await log(cluster.nats_url)
     terminal = [e.job_id for _, e in history if isinstance(e, ev.JobSucceeded)]
     assert sorted(terminal) == sorted(ids), "each job reaches exactly one terminal event"
@@ -172,7 +174,7 @@ async def test_a_standby_scheduler_takes_over_and_nothing_is_dispatched_twice(cl
     cluster.start("s1", "scheduler", tick_s=0.1, scheduler_id="s1")
     cluster.start("s2", "scheduler", tick_s=0.1, scheduler_id="s2")
     cluster.start("gateway", "gateway")
-    cluster.start("worker0", "worker", slots=8, worker_id="w0", sandbox="none")
+    cluster.start("worker0", "worker", slots=8, worker_id=W0, sandbox="none")
     async with cluster.client("acme") as client:
         ids = await submit_many(client, 60, spec("sleep 0.2"))
         await wait_until(lambda: _some_done(client, ids, 8), timeout=60, what="some jobs done")
@@ -304,10 +306,10 @@ async def test_a_stopping_worker_hands_its_running_jobs_back_and_they_finish_els
         # The first attempts outlast any slowness of the test machine; the reruns end at once.
         ids = await submit_many(client, 2, spec('[ "$XR_ATTEMPT" = 1 ] && sleep 60; true'))
         await wait_until(lambda: _all_running(client, ids), timeout=15, what="two running jobs")
-        cluster.start("worker1", "worker", slots=2, worker_id="w1", sandbox="none")
+        cluster.start("worker1", "worker", slots=2, worker_id=W1, sandbox="none")
         cluster.kill("worker0", signal.SIGTERM)
         done = await wait_until(lambda: all_terminal(client, ids), timeout=30, what="both jobs, elsewhere")
-    assert all((j["state"], j["attempt"], j["worker_id"]) == ("succeeded", 2, "w1") for j in done.values()), done
+    assert all((j["state"], j["attempt"], j["worker_id"]) == ("succeeded", 2, W1) for j in done.values()), done
     history = await log(cluster.nats_url)
     assert not any(isinstance(e, ev.JobFailed) for _, e in history), "a handed-back attempt is not a failure"
     assert sum(isinstance(e, ev.JobLost) for _, e in history) == 2

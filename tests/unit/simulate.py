@@ -1,5 +1,6 @@
-"""A small discrete-time model of the scheduler for unit tests: it appends the events that the gateway, the
-scheduler and the workers would append, and folds them into a `SchedulerState` the way the service does.
+"""A small discrete-time model of the scheduler for unit tests: it appends the events that the gateway and the
+workers would append, asks the scheduler's real `reconcile` for its decisions and appends those, and folds
+everything into a `SchedulerState` the way the service does.
 
 The scheduler applies its own appends at once and the projector folds the whole log again later, in order (so the
 scheduler's own events reach the state twice); the gateway's and the workers' events reach it only through the
@@ -21,11 +22,12 @@ from xrunner.contracts import codec
 from xrunner.contracts import events as ev
 from xrunner.contracts.api import JobView
 from xrunner.contracts.messages import WorkerHeartbeat
-from xrunner.contracts.policy import Admitted, admit
 from xrunner.contracts.spec import JobSpec, ProcessWorkload, Resources, RetryPolicy
 from xrunner.contracts.stats import TenantLimits
-from xrunner.scheduler import fairness
+from xrunner.scheduler import fairness, reconcile
 from xrunner.scheduler.placement import Pool
+from xrunner.scheduler.reconcile import Admit, Append, Intent, Round
+from xrunner.scheduler.settings import SchedulerSettings
 from xrunner.scheduler.state import Key, SchedulerState
 
 T0 = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
@@ -197,69 +199,65 @@ class Sim:
         pool: str | None = None,
         job: JobSpec | None = None,
     ) -> Key:
-        """Submit a job and queue it (admission accepts)."""
+        """Submit a job that admission accepts."""
         key = self.submitted(tenant, job or spec(cpu, memory, gpu, pool, priority))
-        self.queue(key)
+        assert self.admit(key), f"admission rejected {key}"
         return key
 
     def submit_many(self, tenant: str, count: int, **hints: Any) -> list[Key]:
         return [self.submit(tenant, **hints) for _ in range(count)]
 
-    # --- scheduler -----------------------------------------------------------------------------------------------
+    # --- scheduler: its decisions come from the real reconcile ---------------------------------------------------
 
-    def queue(self, key: Key) -> int:
-        view = self.state.jobs[key]
-        fields = {"pool": view.spec.resources.pool or "", "position": 1}
-        return self.append(ev.JobQueued(**self._common(*key), **fields), by_scheduler=True)
+    def reconcile(self, inputs: Round, heartbeats: Iterable[WorkerHeartbeat] = ()) -> list[Intent]:
+        settings = SchedulerSettings(max_queued_total=self.max_queued_total)
+        return reconcile.reconcile(self.state, heartbeats, self.now, settings, inputs, self._event_id)
+
+    def carry_out(self, intents: Iterable[Intent]) -> list[Intent]:
+        """Append the intents' events as the scheduler does (it applies its own appends at once)."""
+        done = list(intents)
+        for intent in done:
+            assert isinstance(intent, Append), intent
+            assert self.state.jobs[intent.key].version == intent.expect, "the scheduler decided on a stale view"
+            self.append(intent.event, by_scheduler=True)
+        return done
+
+    def decide(self, key: Key, inputs: Round, heartbeats: Iterable[WorkerHeartbeat] = ()) -> Intent:
+        """The scheduler's one decision for `key` in a round, carried out."""
+        (intent,) = [i for i in self.reconcile(inputs, heartbeats) if i.key == key]
+        self.carry_out([intent])
+        return intent
 
     def admit(self, key: Key) -> bool:
-        """Admission as the scheduler runs it: `job.queued` or `job.rejected`. True when admitted."""
-        view = self.state.jobs[key]
-        counts: dict[str, int] = {}
-        for v in self.state.jobs.values():
-            if v.state == "queued":
-                counts[v.tenant] = counts.get(v.tenant, 0) + 1
-        rec = self.state.tenant(view.tenant)
-        decision = admit(
-            rec.limits, counts.get(view.tenant, 0), sum(counts.values()), self.max_queued_total, rec.bucket, self.now
-        )
-        if isinstance(decision, Admitted):
-            self.queue(key)
-            return True
-        fields = {"cause": decision.cause, "scope": decision.scope, "retry_after_s": decision.retry_after_s}
-        self.append(ev.JobRejected(**self._common(*key), **fields), by_scheduler=True)
-        return False
+        """Admission: `job.queued` or `job.rejected`. True when admitted."""
+        return isinstance(self.decide(key, Round(dirty=[key])), Admit)
 
     def plan(self, pools: Mapping[str, Pool]) -> fairness.Plan:
         return fairness.plan(self.state, pools, self.now)
 
     def dispatch(self, picks: Iterable[fairness.Pick]) -> list[Key]:
         """Append `job.dispatched` for each pick, as the scheduler does (attempt + 1)."""
-        keys = []
-        for pick in picks:
-            view = self.state.jobs[pick.key]
-            fields = {"pool": pick.pool, "retries_used": view.retries_used}
-            self.append(ev.JobDispatched(**self._common(*pick.key, view.attempt + 1), **fields), by_scheduler=True)
-            keys.append(pick.key)
-        return keys
+        return [i.key for i in self.carry_out(reconcile.dispatches(self.state, picks, self.now, self._event_id))]
 
     def cancel(self, key: Key) -> None:
         """A cancel request for a job that has not started, and the scheduler's `job.cancelled`."""
         view = self.state.jobs[key]
         self.append(ev.JobCancelRequested(**self._common(*key, view.attempt)))
         self.project()
-        self.append(
-            ev.JobCancelled(**self._common(*key, view.attempt), detail="cancelled while queued"), by_scheduler=True
-        )
+        self.decide(key, Round(dirty=[key]))
 
     def lose(self, key: Key) -> None:
-        view = self.state.jobs[key]
-        self.append(ev.JobLost(**self._common(*key, view.attempt), worker_id=view.worker_id or ""), by_scheduler=True)
+        """The job's worker stops heartbeating: the next sweep gives its attempt up."""
+        self.decide(key, Round(sweep=True, settled=True), heartbeats=())
 
-    def retry_at(self, key: Key, not_before: datetime) -> None:
-        view = self.state.jobs[key]
-        fields = {"not_before": not_before, "reason": "backoff"}
-        self.append(ev.JobRetryScheduled(**self._common(*key, view.attempt), **fields), by_scheduler=True)
+    def schedule_retry(self, key: Key) -> datetime:
+        """The scheduler schedules the failed attempt's retry; returns when it may start."""
+        intent = self.decide(key, Round(dirty=[key]))
+        assert isinstance(intent.event, ev.JobRetryScheduled), intent
+        return intent.event.not_before
+
+    def _event_id(self) -> str:
+        return f"e{next(self._events)}"
 
     # --- workers -------------------------------------------------------------------------------------------------
 
@@ -341,7 +339,7 @@ def _end_some(sim: Sim, rng: random.Random) -> None:
         key, roll = (view.tenant, view.id), rng.random()
         if view.state == "queued":
             if view.reason == "backoff" and view.not_before is None:
-                sim.retry_at(key, sim.now + timedelta(seconds=rng.choice((1.0, 60.0))))
+                sim.schedule_retry(key)
             elif roll < 0.03:
                 sim.cancel(key)
         elif roll < 0.3:

@@ -166,6 +166,24 @@ def test_every_event_subject_lies_under_the_events_stream_and_its_history(path: 
         assert subject.rsplit(".", 1)[0] == subjects.job_history(event.tenant, event.job_id).rsplit(".", 1)[0]
 
 
+JOB_EVENTS = [e for e in (codec.decode_event(p.read_bytes()) for p in GOLDEN_FILES) if isinstance(e, ev.JobEvent)]
+
+
+@pytest.mark.parametrize("event", JOB_EVENTS, ids=lambda e: ev.tag_of(type(e)))
+def test_a_job_event_subject_parses_back_into_the_parts_it_was_built_from(event: ev.JobEvent) -> None:
+    parsed = subjects.parse_job_event(subjects.event_subject(event))
+    assert parsed == (event.tenant, event.job_id, ev.type_token(type(event)))
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["xr.evt.tenant.acme.configured", "xr.evt.job.acme.j1", "xr.evt.job.acme.j1.queued.x", "xr.log.acme.j1", ""],
+)
+def test_a_subject_that_is_not_a_job_event_does_not_parse_as_one(subject: str) -> None:
+    with pytest.raises(ValueError, match="not a job event subject"):
+        subjects.parse_job_event(subject)
+
+
 def test_an_event_without_a_subject_is_refused() -> None:
     class Orphan(ev.Event, tag="orphan.made.v1"):
         pass

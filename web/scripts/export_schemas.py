@@ -20,12 +20,13 @@ CONTRACTS_FILE = "contracts.schema.json"
 
 
 def openapi_document() -> dict[str, Any]:
-    from xrunner.gateway.app import create_http_app
+    from xrunner.gateway.app import Infra, create_app
+    from xrunner.gateway.settings import GatewaySettings
     from xrunner.servicekit.auth import JwtVerifier
 
-    # Only the route and type declarations matter for the document: jobs, ready check and limits are dummies.
-    app = create_http_app(None, JwtVerifier("x" * 32, issuer="a", audience="b"), None, 1000)  # type: ignore[arg-type]
-    return app.openapi_schema.to_schema()
+    # Only the route and type declarations matter for the document: the connections and ready check are dummies.
+    infra = Infra(None, None, None, JwtVerifier("x" * 32, issuer="a", audience="b"), None)  # type: ignore[arg-type]
+    return create_app(GatewaySettings(), infra).openapi_schema.to_schema()
 
 
 def contracts_schema() -> dict[str, Any]:

@@ -12,14 +12,13 @@ import sys
 import termios
 import tty
 from collections.abc import Iterator
-from typing import Annotated
 from urllib.parse import urlsplit
 
 import typer
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from xrunner.cli.session import DEFAULT_DATA, DataDir, api_errors, app, connection, gateway
+from xrunner.cli.session import DEFAULT_DATA, DataDir, RealtimeUrl, api_errors, app, connection, gateway, realtime_url
 
 DETACH = b"\x1d"  # Ctrl-]: leaves a tty job running
 
@@ -27,24 +26,17 @@ DETACH = b"\x1d"  # Ctrl-]: leaves a tty job running
 @app.command()
 def attach(
     job_id: str,
-    realtime_url: Annotated[str | None, typer.Option(envvar="XR_REALTIME_URL",
-                                                     help="The realtime edge (default: the API's port + 1).")] = None,
+    realtime: RealtimeUrl = None,
     data_dir: DataDir = DEFAULT_DATA,
 ) -> None:
     """Attach this terminal to an interactive job. A tty job gets raw keys (Ctrl-C included; Ctrl-] detaches);
     otherwise lines are sent as typed and Ctrl-D ends the job's stdin."""
-    api, token = connection(data_dir)
+    _, token = connection(data_dir)
     with api_errors():
         raw = sys.stdin.isatty() and gateway(data_dir).get(job_id).spec.workload.tty
-    base = urlsplit(realtime_url or _next_port(api))
+    base = urlsplit(realtime_url(data_dir, realtime))
     url = f"{'wss' if base.scheme == 'https' else 'ws'}://{base.netloc}/v1/jobs/{job_id}/attach"
     raise typer.Exit(asyncio.run(_attach(url, token, raw)))
-
-
-def _next_port(api: str) -> str:
-    """`xrunner up` puts the realtime edge on the gateway's port + 1."""
-    parts = urlsplit(api)
-    return f"{parts.scheme}://{parts.hostname}:{(parts.port or 80) + 1}"
 
 
 async def _attach(url: str, token: str, raw: bool) -> int:

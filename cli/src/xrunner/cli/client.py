@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
@@ -19,7 +18,6 @@ from xrunner.contracts.api import (
     JobView,
     Problem,
 )
-from xrunner.contracts.lifecycle import is_terminal
 from xrunner.contracts.spec import JobSpec
 from xrunner.contracts.stats import DryRun, Explain, StatsView, TenantLimits
 
@@ -34,6 +32,15 @@ class ApiError(Exception):
         super().__init__(
             f"{status} {problem.code}: {problem.detail or problem.title}" if problem else f"{status} {text}"
         )
+
+
+def problem_error(status: int, body: bytes) -> ApiError:
+    """The error of an answer with `status`: its problem document when the body is one."""
+    try:
+        problem: Problem | None = codec.decode(body, Problem)
+    except msgspec.MsgspecError:
+        problem = None
+    return ApiError(status, problem, body.decode(errors="replace"))
 
 
 class Client:
@@ -52,11 +59,7 @@ class Client:
 
     def _check(self, response: httpx.Response) -> httpx.Response:
         if response.status_code >= 400:
-            try:
-                problem: Problem | None = codec.decode(response.content, Problem)
-            except msgspec.MsgspecError:
-                problem = None
-            raise ApiError(response.status_code, problem, response.text)
+            raise problem_error(response.status_code, response.content)
         return response
 
     def submit(self, spec: JobSpec, idempotency_key: str | None = None) -> JobAccepted:
@@ -105,12 +108,3 @@ class Client:
     def set_tenant(self, tenant: str, limits: ConfigureTenant) -> TenantLimits:
         response = self._send("PUT", f"/v1/tenants/{tenant}", content=codec.encode(limits), headers=_JSON)
         return codec.decode(response.content, TenantLimits)
-
-    def wait(self, job_id: str, timeout: float, interval: float = 0.05) -> JobView:
-        """Poll until the job reaches a terminal state."""
-        deadline = time.monotonic() + timeout
-        while True:
-            view = self.get(job_id)
-            if is_terminal(view.state) or time.monotonic() > deadline:
-                return view
-            time.sleep(interval)

@@ -14,10 +14,23 @@ import typer
 from xrunner.cli import (
     attach,  # noqa: F401  (its command registers on the app)
     embedded,
+    projections,  # noqa: F401  (its commands register on the app)
     views,  # noqa: F401  (its commands register on the app)
 )
 from xrunner.cli.client import ApiError
-from xrunner.cli.session import DEFAULT_DATA, DataDir, api_errors, app, connection, dev_token, env_file, gateway
+from xrunner.cli.edge import Sse, follow
+from xrunner.cli.session import (
+    DEFAULT_DATA,
+    DataDir,
+    RealtimeUrl,
+    api_errors,
+    app,
+    connection,
+    dev_token,
+    edge,
+    env_file,
+    gateway,
+)
 from xrunner.cli.stack import Stack, StackOptions
 from xrunner.contracts import codec
 from xrunner.contracts.spec import JobSpec, ProcessWorkload, Resources
@@ -58,7 +71,8 @@ def up(
         stack.wait_ready()
         token = dev_token(stack.secret())
         env_file(data_dir).write_text(
-            f"XR_API_URL={stack.api_url}\nXR_TOKEN={token}\nXR_NATS_URL={nats}\nXR_DATABASE_URL={database}\n"
+            f"XR_API_URL={stack.api_url}\nXR_REALTIME_URL={stack.realtime_url}\nXR_TOKEN={token}\n"
+            f"XR_NATS_URL={nats}\nXR_DATABASE_URL={database}\n"
         )
         _banner(stack, token)
         while True:
@@ -81,6 +95,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def _banner(stack: Stack, token: str) -> None:
     typer.echo(f"""xrunner is up (data in {stack.opts.data_dir}, logs in {stack.opts.data_dir}/logs)
   API      {stack.api_url}        (OpenAPI at {stack.api_url}/schema)
+  realtime {stack.realtime_url}        (SSE: /v1/events, /v1/jobs/ID/logs/stream)
   token    {token}
   try      curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
              -d '{{"workload": {{"kind": "process", "argv": ["echo", "hi"]}}}}' {stack.api_url}/v1/jobs
@@ -103,13 +118,14 @@ def token(
 @app.command(context_settings={"allow_interspersed_args": False})
 def submit(
     argv: Annotated[list[str], typer.Argument(help="The command and its arguments (after --).")],
-    wait: Annotated[bool, typer.Option(help="Wait for the job to end, print its output, exit with its code.")] = False,
+    wait: Annotated[bool, typer.Option(help="Print its output as it runs, exit with its code.")] = False,
     timeout: Annotated[float, typer.Option(help="Job execution timeout in seconds.")] = 3600.0,
     pool: Annotated[str | None, typer.Option(help="Run in this worker pool.")] = None,
     env: Annotated[list[str], typer.Option("--env", "-e", help="KEY=VALUE, repeatable.")] = [],  # noqa: B006
     idempotency_key: Annotated[str | None, typer.Option(help="Submitting the same key twice makes one job.")] = None,
     interactive: Annotated[bool, typer.Option(help="Keep its stdin open for `xrunner attach`.")] = False,
     tty: Annotated[bool, typer.Option(help="Give it a terminal (implies --interactive).")] = False,
+    realtime: RealtimeUrl = None,
     data_dir: DataDir = DEFAULT_DATA,
 ) -> None:
     """Submit a command as a job: `xrunner submit --wait -- echo hi`."""
@@ -123,8 +139,7 @@ def submit(
         job = client.submit(spec, idempotency_key).job
         typer.echo(f"{job.id} {job.state}", err=wait)
         if wait:
-            view = client.wait(job.id, timeout + 600)
-            sys.stdout.write(client.logs(job.id).text)
+            view = follow(client, edge(data_dir, realtime), job.id, _show)
             typer.echo(f"{view.id} {view.state} exit={view.exit_code}", err=True)
             raise typer.Exit(0 if view.state == "succeeded" else (view.exit_code or 1))
     except ApiError as exc:
@@ -142,21 +157,24 @@ def get(job_id: str, data_dir: DataDir = DEFAULT_DATA) -> None:
 @app.command()
 def logs(
     job_id: str,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
+    keep_following: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
+    realtime: RealtimeUrl = None,
     data_dir: DataDir = DEFAULT_DATA,
 ) -> None:
-    """Print a job's output."""
+    """Print a job's output; with -f, as it is written (pushed by the realtime edge) until the job ends."""
     client = gateway(data_dir)
-    offset = 0
     with api_errors():
-        while True:
-            log = client.logs(job_id, offset)
-            sys.stdout.write(log.text)
-            sys.stdout.flush()
-            offset = log.next_offset
-            if log.complete or not follow:
-                return
-            time.sleep(0.2)
+        if keep_following:
+            follow(client, edge(data_dir, realtime), job_id, _show)
+        else:
+            sys.stdout.write(client.logs(job_id).text)
+
+
+def _show(message: Sse) -> None:
+    """Output the job wrote to stderr goes to ours; the rest to stdout."""
+    out = sys.stderr if message.event == "stderr" else sys.stdout
+    out.write(message.data)
+    out.flush()
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""`xrunner projections rebuild SERVICE`: refold the log into a scratch schema and compare it with the live one.
+"""`xrunner projections list|rebuild`: the projections a stack keeps, and a check that each is a pure fold of the
+log (refold it into a scratch schema and compare with the live one).
 
 Each service owns its projection code, so the CLI runs the service's own `rebuild` command (`python -m
 xrunner.<service> rebuild`) against the stack's NATS and Postgres (from the environment or `.xrunner/env`)."""
@@ -8,31 +9,39 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from xrunner.cli.session import DEFAULT_DATA, DataDir, app, saved_env
+
 projections_app = typer.Typer(help="Rebuild projections from the log and check them.", no_args_is_help=True)
-REBUILDABLE = ("scheduler", "gateway")
+app.add_typer(projections_app, name="projections")
+
+# service → what its projection holds; each service has `python -m xrunner.<service> rebuild`
+REBUILDABLE = {
+    "gateway": "gateway.jobs: the jobs as the API shows them",
+    "scheduler": "scheduler.jobs and scheduler.tenants: what admission and placement decide on",
+    "artifacts": "artifacts.index: the stored artifacts and their expiry",
+}
 
 
-def _saved(data_dir: Path) -> dict[str, str]:
-    env_file = data_dir / "env"
-    if not env_file.exists():
-        return {}
-    return dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+@projections_app.command("list")
+def list_projections() -> None:
+    """The projections `rebuild` can refold and check, by service."""
+    for service, holds in REBUILDABLE.items():
+        typer.echo(f"{service:<10} {holds}")
 
 
 @projections_app.command("rebuild")
 def rebuild(
-    service: Annotated[str, typer.Argument(help="scheduler or gateway")],
-    data_dir: Annotated[Path, typer.Option("--data-dir", envvar="XR_DATA_DIR")] = Path(".xrunner"),
+    service: Annotated[str, typer.Argument(help=" | ".join(REBUILDABLE))],
+    data_dir: DataDir = DEFAULT_DATA,
 ) -> None:
     """Refold the whole log into `<schema>_rebuild` and report whether it equals the live projection."""
     if service not in REBUILDABLE:
         raise typer.BadParameter(f"one of {', '.join(REBUILDABLE)}")
-    saved = _saved(data_dir)
+    saved = saved_env(data_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith("XR_")}
     for name in ("XR_NATS_URL", "XR_DATABASE_URL"):
         value = os.environ.get(name) or saved.get(name)

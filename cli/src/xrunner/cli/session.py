@@ -1,4 +1,5 @@
-"""What every `xrunner` command shares: the Typer app, where the gateway is, and how API errors are shown."""
+"""What every `xrunner` command shares: the Typer app, where the gateway and the realtime edge are, and how API
+errors are shown."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 
 from xrunner.cli.client import ApiError, Client
-from xrunner.cli.projections import projections_app
+from xrunner.cli.edge import Edge
 from xrunner.servicekit.auth import SCOPES, mint
 
 app = typer.Typer(
@@ -24,25 +26,34 @@ app = typer.Typer(
 
 tenants_app = typer.Typer(help="Tenants' shares and limits (needs an admin token).", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
-app.add_typer(projections_app, name="projections")
 
 DataDir = Annotated[
     Path, typer.Option("--data-dir", envvar="XR_DATA_DIR", help="Where the embedded stack keeps state.")
 ]
 DEFAULT_DATA = Path(".xrunner")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the gateway's JSON answer as is.")]
+RealtimeUrl = Annotated[str | None, typer.Option(
+    "--realtime-url", envvar="XR_REALTIME_URL",
+    help="The realtime edge (default: what `xrunner up` wrote, else the API's port + 1).")]
 
 
 def env_file(data_dir: Path) -> Path:
     return data_dir / "env"
 
 
+def saved_env(data_dir: Path) -> dict[str, str]:
+    """The settings `xrunner up` wrote into the data dir (none when it never ran there)."""
+    saved_file = env_file(data_dir)
+    if not saved_file.exists():
+        return {}
+    return dict(line.split("=", 1) for line in saved_file.read_text().splitlines() if "=" in line)
+
+
 def connection(data_dir: Path) -> tuple[str, str]:
     """API URL and token: XR_API_URL / XR_TOKEN, else what `xrunner up` wrote into the data dir."""
     url, token = os.environ.get("XR_API_URL"), os.environ.get("XR_TOKEN")
-    saved_file = env_file(data_dir)
-    if (url is None or token is None) and saved_file.exists():
-        saved = dict(line.split("=", 1) for line in saved_file.read_text().splitlines() if "=" in line)
+    if url is None or token is None:
+        saved = saved_env(data_dir)
         url, token = url or saved.get("XR_API_URL"), token or saved.get("XR_TOKEN")
     if not url or not token:
         raise typer.BadParameter("set XR_API_URL and XR_TOKEN, or run `xrunner up` in this directory first")
@@ -51,6 +62,23 @@ def connection(data_dir: Path) -> tuple[str, str]:
 
 def gateway(data_dir: Path) -> Client:
     return Client(*connection(data_dir))
+
+
+def realtime_url(data_dir: Path, given: str | None) -> str:
+    """The realtime edge: `given` (--realtime-url / XR_REALTIME_URL), else the one `xrunner up` wrote beside the
+    API in use, else the API's port + 1 (where `xrunner up` puts it)."""
+    api, _ = connection(data_dir)
+    saved = saved_env(data_dir)
+    if given:
+        return given
+    if saved.get("XR_API_URL") == api and saved.get("XR_REALTIME_URL"):
+        return saved["XR_REALTIME_URL"]
+    parts = urlsplit(api)
+    return f"{parts.scheme}://{parts.hostname}:{(parts.port or 80) + 1}"
+
+
+def edge(data_dir: Path, given: str | None) -> Edge:
+    return Edge(realtime_url(data_dir, given), connection(data_dir)[1])
 
 
 @contextmanager

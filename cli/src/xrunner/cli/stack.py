@@ -43,6 +43,10 @@ class Stack:
     def api_url(self) -> str:
         return f"http://{self.opts.host}:{self.opts.port}"
 
+    @property
+    def realtime_url(self) -> str:
+        return f"http://{self.opts.host}:{self.port_of('realtime')}"
+
     def port_of(self, service: str) -> int:
         return self.opts.port + SERVICES.index(service)
 

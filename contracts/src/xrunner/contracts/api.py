@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from xrunner.contracts.spec import JobSpec
+from xrunner.contracts.spec import NO_NUL, JobSpec
 
 JobState = Literal[
     "submitted",
@@ -100,7 +100,7 @@ class ConfigureTenant(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class CancelJob(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """`POST /v1/jobs/{id}/cancel`."""
 
-    reason: Annotated[str, msgspec.Meta(max_length=1024)] = ""
+    reason: Annotated[str, msgspec.Meta(max_length=1024, pattern=NO_NUL)] = ""
 
 
 class HistoryEntry(msgspec.Struct, kw_only=True):

@@ -1,4 +1,4 @@
-"""Pure policies shared by services: admission against quotas and rates, and the retry policy.
+"""Pure policies shared by services: the token bucket, admission against quotas and rates, and the retry policy.
 
 No clock and no randomness inside: callers pass `now` and a jitter fraction, so replaying the same events gives the
 same decisions.
@@ -19,7 +19,8 @@ RATE_BURST_S = 2.0  # a tenant may submit this many seconds' worth of its rate a
 
 @dataclass(frozen=True, slots=True)
 class Bucket:
-    """A token bucket for a tenant's submit rate; `tokens` as of `at`."""
+    """A token bucket (a tenant's submit rate, or its request rate at the edge); `tokens` as of `at`, and full when
+    `at` is None."""
 
     tokens: float
     at: datetime | None
@@ -38,12 +39,22 @@ class Rejected:
     detail: str
 
 
-def refill(bucket: Bucket, rate: float, now: datetime) -> Bucket:
-    capacity = max(1.0, rate * RATE_BURST_S)
+def refill(bucket: Bucket, rate: float, now: datetime, capacity: float | None = None) -> Bucket:
+    """`bucket` topped up at `rate` tokens/s until `now`, up to `capacity` (by default RATE_BURST_S seconds' worth)."""
+    capacity = max(1.0, rate * RATE_BURST_S) if capacity is None else capacity
     if bucket.at is None:
         return Bucket(capacity, now)
     elapsed = max(0.0, (now - bucket.at).total_seconds())
     return Bucket(min(capacity, bucket.tokens + elapsed * rate), now)
+
+
+def take(bucket: Bucket, rate: float, now: datetime, capacity: float | None = None) -> tuple[Bucket, float]:
+    """Refill `bucket` until `now` and take one token: the bucket after and 0.0, or the refilled bucket (nothing
+    taken) and the seconds until a token is there."""
+    full = refill(bucket, rate, now, capacity)
+    if full.tokens >= 1.0:
+        return Bucket(full.tokens - 1.0, now), 0.0
+    return full, (1.0 - full.tokens) / rate
 
 
 def admit(
@@ -66,12 +77,11 @@ def admit(
         over = tenant_queued - limits.max_queued + 1
         return Rejected("tenant_queue_full", "tenant", _clamp(over / drain),
                         f"{tenant_queued} of your jobs are queued; your limit is {limits.max_queued}")
-    bucket = refill(bucket, limits.submit_rate_per_s, now)
-    if bucket.tokens < 1.0:
-        wait = (1.0 - bucket.tokens) / limits.submit_rate_per_s
+    bucket, wait = take(bucket, limits.submit_rate_per_s, now)
+    if wait > 0:
         return Rejected("rate_limited", "tenant", _clamp(wait),
                         f"your submit rate limit is {limits.submit_rate_per_s:g}/s")
-    return Admitted(Bucket(bucket.tokens - 1.0, now))
+    return Admitted(bucket)
 
 
 def _clamp(seconds: float) -> float:

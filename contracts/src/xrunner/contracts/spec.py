@@ -9,15 +9,18 @@ import msgspec
 # Tokens that end up inside NATS subjects must not contain '.', '*', '>' or whitespace.
 Token = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 LabelKey = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$")]
-LabelValue = Annotated[str, msgspec.Meta(max_length=256)]
-Arg = Annotated[str, msgspec.Meta(max_length=65_536)]
+# Postgres text and jsonb cannot store U+0000 and execve cannot pass it, so no free-form string of a spec holds one:
+# a spec that is accepted can be stored by every projection and run by every sandbox.
+NO_NUL = r"^[^\x00]*$"
+LabelValue = Annotated[str, msgspec.Meta(max_length=256, pattern=NO_NUL)]
+Arg = Annotated[str, msgspec.Meta(max_length=65_536, pattern=NO_NUL)]
 EnvName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,255}$")]
-EnvValue = Annotated[str, msgspec.Meta(max_length=65_536)]
+EnvValue = Annotated[str, msgspec.Meta(max_length=65_536, pattern=NO_NUL)]
 Argv = Annotated[list[Arg], msgspec.Meta(min_length=1, max_length=4096)]
 Env = Annotated[dict[EnvName, EnvValue], msgspec.Meta(max_length=1024)]
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=7 * 24 * 3600)]
 ExitCode = Annotated[int, msgspec.Meta(ge=0, le=255)]
-Glob = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+Glob = Annotated[str, msgspec.Meta(min_length=1, max_length=1024, pattern=NO_NUL)]
 
 
 class Spec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -29,8 +32,9 @@ class ProcessWorkload(Spec, tag="process", tag_field="kind", frozen=True):
 
     argv: Argv
     env: Env = msgspec.field(default_factory=dict)
-    cwd: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
-    stdin: Annotated[str, msgspec.Meta(max_length=1_048_576)] | None = None
+    cwd: Annotated[str, msgspec.Meta(max_length=4096, pattern=NO_NUL)] | None = None
+    # Text only, without NUL (binary input goes by reference); `limits.too_large` caps it lower at the edge.
+    stdin: Annotated[str, msgspec.Meta(max_length=1_048_576, pattern=NO_NUL)] | None = None
     network: bool = False
     interactive: bool = False  # stdin stays open and is fed from core NATS `xr.stdin.<job_id>` (attach)
     tty: bool = False  # a pseudo-terminal for stdin/stdout/stderr (implies interactive)
@@ -39,7 +43,7 @@ class ProcessWorkload(Spec, tag="process", tag_field="kind", frozen=True):
 class DockerWorkload(Spec, tag="docker", tag_field="kind", frozen=True):
     """A container run by the worker's docker sandbox."""
 
-    image: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+    image: Annotated[str, msgspec.Meta(min_length=1, max_length=512, pattern=NO_NUL)]
     argv: Annotated[list[Arg], msgspec.Meta(max_length=4096)] = msgspec.field(default_factory=list)
     env: Env = msgspec.field(default_factory=dict)
     interactive: bool = False
@@ -100,7 +104,7 @@ class JobSpec(Spec, frozen=True):
     priority: Annotated[int, msgspec.Meta(ge=-1000, le=1000)] = 0
     labels: Annotated[dict[LabelKey, LabelValue], msgspec.Meta(max_length=64)] = msgspec.field(default_factory=dict)
     artifacts: ArtifactSpec = msgspec.field(default_factory=ArtifactSpec)
-    name: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    name: Annotated[str, msgspec.Meta(max_length=256, pattern=NO_NUL)] | None = None
 
 
 Sandbox = Literal["process", "docker", "none"]

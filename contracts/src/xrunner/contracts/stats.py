@@ -8,6 +8,8 @@ from typing import Literal
 
 import msgspec
 
+from xrunner.contracts.events import TenantConfigured
+
 WaitReason = Literal[
     "tenant_at_max_inflight", "pool_full", "no_worker_fits", "backoff", "rate_limited", "next_round", "not_queued"
 ]
@@ -26,6 +28,17 @@ class TenantLimits(msgspec.Struct, frozen=True, kw_only=True):
     max_queued: int = 10_000
     submit_rate_per_s: float = 100.0
     configured: bool = False
+
+    @classmethod
+    def from_event(cls, event: TenantConfigured) -> TenantLimits:
+        """The limits a `tenant.configured` event sets."""
+        return cls(
+            weight=event.weight,
+            max_inflight=event.max_inflight,
+            max_queued=event.max_queued,
+            submit_rate_per_s=event.submit_rate_per_s,
+            configured=True,
+        )
 
 
 class QueuedJob(msgspec.Struct, frozen=True, kw_only=True):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from xrunner.contracts.events import Event, JobEvent, TenantConfigured, WorkerStarted, WorkerStopped, type_token
 
 EVENTS_STREAM = "XR_EVENTS"
@@ -21,6 +23,23 @@ LOGS_ALL = "xr.log.>"
 def job_events(tenant: str = "*", job_id: str = "*", token: str = "*") -> str:
     """`xr.evt.job.<tenant>.<job_id>.<type>`; wildcards by default."""
     return f"xr.evt.job.{tenant}.{job_id}.{token}"
+
+
+class JobEventSubject(NamedTuple):
+    """The parts of a job event's subject."""
+
+    tenant: str
+    job_id: str
+    token: str  # the event type's token: `submitted`, `queued`, ...
+
+
+def parse_job_event(subject: str) -> JobEventSubject:
+    """The inverse of `job_events`: the tenant, job id and type token of `xr.evt.job.<tenant>.<job_id>.<type>`;
+    ValueError for any other subject."""
+    parts = subject.split(".")
+    if len(parts) != 6 or parts[:3] != ["xr", "evt", "job"]:
+        raise ValueError(f"not a job event subject: {subject!r}")
+    return JobEventSubject(parts[3], parts[4], parts[5])
 
 
 def job_history(tenant: str, job_id: str) -> str:

@@ -112,7 +112,10 @@ class JwtVerifier:
             raise AuthError(f"the {self.tenant_claim!r} claim is not a valid tenant id (a-z, 0-9, _ and -)")
         raw_scopes = claims.get("scope", "")
         scopes = raw_scopes.split() if isinstance(raw_scopes, str) else list(raw_scopes)
-        return Principal(subject=str(claims["sub"]), tenant=tenant, scopes=frozenset(scopes))
+        subject = str(claims["sub"])
+        if "\x00" in subject:  # it is written into events, which every projection must be able to store
+            raise AuthError("the 'sub' claim contains a NUL character")
+        return Principal(subject=subject, tenant=tenant, scopes=frozenset(scopes))
 
 
 def _pinned(algorithms: Sequence[str], *, symmetric: bool) -> list[str]:

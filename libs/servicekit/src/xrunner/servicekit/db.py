@@ -29,9 +29,13 @@ async def create_pool(url: str, schema: str, *, min_size: int = 1, max_size: int
     return pool
 
 
+_MIGRATION = re.compile(r"^[0-9]+_\w+\.sql$")
+
+
 def migration_files(folder: Traversable) -> list[tuple[str, str]]:
-    """(version, sql) for every `NNN_name.sql` in `folder`, in order."""
-    files = sorted((f.name, f) for f in folder.iterdir() if f.name.endswith(".sql"))
+    """(version, sql) for every `NNN_name.sql` in `folder`, in order; other files (named queries) are not
+    migrations."""
+    files = sorted((f.name, f) for f in folder.iterdir() if _MIGRATION.match(f.name))
     return [(name.removesuffix(".sql"), f.read_text()) for name, f in files]
 
 

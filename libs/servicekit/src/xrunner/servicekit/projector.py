@@ -1,7 +1,10 @@
 """Folds events from the log into Postgres: the fold and the tracking position commit in one transaction.
 
-A durable pull consumer delivers batches; events at or below the stored position (redeliveries, replays) are
-skipped, so a projection is idempotent. `rebuild` folds the whole log from sequence 1 into any schema.
+The committed position is the projection's only cursor. The projector reads it, follows the log from position + 1
+with an ephemeral consumer that needs no acks, and after any failure (a batch that did not commit, a gap in what
+the consumer delivered, a lost connection) drops that consumer and starts again from the position it reads back.
+Events at or below the position are skipped, so a projection is idempotent. `rebuild` folds the whole log from
+sequence 1 into any schema.
 """
 
 from __future__ import annotations
@@ -13,32 +16,25 @@ from typing import Protocol
 
 import asyncpg
 import msgspec
-import nats.errors
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import FetchTimeoutError, NotFoundError
+from nats.js.errors import FetchTimeoutError
 from prometheus_client import Counter
 
 from xrunner.contracts import codec, subjects
 from xrunner.contracts.events import Event
+from xrunner.servicekit.consumer import DEAD_LETTERS
 from xrunner.servicekit.db import check_schema
 from xrunner.servicekit.eventstore import read_raw
 
-DEAD_LETTERS = Counter("xrunner_dead_letters_total", "Messages terminated as undecodable", ["consumer"])
 FOLDED = Counter("xrunner_projection_events_total", "Events folded into a projection", ["projection"])
+RESTARTS = Counter("xrunner_projection_restarts_total", "Times a projection re-read its position", ["projection"])
+
+MAX_BACKOFF_S = 5.0
 
 log = structlog.get_logger()
-
-TRANSIENT = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
-
-TRACKING_DDL = """
-CREATE TABLE IF NOT EXISTS projection_position (
-  projection text PRIMARY KEY,
-  position   bigint NOT NULL
-);
-"""
 
 
 class Projection(Protocol):
@@ -53,6 +49,10 @@ class Projection(Protocol):
     async def apply(self, conn: asyncpg.Connection, batch: Sequence[tuple[int, Event]]) -> None: ...
 
 
+class Gap(Exception):
+    """The consumer skipped a delivery (its sequence jumped): what follows must not be folded."""
+
+
 async def position(conn: asyncpg.Connection, name: str, *, lock: bool = False) -> int:
     row = await conn.fetchrow(
         "SELECT position FROM projection_position WHERE projection = $1" + (" FOR UPDATE" if lock else ""), name
@@ -60,25 +60,40 @@ async def position(conn: asyncpg.Connection, name: str, *, lock: bool = False) -
     return int(row["position"]) if row else 0
 
 
-async def fold_batch(conn: asyncpg.Connection, projection: Projection, batch: Sequence[tuple[int, Event]]) -> int:
-    """Fold the events newer than the stored position and advance it, in the caller's transaction."""
+async def fold_batch(
+    conn: asyncpg.Connection, projection: Projection, batch: Sequence[tuple[int, Event]], *, through: int = 0
+) -> int:
+    """Fold the events newer than the stored position and advance it to the last of them (or to `through`, the
+    last sequence read, when that is later: undecodable events are passed), in the caller's transaction."""
     current = await position(conn, projection.name, lock=True)
     fresh = [(seq, event) for seq, event in batch if seq > current]
-    if not fresh:
+    end = max(fresh[-1][0] if fresh else 0, through)
+    if end <= current:
         return 0
-    await projection.apply(conn, fresh)
+    if fresh:
+        await projection.apply(conn, fresh)
     await conn.execute(
         "INSERT INTO projection_position (projection, position) VALUES ($1, $2)"
         " ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
         projection.name,
-        fresh[-1][0],
+        end,
     )
     FOLDED.labels(projection.name).inc(len(fresh))
     return len(fresh)
 
 
+def decode(projection: str, seq: int, data: bytes) -> tuple[int, Event] | None:
+    """The event at `seq`, or None (counted) when it cannot be decoded: a projection passes it and goes on."""
+    try:
+        return seq, codec.decode_event(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        DEAD_LETTERS.labels(projection).inc()
+        log.error("undecodable event skipped", projection=projection, seq=seq, error=str(exc))
+        return None
+
+
 class Projector:
-    """Runs one projection against a durable consumer until stopped."""
+    """Runs one projection until stopped, from its committed position."""
 
     def __init__(
         self,
@@ -86,87 +101,88 @@ class Projector:
         pool: asyncpg.Pool,
         projection: Projection,
         *,
-        consumer: str,
         batch: int = 256,
         on_commit: asyncio.Event | None = None,
     ) -> None:
         self.js, self.pool, self.projection = js, pool, projection
-        self.consumer, self.batch, self.on_commit = consumer, batch, on_commit
+        self.batch, self.on_commit = batch, on_commit
         self.caught_up = asyncio.Event()
+        self.committed = False  # whether this pass over the log committed a batch (resets the backoff)
 
     async def run(self) -> None:
-        sub = await self._subscribe()
+        failures = 0
         while True:
+            self.committed = False
             try:
-                msgs = await sub.fetch(self.batch, timeout=1.0)
-            except (TimeoutError, FetchTimeoutError):
-                self.caught_up.set()
-                continue
-            if not msgs:
-                continue
-            try:
-                await self._handle(msgs)
-            except TRANSIENT as exc:
-                # Transient (a connection cut mid-query too): nak the batch so that it comes back before anything
-                # newer, not after ack_wait when newer events may have moved the position past it; the position
-                # check dedupes it.
-                log.warning("projection batch failed, will retry", projection=self.projection.name, error=str(exc))
-                for msg in msgs:
-                    with contextlib.suppress(nats.errors.Error, TimeoutError):
-                        await msg.nak()
-                await asyncio.sleep(1.0)
-                continue
-            if msgs[-1].metadata.num_pending == 0:
-                self.caught_up.set()
+                await self._follow()
+            except Exception as exc:
+                RESTARTS.labels(self.projection.name).inc()
+                failures = 1 if self.committed else failures + 1
+                log.warning("projection restarts from its position", projection=self.projection.name,
+                            error=repr(exc), exc_info=failures > 3)
+                await asyncio.sleep(min(MAX_BACKOFF_S, 0.05 * 2**failures))
 
-    async def _subscribe(self) -> JetStreamContext.PullSubscription:
-        """Bind the durable cursor, (re)creating it when it is missing or ahead of the stored position (the
-        database was restored or rebuilt): Postgres, not the consumer, is the source of truth."""
+    async def _follow(self) -> None:
+        """Fold from the committed position + 1 until something fails (it raises)."""
         async with self.pool.acquire() as conn:
             start = await position(conn, self.projection.name)
+        sub = await self.js.pull_subscribe_bind(await self._ephemeral(start + 1), stream=subjects.EVENTS_STREAM)
+        delivered = 0
         try:
-            info = await self.js.consumer_info(subjects.EVENTS_STREAM, self.consumer)
-            ahead = info.ack_floor is not None and (info.ack_floor.stream_seq or 0) > start
-            filters = info.config.filter_subjects or (
-                [info.config.filter_subject] if info.config.filter_subject else []
-            )
-            if ahead or sorted(filters) != sorted(self.projection.filter_subjects):
-                log.warning(
-                    "consumer does not match the projection; recreating", consumer=self.consumer, position=start
-                )
-                await self.js.delete_consumer(subjects.EVENTS_STREAM, self.consumer)
-                raise NotFoundError
-        except NotFoundError:
-            await self.js.add_consumer(
-                subjects.EVENTS_STREAM,
-                ConsumerConfig(
-                    durable_name=self.consumer,
-                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                    opt_start_seq=start + 1,
-                    ack_policy=AckPolicy.EXPLICIT,
-                    ack_wait=30.0,
-                    max_deliver=20,
-                    max_ack_pending=20_000,
-                    filter_subjects=list(self.projection.filter_subjects),
-                ),
-            )
-        return await self.js.pull_subscribe_bind(durable=self.consumer, stream=subjects.EVENTS_STREAM)
+            while True:
+                try:
+                    msgs = await sub.fetch(self.batch, timeout=1.0)
+                except (TimeoutError, FetchTimeoutError):
+                    self.caught_up.set()
+                    continue
+                if not msgs:  # a status reply instead of messages
+                    continue
+                delivered = self._in_order(msgs, delivered)
+                await self._fold(msgs)
+                if msgs[-1].metadata.num_pending == 0:
+                    self.caught_up.set()
+        finally:
+            await self._drop(sub)
 
-    async def _handle(self, msgs: list[Msg]) -> None:
-        batch: list[tuple[int, Event]] = []
-        good: list[Msg] = []
+    async def _ephemeral(self, start: int) -> str:
+        """An in-memory consumer without acks from `start`; the server removes it if this process goes away."""
+        info = await self.js.add_consumer(
+            subjects.EVENTS_STREAM,
+            ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=start,
+                ack_policy=AckPolicy.NONE,
+                filter_subjects=list(self.projection.filter_subjects),
+                inactive_threshold=30.0,
+                mem_storage=True,
+                num_replicas=1,
+            ),
+        )
+        assert info.name is not None
+        return info.name
+
+    async def _drop(self, sub: JetStreamContext.PullSubscription) -> None:
+        with contextlib.suppress(Exception):
+            info = await sub.consumer_info()
+            await sub.unsubscribe()
+            await self.js.delete_consumer(subjects.EVENTS_STREAM, info.name)
+
+    @staticmethod
+    def _in_order(msgs: list[Msg], delivered: int) -> int:
+        """Without acks nothing is redelivered, so a lost fetch response is a gap: each delivery must be the
+        consumer's next one. Returns the last delivery's number."""
         for msg in msgs:
-            try:
-                batch.append((msg.metadata.sequence.stream, codec.decode_event(msg.data)))
-                good.append(msg)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                DEAD_LETTERS.labels(self.consumer).inc()
-                log.error("undecodable event terminated", consumer=self.consumer, subject=msg.subject)
-                await msg.term()
+            if msg.metadata.sequence.consumer != delivered + 1:
+                raise Gap(f"delivery {msg.metadata.sequence.consumer} after {delivered}")
+            delivered += 1
+        return delivered
+
+    async def _fold(self, msgs: list[Msg]) -> None:
+        name = self.projection.name
+        batch = [item for msg in msgs if (item := decode(name, msg.metadata.sequence.stream, msg.data))]
         async with self.pool.acquire() as conn, conn.transaction():
-            folded = await fold_batch(conn, self.projection, batch)
-        for msg in good:
-            await msg.ack()
+            folded = await fold_batch(conn, self.projection, batch, through=msgs[-1].metadata.sequence.stream)
+        self.committed = True
         if folded and self.on_commit is not None:
             self.on_commit.set()
 
@@ -180,7 +196,8 @@ async def rebuild(js: JetStreamContext, conn: asyncpg.Connection, projection: Pr
         await conn.execute(f"SET LOCAL search_path TO {schema}, public")
         for subject in projection.filter_subjects:
             async for seq, data in read_raw(js, subjects.EVENTS_STREAM, subject):
-                batch.append((seq, codec.decode_event(data)))
+                if (item := decode(projection.name, seq, data)) is not None:
+                    batch.append(item)
         batch.sort(key=lambda item: item[0])
         for start in range(0, len(batch), 1000):
             folded += await fold_batch(conn, projection, batch[start : start + 1000])

@@ -1,17 +1,21 @@
 """Rebuilds a service's projection from sequence 1 into a scratch schema and compares it with the live one:
-the check that a projection is a pure fold of the log."""
+the check that a projection is a pure fold of the log, and the `rebuild` command every service with a projection
+offers (`python -m xrunner.<service> rebuild`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.resources import files
 from importlib.resources.abc import Traversable
+from typing import Any, Protocol, runtime_checkable
 
 import asyncpg
 from nats.js import JetStreamContext
 
 from xrunner.servicekit import db
 from xrunner.servicekit.projector import Projection, rebuild
+from xrunner.servicekit.runtime import Command, Runtime
 
 
 @dataclass(frozen=True)
@@ -59,3 +63,30 @@ async def rebuild_and_compare(
                                + (f"; first difference at row {first}: {live_rows[first]} != {built_rows[first]}"
                                   if first is not None else ""))
     return Comparison(folded, counts, differences)
+
+
+@runtime_checkable
+class WithSchema(Protocol):
+    """Settings of a service that keeps its projection in a Postgres schema."""
+
+    @property
+    def schema(self) -> str: ...
+
+
+def rebuild_command(package: str, projection: Callable[[Any], Projection],
+                    tables: Sequence[tuple[str, str]]) -> Command:
+    """The `rebuild` command of the service in `package` (its migrations in `<package>/sql`): refold the whole log
+    with `projection(settings)` into `<schema>_rebuild`, print the comparison of `tables`; exit 0 when equal."""
+
+    async def command(runtime: Runtime) -> int:
+        settings = runtime.settings
+        assert isinstance(settings, WithSchema), f"{runtime.service} keeps no projection"
+        migrations = files(package) / "sql"
+        js = await runtime.connect_nats()
+        pool = await runtime.connect_postgres(settings.schema, migrations)
+        async with pool.acquire() as conn:
+            result = await rebuild_and_compare(js, conn, projection(settings), settings.schema, migrations, tables)
+        print(result.report())
+        return 0 if result.equal else 1
+
+    return command

@@ -1,8 +1,8 @@
-"""`python -m xrunner.artifacts`: run the artifact service with settings from XR_* environment variables."""
+"""`python -m xrunner.artifacts [rebuild]`: run the artifact service, or rebuild its index from the log and compare."""
 
-from xrunner.artifacts.app import start
+from xrunner.artifacts.app import rebuild, start
 from xrunner.artifacts.settings import ArtifactsSettings
 from xrunner.servicekit.runtime import main
 
 if __name__ == "__main__":
-    main("artifacts", ArtifactsSettings, start)
+    main("artifacts", ArtifactsSettings, start, {"rebuild": rebuild})

@@ -1,4 +1,4 @@
-"""Wires the artifact service: connections, the index projector, and its HTTP endpoints."""
+"""Wires the artifact service: connections, the index projector, its HTTP endpoints, and the index's rebuild."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from xrunner.artifacts.index import ArtifactIndex
 from xrunner.artifacts.settings import ArtifactsSettings
 from xrunner.servicekit.http import HttpServer, health_app
 from xrunner.servicekit.projector import Projector
+from xrunner.servicekit.replay import rebuild_command
 from xrunner.servicekit.runtime import Runtime
 
 
@@ -17,7 +18,10 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     assert isinstance(settings, ArtifactsSettings)
     js = await runtime.connect_nats()
     pool = await runtime.connect_postgres(settings.schema, files("xrunner.artifacts") / "sql")
-    runtime.spawn(Projector(js, pool, ArtifactIndex(), consumer="artifacts_index").run(), "projector")
+    runtime.spawn(Projector(js, pool, ArtifactIndex()).run(), "projector")
     server = HttpServer(health_app(runtime.ready, settings.metrics_token), settings.http_host, settings.http_port)
     runtime.http_port = await server.start()
     return server.stop
+
+
+rebuild = rebuild_command("xrunner.artifacts", lambda _: ArtifactIndex(), [("artifacts", "id")])

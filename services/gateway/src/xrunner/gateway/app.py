@@ -1,63 +1,74 @@
-"""Wires the gateway: connections, the read model's projector, and the HTTP app."""
+"""Wires the gateway: `create_app(settings, infra)` builds the HTTP app for production and tests alike, `start()`
+connects it and runs the read model's projector, `rebuild()` refolds the read model."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from importlib.resources import files
 
+import asyncpg
 from litestar import Litestar
 from litestar.config.app import AppConfig
 from litestar.config.cors import CORSConfig
-from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
+from nats.aio.client import Client
+from nats.js import JetStreamContext
 
-from xrunner.gateway import problems
-from xrunner.gateway.collection import CollectionRoutes
-from xrunner.gateway.insight import InsightRoutes
+from xrunner.gateway import dependencies, problems
+from xrunner.gateway.bodies import JsonRequest
+from xrunner.gateway.guards import authorize
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.ratelimit import RateLimiter, edge_checks
-from xrunner.gateway.readmodel import JobsProjection
-from xrunner.gateway.routes import JobRoutes
+from xrunner.gateway.readmodel import JobsProjection, JobsTable
+from xrunner.gateway.routes import HANDLERS
 from xrunner.gateway.settings import GatewaySettings
-from xrunner.gateway.streamtickets import stream_ticket
-from xrunner.gateway.tenants import TenantRoutes
 from xrunner.servicekit.auth import JwtVerifier, verifier_from
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.http import HttpServer, ReadyCheck, health_handlers
 from xrunner.servicekit.projector import Projector
-from xrunner.servicekit.replay import rebuild_and_compare
+from xrunner.servicekit.replay import rebuild_command
 from xrunner.servicekit.runtime import Runtime
 
+MIGRATIONS = files("xrunner.gateway") / "sql"
 
-def create_http_app(
-    jobs: Jobs,
-    verifier: JwtVerifier,
-    ready: ReadyCheck,
-    max_body_bytes: int,
-    *,
-    limiter: RateLimiter | None = None,
-    cors_origins: Sequence[str] = (),
-    ticket_secret: str = "",
-    metrics_token: str = "",
-) -> Litestar:
-    """The gateway's HTTP app; without `limiter` requests are not rate limited, without `cors_origins` no CORS."""
-    cors = CORSConfig(
-        allow_origins=list(cors_origins),
+
+@dataclass(frozen=True)
+class Infra:
+    """What the gateway is connected to: `start()` takes it from the service's runtime, tests from their own NATS
+    and database. The verifier holds the identity provider's keys (or fetches them)."""
+
+    nc: Client
+    js: JetStreamContext
+    pool: asyncpg.Pool
+    verifier: JwtVerifier
+    ready: ReadyCheck
+
+
+def create_app(settings: GatewaySettings, infra: Infra) -> Litestar:
+    """The gateway's HTTP app: routes, one guard, the dependencies handlers ask for, and problem+json errors."""
+    jobs = Jobs(EventStore(infra.js), infra.js, infra.nc, JobsTable(infra.pool), settings.decision_wait_s)
+    return Litestar(
+        route_handlers=[*HANDLERS, *health_handlers(infra.ready, settings.metrics_token)],
+        guards=[authorize(infra.verifier)],
+        dependencies=dependencies.provide(jobs, infra.js, settings.ticket_secret or settings.jwt_secret),
+        exception_handlers=problems.HANDLERS,
+        openapi_config=OpenAPIConfig(title="xrunner", version="1.0.0", path="/schema"),
+        request_max_body_size=settings.max_body_bytes,
+        request_class=JsonRequest,
+        before_request=edge_checks(RateLimiter(settings.request_rate_per_s, settings.request_burst)),
+        cors_config=_cors(settings.cors_origins) if settings.cors_origins else None,
+        plugins=[problems.DocumentProblems()],
+        on_app_init=[_no_debug],
+    )
+
+
+def _cors(origins: list[str]) -> CORSConfig:
+    return CORSConfig(
+        allow_origins=list(origins),
         allow_methods=["GET", "POST", "PUT", "DELETE"],
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
         expose_headers=["Location", "Retry-After", "X-Next-Offset", "X-Log-Complete"],
-    )
-    return Litestar(
-        route_handlers=[CollectionRoutes, JobRoutes, InsightRoutes, TenantRoutes, stream_ticket,
-                        *health_handlers(ready, metrics_token)],
-        state=State({"jobs": jobs, "verifier": verifier, "ticket_secret": ticket_secret}),
-        exception_handlers=problems.HANDLERS,
-        openapi_config=OpenAPIConfig(title="xrunner", version="1.0.0", path="/schema"),
-        request_max_body_size=max_body_bytes,
-        before_request=edge_checks(limiter),
-        cors_config=cors if cors_origins else None,
-        plugins=[problems.DocumentProblems()],
-        on_app_init=[_no_debug],
     )
 
 
@@ -66,41 +77,21 @@ def _no_debug(config: AppConfig) -> AppConfig:
     return config
 
 
+def read_model_projector(js: JetStreamContext, pool: asyncpg.Pool) -> Projector:
+    """The projector that keeps the `jobs` read model folded."""
+    return Projector(js, pool, JobsProjection())
+
+
 async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     settings = runtime.settings
     assert isinstance(settings, GatewaySettings)
     js = await runtime.connect_nats()
-    pool = await runtime.connect_postgres(settings.schema, files("xrunner.gateway") / "sql")
-    projector = Projector(js, pool, JobsProjection(), consumer="gateway_jobs")
-    runtime.spawn(projector.run(), "projector")
-    jobs = Jobs(EventStore(js), js, runtime.nc, pool, settings.decision_wait_s)
-    verifier = verifier_from(settings, settings.tenant_claim)
-    server = HttpServer(
-        create_http_app(
-            jobs,
-            verifier,
-            runtime.ready,
-            settings.max_body_bytes,
-            limiter=RateLimiter(settings.request_rate_per_s, settings.request_burst),
-            cors_origins=settings.cors_origins,
-            ticket_secret=settings.ticket_secret or settings.jwt_secret,
-            metrics_token=settings.metrics_token,
-        ),
-        settings.http_host,
-        settings.http_port,
-    )
+    pool = await runtime.connect_postgres(settings.schema, MIGRATIONS)
+    runtime.spawn(read_model_projector(js, pool).run(), "projector")
+    infra = Infra(runtime.nc, js, pool, verifier_from(settings, settings.tenant_claim), runtime.ready)
+    server = HttpServer(create_app(settings, infra), settings.http_host, settings.http_port)
     runtime.http_port = await server.start()
     return server.stop
 
 
-async def rebuild(runtime: Runtime) -> int:
-    """Refold the whole log into `gateway_rebuild` and compare it with the live read model; 0 when equal."""
-    settings = runtime.settings
-    assert isinstance(settings, GatewaySettings)
-    js = await runtime.connect_nats()
-    pool = await runtime.connect_postgres(settings.schema, files("xrunner.gateway") / "sql")
-    async with pool.acquire() as conn:
-        result = await rebuild_and_compare(js, conn, JobsProjection(), settings.schema,
-                                           files("xrunner.gateway") / "sql", [("jobs", "tenant, id")])
-    print(result.report())
-    return 0 if result.equal else 1
+rebuild = rebuild_command("xrunner.gateway", lambda _: JobsProjection(), [("jobs", "tenant, id")])

@@ -10,13 +10,14 @@ from datetime import UTC, datetime
 from nats.aio.msg import Msg
 
 from xrunner.contracts import codec, lifecycle, subjects
-from xrunner.contracts.api import BatchItem, JobView, Problem
+from xrunner.contracts.api import BatchItem, JobView
 from xrunner.contracts.events import Event, JobSubmitted
 from xrunner.contracts.spec import JobSpec
 from xrunner.gateway.jobs import DECIDED, Jobs
 from xrunner.servicekit.auth import Principal
 from xrunner.servicekit.eventstore import Appended
 from xrunner.servicekit.ids import new_id
+from xrunner.servicekit.problems import problem
 
 CONCURRENT_APPENDS = 256
 # Small batches wait briefly for admission like single submits; large ones answer once every spec is durably
@@ -35,7 +36,7 @@ async def submit_batch(jobs: Jobs, who: Principal, specs: list[JobSpec], key: st
     all_decided = asyncio.Event()
 
     async def on_event(msg: Msg) -> None:
-        _, _, _, _, job_id, token = msg.subject.split(".")
+        _, job_id, token = subjects.parse_job_event(msg.subject)
         if job_id in wanted and token in DECIDED and job_id not in decided:
             decided[job_id] = msg.subject
             if len(decided) == len(wanted):
@@ -92,7 +93,6 @@ async def _view(jobs: Jobs, event: JobSubmitted, appended: Appended, decision: s
 def _item(index: int, view: JobView) -> BatchItem:
     if view.state != "rejected":
         return BatchItem(index=index, job=view)
-    problem = Problem(type=f"https://xrunner.dev/problems/{view.reason}", title="Admission refused the job",
-                      status=429, code=view.reason or "rejected", detail=view.id, retry_after_s=view.retry_after_s,
-                      cause=view.reason)
-    return BatchItem(index=index, job=view, problem=problem)
+    refused = problem(429, view.reason or "rejected", "Admission refused the job", detail=view.id,
+                      retry_after_s=view.retry_after_s, cause=view.reason)
+    return BatchItem(index=index, job=view, problem=refused)

@@ -1,4 +1,4 @@
-"""What the gateway does with jobs: append submissions and cancel requests, find jobs, their histories and logs."""
+"""What the gateway does with jobs: append submissions and cancel requests, find jobs and their histories."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-import asyncpg
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -16,16 +15,13 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from xrunner.contracts import codec, lifecycle, subjects
-from xrunner.contracts.api import HistoryEntry, JobLog, JobView
+from xrunner.contracts.api import HistoryEntry, JobView
 from xrunner.contracts.events import Event, JobCancelRequested, JobEvent, JobSubmitted, tag_of
-from xrunner.contracts.messages import LogChunk
 from xrunner.contracts.spec import JobSpec
-from xrunner.gateway import readmodel
+from xrunner.gateway.readmodel import JobsTable
 from xrunner.servicekit.auth import Principal
-from xrunner.servicekit.eventstore import ConflictError, EventStore, read_raw
+from xrunner.servicekit.eventstore import ConflictError, EventStore
 from xrunner.servicekit.ids import new_id
-
-LogPiece = tuple[str, int, bytes]  # stream, byte offset, data
 
 
 def _view(history: list[tuple[int, Event]]) -> JobView:
@@ -43,10 +39,13 @@ CancelOutcome = Literal["requested", "already_requested", "finished"]
 
 @dataclass(frozen=True)
 class Jobs:
+    """The jobs service: the log (`store`, read back through `js`), core NATS for decision hints, and the read
+    model."""
+
     store: EventStore
     js: JetStreamContext
     nc: Client
-    pool: asyncpg.Pool
+    table: JobsTable
     decision_wait_s: float
 
     async def submit(
@@ -70,7 +69,7 @@ class Jobs:
         notified = asyncio.Event()
 
         async def on_event(msg: Msg) -> None:
-            if msg.subject.rsplit(".", 1)[-1] in DECIDED:
+            if subjects.parse_job_event(msg.subject).token in DECIDED:
                 notified.set()
 
         sub = await self.nc.subscribe(subjects.job_events(who.tenant, job_id), cb=on_event)
@@ -117,7 +116,7 @@ class Jobs:
         """The read model's view, or the log's when the read model has not folded the job yet, or still shows it
         `submitted` while the log already holds its end (a `429` reads as rejected right after). Only a final state
         is taken from the log ahead of the read model: reads never go back in time."""
-        view = await readmodel.get_job(self.pool, tenant, job_id)
+        view = await self.table.get(tenant, job_id)
         if view is not None and view.state != "submitted":
             return view
         logged = await self.from_log(tenant, job_id)
@@ -169,29 +168,3 @@ class Jobs:
             )
             for seq, event in await self.store.history(tenant, job_id)
         ]
-
-    async def log_pieces(self, view: JobView, offset: int, limit: int) -> tuple[list[LogPiece], bool]:
-        """The current attempt's output from byte `offset`, at most `limit` bytes, as (stream, offset, bytes)
-        pieces in order; and whether that is the whole rest of it (the job ended and nothing was cut)."""
-        pieces: list[LogPiece] = []
-        taken = 0
-        complete = lifecycle.is_terminal(view.state)
-        async for _, data in read_raw(self.js, subjects.LOGS_STREAM, subjects.job_logs(view.tenant, view.id)):
-            chunk = msgspec.json.decode(data, type=LogChunk)
-            if chunk.attempt != view.attempt or chunk.offset + len(chunk.data) <= offset:
-                continue
-            skip = max(0, offset - chunk.offset)
-            piece = chunk.data[skip:][: max(0, limit - taken)]
-            pieces.append((chunk.stream, chunk.offset + skip, piece))
-            taken += len(piece)
-            if taken >= limit:
-                complete = False
-                break
-        return pieces, complete
-
-    async def log(self, view: JobView, offset: int, limit: int) -> JobLog:
-        """The output of the job's current attempt from byte `offset`, at most `limit` bytes."""
-        pieces, complete = await self.log_pieces(view, offset, limit)
-        raw = b"".join(data for _, _, data in pieces)
-        return JobLog(job_id=view.id, offset=offset, next_offset=offset + len(raw),
-                      text=raw.decode("utf-8", errors="replace"), complete=complete)

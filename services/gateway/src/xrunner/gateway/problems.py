@@ -1,10 +1,10 @@
-"""Turns every error into RFC 9457 problem+json with a stable `code`, in one place."""
+"""Turns every error the gateway raises into problem+json with a stable `code`, and documents that in OpenAPI."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from litestar import MediaType, Request, Response
+from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
@@ -12,10 +12,12 @@ from litestar.plugins import ReceiveRoutePlugin
 from litestar.routes import BaseRoute
 from litestar.types import ExceptionHandlersMap
 
-from xrunner.contracts import codec
 from xrunner.contracts.api import Problem
+from xrunner.contracts.spec import NO_NUL
+from xrunner.gateway.guards import required_scope
+from xrunner.servicekit.problems import PROBLEM_JSON, ProblemError, problem, respond
 
-PROBLEM_JSON = "application/problem+json"
+NO_NUL_MEANS = "without NUL characters (\\u0000 cannot be stored or passed to a process)"
 
 _CODES = {
     400: "invalid_request",
@@ -33,23 +35,6 @@ _CODES = {
 }
 
 
-class ProblemError(Exception):
-    """An expected failure with its HTTP status and stable code."""
-
-    def __init__(
-        self, status: int, code: str, title: str, *, headers: dict[str, str] | None = None, **extra: Any
-    ) -> None:
-        super().__init__(title)
-        self.problem = Problem(
-            type=f"https://xrunner.dev/problems/{code}", title=title, status=status, code=code, **extra
-        )
-        self.headers = headers or {}
-
-
-def respond(problem: Problem, headers: dict[str, str] | None = None) -> Response[bytes]:
-    return Response(codec.encode(problem), status_code=problem.status, media_type=PROBLEM_JSON, headers=headers)
-
-
 def _problem_error(_: Request[Any, Any, Any], exc: ProblemError) -> Response[bytes]:
     return respond(exc.problem, exc.headers)
 
@@ -58,45 +43,20 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
     first = exc.extra[0] if isinstance(exc.extra, list) and exc.extra else {}
     key = first.get("key") if isinstance(first, dict) else None
     message = first.get("message") if isinstance(first, dict) else None
+    message = message.replace(f"matching regex {NO_NUL!r}", NO_NUL_MEANS) if isinstance(message, str) else None
     field = None if not key else ("$" if key == "data" else f"$.{key}")
     detail = f"{message} at {field}" if message and field else (message or exc.detail)
-    return respond(
-        Problem(
-            type="https://xrunner.dev/problems/invalid_request",
-            title="Invalid request",
-            status=400,
-            code="invalid_request",
-            detail=detail,
-            field=field,
-        )
-    )
+    return respond(problem(400, "invalid_request", "Invalid request", detail=detail, field=field))
 
 
 def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
-    status = exc.status_code
-    code = _CODES.get(status, "error")
-    return respond(
-        Problem(
-            type=f"https://xrunner.dev/problems/{code}",
-            title=code.replace("_", " ").capitalize(),
-            status=status,
-            code=code,
-            detail=exc.detail,
-        ),
-        dict(exc.headers or {}),
-    )
+    code = _CODES.get(exc.status_code, "error")
+    title = code.replace("_", " ").capitalize()
+    return respond(problem(exc.status_code, code, title, detail=exc.detail), dict(exc.headers or {}))
 
 
 def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    return respond(
-        Problem(
-            type="https://xrunner.dev/problems/internal",
-            title="Internal error",
-            status=500,
-            code="internal",
-            detail=type(exc).__name__,
-        )
-    )
+    return respond(problem(500, "internal", "Internal error", detail=type(exc).__name__))
 
 
 HANDLERS: ExceptionHandlersMap = {
@@ -105,7 +65,6 @@ HANDLERS: ExceptionHandlersMap = {
     HTTPException: _http,
     Exception: _unexpected,
 }
-MEDIA_TYPE = MediaType.JSON
 
 # The problems any authenticated route can answer, beside its own; documented so clients and schemathesis know them.
 GUARDED_PROBLEMS = (400, 401, 403, 404, 409, 413, 415, 429)
@@ -118,10 +77,10 @@ def _spec(status: int) -> ResponseSpec:
 
 
 class DocumentProblems(ReceiveRoutePlugin):
-    """Declares in OpenAPI that every guarded route answers its errors as problem+json (litestar would otherwise
-    document its own 400 body as application/json)."""
+    """Declares in OpenAPI that every route that needs a scope answers its errors as problem+json (litestar would
+    otherwise document its own 400 body as application/json)."""
 
     def receive_route(self, route: BaseRoute) -> None:
         for handler in getattr(route, "route_handlers", ()):
-            if isinstance(handler, HTTPRouteHandler) and handler.guards:
+            if isinstance(handler, HTTPRouteHandler) and required_scope(handler) is not None:
                 handler.responses = {**{s: _spec(s) for s in GUARDED_PROBLEMS}, **(handler.responses or {})}

@@ -3,40 +3,29 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Request
 
-from xrunner.gateway.problems import ProblemError
+from xrunner.contracts.policy import Bucket, refill, take
 from xrunner.servicekit.auth import Principal
+from xrunner.servicekit.problems import ProblemError
 
 MAX_TRACKED = 10_000  # tenants kept before buckets that have refilled completely are forgotten
 
-
-@dataclass(frozen=True)
-class Bucket:
-    """A tenant's tokens as of monotonic time `at`."""
-
-    tokens: float
-    at: float
+FULL = Bucket(0.0, None)
 
 
-def take(bucket: Bucket | None, now: float, rate_per_s: float, burst: int) -> tuple[Bucket, float]:
-    """Refill `bucket` up to `now` and take one token: the new bucket and 0.0, or the refilled bucket (nothing taken)
-    and the seconds until a token is there."""
-    tokens = float(burst) if bucket is None else min(burst, bucket.tokens + max(0.0, now - bucket.at) * rate_per_s)
-    if tokens >= 1.0:
-        return Bucket(tokens - 1.0, now), 0.0
-    return Bucket(tokens, now), (1.0 - tokens) / rate_per_s
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class RateLimiter:
     """A token bucket per tenant, in this process's memory; a rate of 0 or less turns the limit off."""
 
-    def __init__(self, rate_per_s: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, rate_per_s: float, burst: int, clock: Callable[[], datetime] = _now) -> None:
         self.rate_per_s = rate_per_s
         self.burst = max(1, burst)
         self.clock = clock
@@ -49,12 +38,12 @@ class RateLimiter:
         now = self.clock()
         if len(self.buckets) >= MAX_TRACKED:
             self._forget_full(now)
-        self.buckets[tenant], wait = take(self.buckets.get(tenant), now, self.rate_per_s, self.burst)
+        self.buckets[tenant], wait = take(self.buckets.get(tenant, FULL), self.rate_per_s, now, self.burst)
         return wait
 
-    def _forget_full(self, now: float) -> None:
+    def _forget_full(self, now: datetime) -> None:
         """A bucket that has refilled completely is the same as no bucket."""
-        full = [t for t, b in self.buckets.items() if b.tokens + (now - b.at) * self.rate_per_s >= self.burst]
+        full = [t for t, b in self.buckets.items() if refill(b, self.rate_per_s, now, self.burst).tokens >= self.burst]
         for tenant in full:
             del self.buckets[tenant]
 

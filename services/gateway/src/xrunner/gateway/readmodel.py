@@ -1,23 +1,21 @@
-"""The gateway's job read model: folds job events into one row per job, and answers lookups from it."""
+"""The gateway's `jobs` table: the projection that folds job events into one row per job, and the reads of it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
 from xrunner.contracts import codec, subjects
-from xrunner.contracts.api import JobView
+from xrunner.contracts.api import JobList, JobView
 from xrunner.contracts.events import Event
+from xrunner.gateway.listing import decode_cursor, encode_cursor
 from xrunner.servicekit import jobviews
+from xrunner.servicekit.sql import load_queries
 
-UPSERT = """
-INSERT INTO jobs (tenant, id, state, created_at, updated_at, version, view)
-VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
-ON CONFLICT (tenant, id) DO UPDATE
-  SET state = excluded.state, updated_at = excluded.updated_at, version = excluded.version, view = excluded.view
-  WHERE jobs.version < excluded.version
-"""
+QUERIES = load_queries("xrunner.gateway")
 
 
 class JobsProjection:
@@ -33,9 +31,34 @@ class JobsProjection:
             for v in views.values()
             if v is not None
         ]
-        await conn.executemany(UPSERT, rows)
+        await conn.executemany(QUERIES["upsert_job"], rows)
 
 
-async def get_job(pool: asyncpg.Pool, tenant: str, job_id: str) -> JobView | None:
-    row = await pool.fetchrow("SELECT view::text AS view FROM jobs WHERE tenant = $1 AND id = $2", tenant, job_id)
-    return codec.decode(row["view"].encode(), JobView) if row else None
+@dataclass(frozen=True)
+class JobsTable:
+    """Reads of the read model: one job, or a page of a tenant's jobs."""
+
+    pool: asyncpg.Pool
+
+    async def get(self, tenant: str, job_id: str) -> JobView | None:
+        row = await self.pool.fetchrow(QUERIES["get_job"], tenant, job_id)
+        return _view(row) if row else None
+
+    async def page(self, tenant: str, *, states: list[str], labels: dict[str, str], created_after: datetime | None,
+                   limit: int, cursor: str | None) -> JobList:
+        """Jobs filtered by state (any of), labels (all of) and creation time, newest first, after `cursor`;
+        BadCursor when the cursor is not one this API handed out."""
+        before_at, before_id = decode_cursor(cursor) if cursor is not None else (None, None)
+        if any("\x00" in key + value for key, value in labels.items()):
+            return JobList(jobs=[])  # no stored label holds a NUL (specs refuse it), and jsonb could not take it
+        rows = await self.pool.fetch(QUERIES["list_jobs"], tenant, states or None,
+                                     codec.encode(labels).decode() if labels else None, created_after,
+                                     before_at, limit + 1, before_id)
+        views = [_view(row) for row in rows]
+        more = len(views) > limit
+        views = views[:limit]
+        return JobList(jobs=views, next_cursor=encode_cursor(views[-1]) if more and views else None)
+
+
+def _view(row: asyncpg.Record) -> JobView:
+    return codec.decode(row["view"].encode(), JobView)

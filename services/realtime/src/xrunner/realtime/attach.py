@@ -48,6 +48,7 @@ from xrunner.realtime.routes import JOB_ID, Edge, admit, problem
 from xrunner.realtime.tickets import Session
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.ids import new_id
+from xrunner.servicekit.problems import PROBLEM_JSON
 
 log = structlog.get_logger()
 
@@ -177,7 +178,7 @@ async def _refuse(socket: WebSocket[Any, Any, State], response: Response[bytes])
     if "websocket.http.response" not in (socket.scope.get("extensions") or {}):
         await socket.close(4000 + status, msgspec.json.decode(body, type=Problem).code)
         return
-    headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]
+    headers = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]
     headers += [(name.lower().encode(), value.encode()) for name, value in response.headers.items()]
     await socket.send(WebSocketResponseStartEvent(type="websocket.http.response.start", status=status,
                                                   headers=headers))
@@ -258,7 +259,7 @@ async def _input(socket: WebSocket[Any, Any, State], nc: Client, job_id: str) ->
         if raw is None:
             try:
                 control = _controls.decode(frame.get("text") or "")
-            except msgspec.DecodeError as exc:
+            except (msgspec.DecodeError, RecursionError) as exc:  # an unknown field's value is skipped recursively
                 await socket.send_text(_frames.encode(Error(detail=f"bad control message: {exc}")).decode())
                 continue
             if isinstance(control, Resize):

@@ -73,7 +73,7 @@ class Frame:
 
 def frame(seq: int, subject: str, data: bytes, committed: float = 0.0) -> Frame:
     """The event on `subject` at stream sequence `seq` as an SSE message whose `id:` is the sequence."""
-    _, _, _, _, job_id, token = subject.split(".")
+    _, job_id, token = subjects.parse_job_event(subject)
     lines = b"".join(b"data: %s\r\n" % line for line in data.splitlines() or [b""])
     return Frame(seq, job_id, token, b"id: %d\r\nevent: %s\r\n%s\r\n" % (seq, token.encode(), lines), committed)
 

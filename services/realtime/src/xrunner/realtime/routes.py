@@ -13,11 +13,10 @@ from litestar.params import Parameter
 from litestar.response import ServerSentEventMessage, Stream
 from nats.js import JetStreamContext
 
-from xrunner.contracts import codec
-from xrunner.contracts.api import Problem
 from xrunner.realtime import sse
 from xrunner.realtime.hub import Hub
 from xrunner.realtime.tickets import Authenticator, Session
+from xrunner.servicekit import problems
 from xrunner.servicekit.auth import AuthError
 from xrunner.servicekit.eventstore import EventStore
 
@@ -45,8 +44,7 @@ class Edge:
 
 
 def problem(status: int, code: str, title: str, detail: str = "", **headers: str) -> Response[bytes]:
-    body = Problem(type=f"https://xrunner.dev/problems/{code}", title=title, status=status, code=code, detail=detail)
-    return Response(codec.encode(body), status_code=status, media_type="application/problem+json", headers=headers)
+    return problems.respond(problems.problem(status, code, title, detail=detail), headers)
 
 
 async def admit(edge: Edge, authorization: str | None, ticket: str | None, scope: str,

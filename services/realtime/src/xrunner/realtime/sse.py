@@ -18,6 +18,7 @@ from xrunner.contracts import codec, lifecycle, subjects
 from xrunner.contracts.messages import LogChunk
 from xrunner.realtime.hub import CLIENTS, DELIVERY_LAG, Client, Frame, Hub, frame
 from xrunner.realtime.terminal import SafeText
+from xrunner.servicekit.attemptlog import AttemptLog
 from xrunner.servicekit.eventstore import EventStore, read_entries
 
 
@@ -126,6 +127,7 @@ async def log_pieces(js: JetStreamContext, tenant: str, job_id: str, offset: int
     view = lifecycle.replay(await EventStore(js).history(tenant, job_id))
     if view is None:
         return
+    cursor = AttemptLog(view.attempt, offset)
     queue: asyncio.Queue[Msg] = asyncio.Queue()
     sub = await js.subscribe(subjects.job_logs(tenant, job_id), cb=queue.put, ordered_consumer=True,
                              deliver_policy=DeliverPolicy.ALL, stream=subjects.LOGS_STREAM)
@@ -139,22 +141,17 @@ async def log_pieces(js: JetStreamContext, tenant: str, job_id: str, offset: int
                 msg = await asyncio.wait_for(queue.get(), min(ping_s, left))
             except TimeoutError:
                 if await _ended_without_output(js, tenant, job_id, view.attempt):
-                    yield LogPiece("end", offset)
+                    yield LogPiece("end", cursor.offset)
                     return
                 yield LogPiece("ping")
                 continue
             chunk = codec.decode(msg.data, LogChunk)
-            if chunk.attempt != view.attempt:
-                continue
-            if chunk.eof:
+            if cursor.ends_with(chunk):
                 yield LogPiece("end", chunk.offset)
                 return
-            end = chunk.offset + len(chunk.data)
-            if end <= offset:
-                continue
-            piece = chunk.data[max(0, offset - chunk.offset):]
-            offset = end
-            yield LogPiece("output", end, chunk.stream, piece)
+            output = cursor.take(chunk)
+            if output is not None:
+                yield LogPiece("output", output.end, output.stream, output.data)
     finally:
         await sub.unsubscribe()
 

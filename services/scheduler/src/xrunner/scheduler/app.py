@@ -14,21 +14,21 @@ from nats.js import JetStreamContext
 from prometheus_client import Gauge
 
 from xrunner.contracts.stats import TenantLimits
-from xrunner.scheduler import store
-from xrunner.scheduler.handlers import Scheduler
 from xrunner.scheduler.leader import Lease
+from xrunner.scheduler.loop import Scheduler
 from xrunner.scheduler.projection import SchedulerProjection
 from xrunner.scheduler.settings import SchedulerSettings
 from xrunner.scheduler.state import SchedulerState
+from xrunner.scheduler.store import jobs as store_jobs
+from xrunner.scheduler.store import tenants as store_tenants
 from xrunner.scheduler.workers import Workers
 from xrunner.servicekit.http import HttpServer, health_app
 from xrunner.servicekit.projector import Projector
-from xrunner.servicekit.replay import rebuild_and_compare
+from xrunner.servicekit.replay import rebuild_command
 from xrunner.servicekit.runtime import Runtime
 
 log = structlog.get_logger()
 ACTIVE = Gauge("xrunner_scheduler_active", "1 while this scheduler holds the lease")
-CONSUMER = "scheduler"
 
 
 def defaults(settings: SchedulerSettings) -> TenantLimits:
@@ -55,11 +55,11 @@ async def lead(
     log.info("this scheduler is now active", scheduler_id=scheduler_id)
     state = SchedulerState(defaults(settings))
     async with pool.acquire() as conn:
-        state.load(await store.live_jobs(conn), await store.tenants(conn, state.defaults),
-                   await store.dispatches(conn))
+        state.load(await store_jobs.live(conn), await store_tenants.load(conn, state.defaults),
+                   await store_jobs.dispatches(conn))
     scheduler = Scheduler(js, state, workers, settings, scheduler_id, wake)
     scheduler.dirty.update(state.jobs)
-    projector = Projector(js, pool, SchedulerProjection(state, scheduler), consumer=CONSUMER, on_commit=wake)
+    projector = Projector(js, pool, SchedulerProjection(state, scheduler), on_commit=wake)
     await asyncio.gather(projector.run(), scheduler.run(), lease.hold())
 
 
@@ -84,15 +84,5 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     return stop
 
 
-async def rebuild(runtime: Runtime) -> int:
-    """Refold the whole log into `scheduler_rebuild` and compare it with the live projection; 0 when equal."""
-    settings = runtime.settings
-    assert isinstance(settings, SchedulerSettings)
-    js = await runtime.connect_nats()
-    pool = await runtime.connect_postgres(settings.schema, files("xrunner.scheduler") / "sql")
-    async with pool.acquire() as conn:
-        result = await rebuild_and_compare(js, conn, SchedulerProjection(SchedulerState(defaults(settings))),
-                                           settings.schema, files("xrunner.scheduler") / "sql",
-                                           [("jobs", "tenant, id"), ("tenants", "tenant")])
-    print(result.report())
-    return 0 if result.equal else 1
+rebuild = rebuild_command("xrunner.scheduler", lambda s: SchedulerProjection(SchedulerState(defaults(s))),
+                          [("jobs", "tenant, id"), ("tenants", "tenant")])

@@ -109,13 +109,7 @@ class SchedulerState:
     def _configure(self, seq: int, event: ev.TenantConfigured) -> None:
         rec = self.tenant(event.tenant)
         if seq > rec.config_seq:
-            rec.limits = TenantLimits(
-                weight=event.weight,
-                max_inflight=event.max_inflight,
-                max_queued=event.max_queued,
-                submit_rate_per_s=event.submit_rate_per_s,
-                configured=True,
-            )
+            rec.limits = TenantLimits.from_event(event)
             rec.config_seq = seq
 
     def _spend_token(self, seq: int, event: ev.JobQueued) -> None:

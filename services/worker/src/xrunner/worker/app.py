@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import nats.errors
 import structlog
 from nats.aio.client import Client
@@ -22,7 +23,7 @@ from prometheus_client import Gauge
 from xrunner.contracts import codec, subjects
 from xrunner.contracts.events import WorkerStarted, WorkerStopped
 from xrunner.contracts.messages import RunJob, WorkerHeartbeat
-from xrunner.servicekit.consumer import durable
+from xrunner.servicekit.consumer import DEAD_LETTERS, durable
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.http import HttpServer, health_app
 from xrunner.servicekit.ids import new_id
@@ -32,8 +33,8 @@ from xrunner.worker.objectstore import open_store
 from xrunner.worker.reaper import Reaper, exclusive
 from xrunner.worker.runner import Runner, Stop
 from xrunner.worker.sandbox import Sandboxes
-from xrunner.worker.sandbox.docker import open_docker
-from xrunner.worker.sandbox.process import ProcessSandbox
+from xrunner.worker.sandbox.docker.sandbox import open_docker
+from xrunner.worker.sandbox.process.sandbox import ProcessSandbox
 from xrunner.worker.settings import WorkerSettings
 
 log = structlog.get_logger()
@@ -89,7 +90,13 @@ class Worker:
 
     async def _attempt(self, msg: Msg) -> None:
         try:
-            run = codec.decode(msg.data, RunJob)
+            try:
+                run = codec.decode(msg.data, RunJob)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                DEAD_LETTERS.labels(f"worker_{self.settings.pool}").inc()
+                log.error("undecodable work item terminated", subject=msg.subject)
+                await msg.term()
+                return
             attempt = await self.runner.begin(run)
             await msg.ack()
             if attempt is None:
@@ -110,7 +117,7 @@ class Worker:
 
     async def watch_cancels(self) -> None:
         async def on_cancel(msg: Msg) -> None:
-            job_id = msg.subject.split(".")[4]
+            job_id = subjects.parse_job_event(msg.subject).job_id
             if job_id in self.running:
                 self.running[job_id].set("cancel")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import structlog
 
-from xrunner.worker.sandbox.cgroups import CgroupV1
+from xrunner.worker.sandbox.process.cgroups import CgroupV1
 
 log = structlog.get_logger()
 
@@ -73,7 +73,9 @@ def cleanup_cgroups(worker_id: str) -> int:
 
 def cleanup_containers(docker_url: str) -> Cleanup:
     def containers(worker_id: str) -> int:
-        from xrunner.worker.sandbox.docker import remove_left_containers  # only a docker worker's reaper needs it
+        from xrunner.worker.sandbox.docker.sandbox import (
+            remove_left_containers,  # only a docker worker's reaper needs it
+        )
 
         return remove_left_containers(docker_url, worker_id)
 

@@ -6,10 +6,11 @@ import asyncio
 import shutil
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import structlog
 from nats.aio.client import Client
@@ -17,14 +18,23 @@ from prometheus_client import Counter, Histogram
 
 from xrunner.contracts import lifecycle
 from xrunner.contracts.api import JobView
-from xrunner.contracts.events import JobCancelled, JobEvent, JobFailed, JobStarted, JobSucceeded, JobTimedOut
+from xrunner.contracts.events import JobEvent, JobStarted
 from xrunner.contracts.messages import RunJob
-from xrunner.contracts.policy import should_retry
 from xrunner.contracts.spec import JobSpec, Sandbox, is_interactive, workload_kind
 from xrunner.servicekit.eventstore import ConflictError, EventStore
 from xrunner.servicekit.ids import new_id
 from xrunner.worker.artifacts import Artifacts
 from xrunner.worker.logstream import LogStream
+from xrunner.worker.outcome import (
+    KINDS,
+    Cancelled,
+    HandedBack,
+    Outcome,
+    SandboxFailed,
+    TimedOut,
+    exit_outcome,
+    outcome_event,
+)
 from xrunner.worker.sandbox import Launch, Running, SandboxError, Sandboxes
 from xrunner.worker.settings import WorkerSettings
 from xrunner.worker.stdin import fed_stdin
@@ -39,14 +49,17 @@ START_LATENCY = Histogram(
 )
 
 
+StopWhy = Literal["cancel", "shutdown"]
+
+
 @dataclass
 class Stop:
     """Asks a running attempt to stop: `why` is `cancel` (a user's request) or `shutdown` (the worker's)."""
 
     event: asyncio.Event
-    why: str = "cancel"
+    why: StopWhy = "cancel"
 
-    def set(self, why: str) -> None:
+    def set(self, why: StopWhy) -> None:
         if not self.event.is_set():
             self.why = why
             self.event.set()
@@ -63,16 +76,6 @@ class Attempt:
     run: RunJob
     last_seq: int
     workspace: Path | None = None  # where the job actually ran (a sandbox may pick a warm workspace)
-
-    def event(self, cls: Callable[..., JobEvent], **fields: object) -> JobEvent:
-        return cls(
-            event_id=new_id(),
-            occurred_at=datetime.now(UTC),
-            tenant=self.run.tenant,
-            job_id=self.run.job_id,
-            attempt=self.run.attempt,
-            **fields,
-        )
 
 
 class Runner:
@@ -98,13 +101,14 @@ class Runner:
         """Append `job.started` only if the dispatch is still the job's latest fact (the fence). Returns None
         when this attempt must not run (superseded, finished, or cancelled before it started)."""
         attempt = Attempt(run, run.fence_seq)
-        started = attempt.event(JobStarted, worker_id=self.worker_id, sandbox=self.sandbox_name(run.spec))
+        started = JobStarted(event_id=new_id(), occurred_at=datetime.now(UTC), tenant=run.tenant, job_id=run.job_id,
+                             attempt=run.attempt, worker_id=self.worker_id, sandbox=self.sandbox_name(run.spec))
         try:
             await self.append(attempt, started, "started")
         except Fenced:
             return None
         except _CancelledFirst:
-            await self.append(attempt, attempt.event(JobCancelled, detail="cancelled before it started"), "cancelled")
+            await self.conclude(attempt, Cancelled(before_start=True), 0.0, counted=False)
             return None
         START_LATENCY.observe(max(0.0, time.time() - run.dispatched_at.timestamp()))
         return attempt
@@ -148,22 +152,26 @@ class Runner:
             outcome = await self._run(attempt, workspace, logs, stop)
         finally:
             used = attempt.workspace
-            if outcome is HANDED_BACK:
+            if isinstance(outcome, HandedBack):
                 await logs.write("system", b"\n[xrunner: the worker shut down; the job goes back to the queue]\n")
             else:
                 await self.artifacts.keep(run, used, logs, lambda event, kind: self.append(attempt, event, kind))
             await logs.close()
             for path in {workspace, used}:
                 shutil.rmtree(path, ignore_errors=True)
-        if outcome is HANDED_BACK:
-            # No outcome is appended: once this worker's heartbeat is gone the scheduler marks the attempt lost
-            # and requeues it, without using the job's retry budget.
+        assert outcome is not None
+        await self.conclude(attempt, outcome, round(time.monotonic() - began, 6))
+
+    async def conclude(self, attempt: Attempt, outcome: Outcome, duration_s: float, *, counted: bool = True) -> None:
+        """Append the event `outcome` ends the attempt with (none when handed back), `counted` in the metric."""
+        run = attempt.run
+        event = outcome_event(outcome, run, duration_s=duration_s, event_id=new_id(), occurred_at=datetime.now(UTC))
+        if event is None:
             log.info("attempt handed back", job_id=run.job_id, attempt=run.attempt)
             return
-        assert outcome is not None
-        duration = round(time.monotonic() - began, 6)
-        event, kind = outcome(attempt, duration)
-        OUTCOMES.labels(kind).inc()
+        kind = KINDS[type(event)]
+        if counted:
+            OUTCOMES.labels(kind).inc()
         try:
             await self.append(attempt, event, kind)
         except Fenced:
@@ -179,7 +187,7 @@ class Runner:
             attempt.workspace = proc.workspace
         except SandboxError as exc:
             await logs.write("system", f"[xrunner: {exc}]\n".encode())
-            return _failed(None, str(exc), spec, attempt.run.retries_used)
+            return SandboxFailed(str(exc))
         pumps = asyncio.gather(logs.pump(proc.stdout, "stdout"), logs.pump(proc.stderr, "stderr"))
         waiter = asyncio.ensure_future(self._wait(attempt, proc, logs))
         cancelled = asyncio.ensure_future(stop.event.wait())
@@ -189,18 +197,9 @@ class Runner:
         cancelled.cancel()
         await pumps
         code = waiter.result()
-        if cancelled in done and stop.why == "shutdown":
-            return HANDED_BACK
         if cancelled in done:
-            return lambda a, d: (a.event(JobCancelled, detail="cancelled while running"), "cancelled")
-        if not done:
-            return lambda a, d: (a.event(JobTimedOut, timeout_s=spec.timeout_s), "timed_out")
-        if code == 0:
-            return lambda a, d: (a.event(JobSucceeded, exit_code=0, duration_s=d), "succeeded")
-        retries = attempt.run.retries_used
-        if code < 0:
-            return _failed(128 - code, f"killed by signal {signal.Signals(-code).name}", spec, retries)
-        return _failed(code, f"exited with {code}", spec, retries)
+            return HandedBack() if stop.why == "shutdown" else Cancelled()
+        return exit_outcome(code) if done else TimedOut()
 
     async def _wait(self, attempt: Attempt, proc: Running, logs: LogStream) -> int:
         """The job's exit status; meanwhile an interactive job's stdin is fed from `xr.stdin.<job_id>`."""
@@ -218,21 +217,6 @@ class Runner:
             proc.signal_all(signal.SIGKILL)
             await waiter
         proc.signal_all(signal.SIGKILL)  # stragglers that ignored SIGTERM or outlived the leader
-
-
-Outcome = Callable[[Attempt, float], tuple[JobEvent, str]]
-
-
-def _handed_back(attempt: Attempt, duration_s: float) -> tuple[JobEvent, str]:
-    raise AssertionError("a handed-back attempt has no outcome event")
-
-
-HANDED_BACK: Outcome = _handed_back  # the worker stopped the attempt at its own shutdown
-
-
-def _failed(code: int | None, reason: str, spec: JobSpec, retries_used: int) -> Outcome:
-    final = not should_retry(spec.retry, code, retries_used)
-    return lambda a, d: (a.event(JobFailed, exit_code=code, reason=reason, duration_s=d, final=final), "failed")
 
 
 class _CancelledFirst(Exception):

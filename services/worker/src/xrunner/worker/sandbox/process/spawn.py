@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xrunner.worker.sandbox import SandboxError
-from xrunner.worker.sandbox.cgroups import JobCgroup
 from xrunner.worker.sandbox.limits import RLimits, apply_to
+from xrunner.worker.sandbox.process.cgroups import JobCgroup
 
 Process = asyncio.subprocess.Process
 PIPE, DEVNULL = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL

@@ -30,10 +30,10 @@ from docker.types import LogConfig
 
 from xrunner.contracts.spec import DockerWorkload, JobSpec, Sandbox, is_interactive
 from xrunner.worker.sandbox import Launch, SandboxError
-from xrunner.worker.sandbox.daemon import DaemonError
-from xrunner.worker.sandbox.engine import NOBODY, SDK_THREADS, USER, DockerRun, Engine
+from xrunner.worker.sandbox.docker.daemon import DaemonError
+from xrunner.worker.sandbox.docker.engine import NOBODY, SDK_THREADS, USER, DockerRun, Engine
+from xrunner.worker.sandbox.docker.warm import HOLDER, Warm, WarmPool, parse_warm_images
 from xrunner.worker.sandbox.limits import CFS_PERIOD_US, Limits
-from xrunner.worker.sandbox.warm import HOLDER, Warm, WarmPool, parse_warm_images
 from xrunner.worker.settings import WorkerSettings
 
 log = structlog.get_logger()

@@ -25,7 +25,7 @@ from docker.errors import DockerException, NotFound
 
 from xrunner.contracts.spec import DockerWorkload, is_interactive
 from xrunner.worker.sandbox import STDIN_BACKLOG
-from xrunner.worker.sandbox.daemon import Daemon, Exits, pump
+from xrunner.worker.sandbox.docker.daemon import Daemon, Exits, pump
 
 log = structlog.get_logger()
 T = TypeVar("T")

@@ -1,0 +1,24 @@
+-- The gateway's named queries, loaded once by xrunner.servicekit.sql.load_queries; each runs against its schema.
+
+-- name: upsert_job
+-- One job's folded view; an older version never overwrites a newer one.
+INSERT INTO jobs (tenant, id, state, created_at, updated_at, version, view)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
+ON CONFLICT (tenant, id) DO UPDATE
+  SET state = excluded.state, updated_at = excluded.updated_at, version = excluded.version, view = excluded.view
+  WHERE jobs.version < excluded.version
+
+-- name: get_job
+SELECT view::text AS view FROM jobs WHERE tenant = $1 AND id = $2
+
+-- name: list_jobs
+-- A page of a tenant's jobs, newest first; a filter whose argument is NULL is off. $6 is one more than the page
+-- size, so the caller knows whether another page follows.
+SELECT view::text AS view FROM jobs
+WHERE tenant = $1
+  AND ($2::text[] IS NULL OR state = ANY($2::text[]))
+  AND ($3::jsonb IS NULL OR view->'spec'->'labels' @> $3::jsonb)
+  AND ($4::timestamptz IS NULL OR created_at > $4::timestamptz)
+  AND ($5::timestamptz IS NULL OR (created_at, id) < ($5::timestamptz, $7::text))
+ORDER BY created_at DESC, id DESC
+LIMIT $6

@@ -1,0 +1,166 @@
+"""The active scheduler's loop: gathers what reconcile needs (the working state, the live workers, the jobs the log
+just changed, `now`), asks reconcile what to do, and carries it out. Every append is compare-and-set on the job's
+history and applied to the working state at once; a lost race reloads the job and decides again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Coroutine, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import nats.errors
+import structlog
+from nats.js import JetStreamContext
+
+from xrunner.contracts import codec, subjects
+from xrunner.contracts import events as ev
+from xrunner.contracts.api import JobView
+from xrunner.contracts.messages import RunJob
+from xrunner.contracts.stats import STATS_GLOBAL_KEY, tenant_stats_key
+from xrunner.scheduler import explain, fairness, placement
+from xrunner.scheduler.metrics import Metrics
+from xrunner.scheduler.reconcile import Append, Dispatch, Intent, Lose, Reject, Rerelease, Round, reconcile
+from xrunner.scheduler.settings import SchedulerSettings
+from xrunner.scheduler.state import Key, SchedulerState
+from xrunner.scheduler.workers import Workers
+from xrunner.servicekit.eventstore import ConflictError, EventStore
+from xrunner.servicekit.ids import new_id
+
+log = structlog.get_logger()
+
+CONCURRENT_APPENDS = 64
+
+
+class Scheduler:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        state: SchedulerState,
+        workers: Workers,
+        settings: SchedulerSettings,
+        scheduler_id: str,
+        wake: asyncio.Event,
+    ) -> None:
+        self.js, self.store, self.state, self.workers = js, EventStore(js), state, workers
+        self.settings, self.scheduler_id, self.wake = settings, scheduler_id, wake
+        self.dirty: set[Key] = set()
+        self.metrics = Metrics()
+        self.since = time.monotonic()
+        self.rereleased: dict[Key, datetime] = {}
+
+    def folded(self, views: list[JobView], started: list[tuple[ev.JobStarted, JobView]]) -> None:
+        """Called by the projection for every folded batch: decide for those jobs soon."""
+        self.dirty.update((v.tenant, v.id) for v in views)
+        for event, view in started:
+            self.metrics.started(event, view)
+        self.wake.set()
+
+    async def run(self) -> None:
+        last_tick = last_stats = 0.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=self.settings.tick_s)
+            self.wake.clear()
+            sweep = time.monotonic() - last_tick >= self.settings.tick_s
+            await self.decide(datetime.now(UTC), sweep)
+            if sweep:
+                last_tick = time.monotonic()
+            if time.monotonic() - last_stats >= self.settings.stats_every_s:
+                try:
+                    await self.publish_stats(datetime.now(UTC))
+                except (nats.errors.Error, TimeoutError) as exc:  # advisory; NATS restarting: the next round
+                    log.warning("stats not published", error=repr(exc))
+                last_stats = time.monotonic()
+
+    async def decide(self, now: datetime, sweep: bool) -> None:
+        """Reconcile and carry out until a round changes no job (the last one dispatches by the fair plan)."""
+        dirty, self.dirty = self.dirty, set()
+        while True:
+            inputs = Round(
+                dirty=dirty,
+                sweep=sweep,
+                settled=time.monotonic() - self.since > self.settings.worker_lease_s,
+                drain_rate_per_s=self.metrics.dispatch_rate(),
+                rereleased=self.rereleased,
+            )
+            intents = reconcile(self.state, self.workers.live(), now, self.settings, inputs, new_id)
+            await self.carry_out(intents, now)
+            if not any(isinstance(i, Append) and not isinstance(i, Dispatch) for i in intents):
+                break
+            dirty, sweep = set(), False
+        for key in [k for k in self.rereleased if k not in self.state.jobs]:
+            del self.rereleased[key]
+
+    async def carry_out(self, intents: Sequence[Intent], now: datetime) -> None:
+        """Run the appends for different jobs concurrently (each is compare-and-set on its own job)."""
+        gate = asyncio.Semaphore(CONCURRENT_APPENDS)
+
+        async def gated(work: Coroutine[Any, Any, None]) -> None:
+            async with gate:
+                await work
+
+        await asyncio.gather(*(gated(self._carry_out(i, now)) for i in intents))
+
+    async def _carry_out(self, intent: Intent, now: datetime) -> None:
+        if isinstance(intent, Rerelease):
+            view = self.state.jobs.get(intent.key)
+            if view is not None and view.state == "dispatched" and view.attempt == intent.attempt:
+                self.rereleased[intent.key] = now
+                log.info("re-releasing a dispatched attempt", job_id=view.id, attempt=view.attempt, why=intent.why)
+                await self._publish_run(view)
+            return
+        if isinstance(intent, Reject):
+            self.metrics.rejected.labels(intent.event.cause).inc()
+        elif isinstance(intent, Lose):
+            self.metrics.lost.inc()
+        if await self._append(intent) and isinstance(intent, Dispatch):
+            view = self.state.jobs[intent.key]
+            await self._publish_run(view)
+            self.metrics.dispatched(view, intent.event.pool, now)
+
+    async def _append(self, intent: Append) -> bool:
+        """Append the intent's event if the job's history has not moved, and apply it to the state; on a lost race
+        reload the job and decide for it again."""
+        try:
+            appended = await self.store.append(intent.event, msg_id=intent.msg_id, expect=intent.expect)
+        except ConflictError:
+            tenant, job_id = intent.key
+            self.state.reload_job(await self.store.history(tenant, job_id))
+            self.dirty.add(intent.key)
+            self.wake.set()
+            return False
+        self.state.apply(appended.seq, intent.event)
+        return True
+
+    async def _publish_run(self, view: JobView) -> None:
+        """Put the work item of the job's current attempt on its pool's queue (deduplicated per attempt)."""
+        fence, at = self.state.dispatches[(view.tenant, view.id)]
+        run = RunJob(tenant=view.tenant, job_id=view.id, attempt=view.attempt, spec=view.spec, fence_seq=fence,
+                     dispatched_at=at, retries_used=view.retries_used)
+        assert view.pool is not None
+        await self.js.publish(subjects.run_queue(view.pool), codec.encode(run), stream=subjects.RUN_STREAM,
+                              headers={"Nats-Msg-Id": f"run:{view.id}:{view.attempt}"})
+
+    async def publish_stats(self, now: datetime) -> None:
+        pools = placement.pools_from(self.workers.live())
+        kv = await self.js.key_value(subjects.STATS_BUCKET)
+        plan = fairness.plan(self.state, pools, now)
+        tenants = explain.tenant_stats(
+            self.state, plan, pools, self.metrics.tenant_rates(), self.metrics.tenant_latency(), now
+        )
+        for stats in tenants:
+            await kv.put(tenant_stats_key(stats.tenant), codec.encode(stats))
+        summary = explain.global_stats(
+            self.state,
+            pools,
+            self.scheduler_id,
+            self.settings.max_queued_total,
+            self.metrics.latency(),
+            self.state.defaults,
+            now,
+        )
+        await kv.put(STATS_GLOBAL_KEY, codec.encode(summary))
+        self.metrics.observe_snapshot(tenants, summary)
