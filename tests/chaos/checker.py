@@ -3,14 +3,16 @@ at the same time, and the read models equal the log. Pure: the history comes in 
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from xrunner.contracts import events as ev
 from xrunner.contracts import lifecycle
 
-CHECKS = ("lost", "stuck", "duplicate_terminal", "overlap", "read_model_drift", "rebuild_drift")
+CHECKS = ("lost", "stuck", "failed_by_fault", "duplicate_terminal", "overlap", "read_model_drift", "rebuild_drift")
+# Every chaos job's command exits 0: ending in one of these can only be the fault's doing.
+FAULT_ENDS = ("failed", "timed_out", "expired")
 ACCEPTED = (200, 201, 202, 429)  # an answer that names a job (429: refused, still a job that must end `rejected`)
 MAX_EXAMPLES = 5
 
@@ -65,6 +67,7 @@ class Verdict:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHECKS, 0))
     examples: dict[str, list[str]] = field(default_factory=lambda: {c: [] for c in CHECKS})
     unanswered: int = 0  # indeterminate submits (their jobs are judged when the log has them)
+    outcomes: dict[str, int] = field(default_factory=dict)  # how many jobs the API answered in each state
 
     @property
     def ok(self) -> bool:
@@ -80,19 +83,21 @@ class Verdict:
             self.examples[check].append(example)
 
     def summary(self) -> str:
-        lines = [f"{self.jobs} jobs judged ({self.unanswered} submits unanswered); failed checks: {self.failed or 'none'}"]
+        lines = [f"{self.jobs} jobs judged ({self.unanswered} submits unanswered), ended {self.outcomes}; "
+                 f"failed checks: {self.failed or 'none'}"]
         lines += [f"  {c}: {e}" for c in CHECKS for e in self.examples[c]]
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, object]:
-        return {"jobs": self.jobs, "unanswered": self.unanswered, "counts": self.counts,
+        return {"jobs": self.jobs, "unanswered": self.unanswered, "outcomes": self.outcomes, "counts": self.counts,
                 "examples": {c: e for c, e in self.examples.items() if e}}
 
 
 def check(observed: Observed) -> Verdict:
     """Judge `observed` on every check in CHECKS."""
     jobs = known_jobs(observed.submits, observed.log)
-    verdict = Verdict(jobs=len(jobs), unanswered=sum(s.indeterminate for s in observed.submits))
+    verdict = Verdict(jobs=len(jobs), unanswered=sum(s.indeterminate for s in observed.submits),
+                      outcomes=dict(Counter(str(observed.api.get(j)) for j in jobs)))
     for job_id in sorted(jobs):
         history = observed.log.get(job_id, [])
         _check_log(verdict, job_id, history)
@@ -138,6 +143,8 @@ def _check_views(verdict: Verdict, job_id: str, history: History, observed: Obse
     state = observed.api.get(job_id)
     if state is None or not lifecycle.is_terminal(state):
         verdict.add("stuck", f"{job_id}: the API says {state or 'nothing'} after the deadline")
+    elif state in FAULT_ENDS:
+        verdict.add("failed_by_fault", f"{job_id}: a command that exits 0 ended {state}")
     folded = lifecycle.replay(history)
     expected = (folded.state, folded.version) if folded else None
     row = observed.read_model.get(job_id)

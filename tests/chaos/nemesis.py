@@ -15,6 +15,7 @@ from chaos.infra import Nats, Postgres
 from integration.cluster import Cluster
 
 LEASE_S = 3.0  # the scheduler's worker lease in chaos clusters
+TICKS = 4  # a job runs ~TICKS * 0.2 s, so a fault finds jobs running
 WORKERS = 2
 SLOTS = 4
 
@@ -58,10 +59,12 @@ class ChaosCluster:
 
 
 class Nemesis(Protocol):
-    """A fault: `inject` breaks something, `heal` (called `hold_s` later) puts it back as an operator would."""
+    """A fault: `inject` breaks something, `heal` (called `hold_s` later) puts it back as an operator would. Jobs
+    under it run for `ticks` x 0.2 s."""
 
     name: str
     hold_s: float
+    ticks: int
 
     def inject(self, cluster: ChaosCluster) -> None: ...
 
@@ -75,6 +78,7 @@ class KillService:
     name: str
     target: str
     hold_s: float = 1.0
+    ticks: int = TICKS
 
     def inject(self, cluster: ChaosCluster) -> None:
         cluster.services.kill(self.target, signal.SIGKILL)
@@ -86,11 +90,13 @@ class KillService:
 @dataclass
 class PauseWorker:
     """SIGSTOP a worker for longer than its lease, then SIGCONT it: its job processes keep running meanwhile, while
-    the scheduler declares the worker lost. What a long GC pause, a frozen VM or a swapped-out host looks like."""
+    the scheduler declares the worker lost. What a long GC pause, a frozen VM or a swapped-out host looks like.
+    Its jobs outlive the pause, so a job re-dispatched while its first execution still runs shows up as an overlap."""
 
     name: str = "worker_pause"
     target: str = "worker0"
     hold_s: float = 2 * LEASE_S
+    ticks: int = 25  # 5 s: still running when the lease (3 s) has expired and the job is dispatched again
 
     def inject(self, cluster: ChaosCluster) -> None:
         cluster.services.procs[self.target].send_signal(signal.SIGSTOP)
@@ -105,6 +111,7 @@ class KillNats:
 
     name: str = "nats_kill"
     hold_s: float = 1.0
+    ticks: int = TICKS
 
     def inject(self, cluster: ChaosCluster) -> None:
         cluster.nats.kill()
@@ -120,6 +127,7 @@ class RestartPostgres:
 
     name: str = "postgres_restart"
     hold_s: float = 1.0
+    ticks: int = TICKS
 
     def inject(self, cluster: ChaosCluster) -> None:
         cluster.pg.stop()
@@ -135,6 +143,7 @@ class TerminateConnections:
 
     name: str = "pg_terminate"
     hold_s: float = 0.0  # the fault is the cuts themselves
+    ticks: int = TICKS
     times: int = 3
     every_s: float = 0.7
 

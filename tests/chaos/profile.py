@@ -15,12 +15,12 @@ class Profile:
 
     rounds: int = 1
     jobs: int = SHORT_JOBS
-    settle_s: float = 20.0
+    settle_s: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Profile:
         return cls(rounds=int(env.get("XR_CHAOS_ROUNDS", "1")), jobs=int(env.get("XR_CHAOS_JOBS", str(SHORT_JOBS))),
-                   settle_s=float(env.get("XR_CHAOS_SETTLE_S", "20")))
+                   settle_s=float(env.get("XR_CHAOS_SETTLE_S", "15")))
 
     @property
     def long(self) -> bool:
@@ -30,4 +30,4 @@ class Profile:
     def timeout_s(self) -> float:
         """A bound on one nemesis's test: start-up, then per round the load, the fault and the settling, then the
         observation and both rebuilds."""
-        return 60 + self.rounds * (30 + self.settle_s + self.jobs / 4)
+        return 60 + self.rounds * (30 + self.settle_s + self.jobs * 25 * 0.2 / 8)

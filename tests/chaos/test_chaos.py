@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pytest
 from chaos.checker import Verdict, check
-from chaos.history import Client, observe, settle
-from chaos.nemesis import NEMESES, SLOTS, ChaosCluster, Nemesis
+from chaos.history import TICK_S, Client, observe, settle
+from chaos.nemesis import NEMESES, SLOTS, WORKERS, ChaosCluster, Nemesis
 from chaos.profile import Profile
 from support import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(Profile.from_env().timeout_s)]
 
-LOAD_S = 5.0  # submits are spread over this long, so the fault lands in the middle of the flow
-TICKS = 4  # each job runs ~TICKS * 0.2 s, so a fault finds jobs running
+LOAD_S = 4.0  # submits are spread over this long, so the fault lands in the middle of the flow
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 
 # Nemeses under which the current code is known to break a check (issue 11). strict: once fixed, the xfail fails
@@ -49,7 +48,7 @@ async def one_round(client: Client, cluster: ChaosCluster, nemesis: Nemesis, pro
     """Load, the fault once jobs run, the heal after the fault's hold, then (bounded) until the jobs have ended.
     Returns the recovery time: from the fault to the first job submitted after it being done."""
     started = _starts(client.run_file)
-    load = asyncio.create_task(client.load(profile.jobs, LOAD_S, TICKS))
+    load = asyncio.create_task(client.load(profile.jobs, LOAD_S, nemesis.ticks))
     await wait_until(lambda: _starts(client.run_file) >= started + SLOTS, timeout=30, what="jobs running")
     fault_at = time.time()
     await asyncio.to_thread(nemesis.inject, cluster)
@@ -59,8 +58,8 @@ async def one_round(client: Client, cluster: ChaosCluster, nemesis: Nemesis, pro
     finally:
         await asyncio.to_thread(nemesis.heal, cluster)
     await load
-    recovery = await probe
-    await settle(client, profile.settle_s)
+    drain_s = profile.jobs * nemesis.ticks * TICK_S / (WORKERS * SLOTS)  # the backlog's own run time
+    recovery, _ = await asyncio.gather(probe, settle(client, profile.settle_s + drain_s))
     return recovery
 
 

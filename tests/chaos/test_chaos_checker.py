@@ -139,3 +139,10 @@ def test_runs_are_read_from_start_tick_and_end_lines_and_torn_lines_are_skipped(
              "tick a 2 200 1.7"]
     runs = sorted(parse_runs(lines), key=lambda r: r.attempt)
     assert runs == [Run("a", 1, "100", 1.0, 2.0, True), Run("a", 2, "200", 1.2, 1.7, False)]
+
+
+def test_a_job_whose_command_succeeds_but_ends_failed_was_failed_by_the_fault() -> None:
+    observed = healthy(["a", "b"])
+    verdict = check(replace(observed, api={"a": "succeeded", "b": "failed"}))
+    assert verdict.failed == {"failed_by_fault": 1}
+    assert verdict.outcomes == {"succeeded": 1, "failed": 1}
