@@ -34,7 +34,6 @@ def job_body(run_file: Path, ticks: int) -> dict[str, object]:
     """A job whose command appends `start`, `ticks` x `tick` and `end` lines (job, attempt, shell pid, time) to
     `run_file`: small O_APPEND writes, so concurrent executions never tear each other's lines."""
     script = (f'mark() {{ echo "$1 $XR_JOB_ID $XR_ATTEMPT $$ $(date +%s.%N)" >> {run_file}; }}; mark start; i=0; '
-              
               f"while [ $i -lt {ticks} ]; do sleep {TICK_S}; mark tick; i=$((i+1)); done; mark end")
     return {"workload": {"kind": "process", "argv": ["sh", "-c", script]}}
 
@@ -145,7 +144,8 @@ async def read_model(database_url: str) -> dict[str, tuple[str, int]]:
     """The gateway's read model: (state, version) of each job."""
     conn = await asyncpg.connect(database_url)
     try:
-        return {r["id"]: (r["state"], r["version"]) for r in await conn.fetch("SELECT id, state, version FROM gateway.jobs")}
+        rows = await conn.fetch("SELECT id, state, version FROM gateway.jobs")
+        return {r["id"]: (r["state"], r["version"]) for r in rows}
     finally:
         await conn.close()
 

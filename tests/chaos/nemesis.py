@@ -51,9 +51,6 @@ class ChaosCluster:
         for name in self.settings:
             self.services.wait_ready(name)
 
-    def pid(self, name: str) -> int:
-        return self.services.procs[name].pid
-
     def stop(self) -> None:
         self.services.stop()
 

@@ -20,14 +20,34 @@ pytestmark = [pytest.mark.chaos, pytest.mark.timeout(Profile.from_env().timeout_
 LOAD_S = 4.0  # submits are spread over this long, so the fault lands in the middle of the flow
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 
-# Nemeses under which the current code is known to break a check (issue 11). strict: once fixed, the xfail fails
-# and the mark must go.
-KNOWN: dict[str, str] = {}
+# Nemeses under which the current code is known to break a check (issue 11), seen in every short run so far.
+# strict: once fixed, the xfail fails and the mark must go.
+KNOWN: dict[str, str] = {
+    "worker_kill": "issue 11: jobs of a SIGKILLed worker end `failed` instead of running again; an attempt may stay "
+                   "`dispatched` for good",
+    "worker_pause": "issue 11: after SIGCONT the paused worker fails most jobs (killed by SIGKILL, or its job "
+                    "cgroups are gone: `cannot create the job's cgroups`)",
+    "scheduler_kill": "issue 11: a job submitted while the scheduler is down stays `submitted` for good; the "
+                      "scheduler's rebuild differs from its live projection",
+    "nats_kill": "issue 11: after nats-server restarts, the scheduler's leader task and the workers' heartbeat task "
+                 "have ended (BucketNotFoundError, NoStreamResponseError): nothing is dispatched again",
+    "postgres_restart": "issue 11: when Postgres restarts, the gateway's and the scheduler's projection tasks end "
+                        "(InterfaceError: connection closed) and are not restarted; the gateway answers no submit",
+}
+# Known to break a check in some runs only: not strict, so CI stays green both ways until it is fixed.
+FLAKY: dict[str, str] = {
+    "pg_terminate": "issue 11: in 2 of 3 short runs the scheduler's projection stopped after its connections were "
+                    "terminated (80 jobs left `queued`/`submitted`, rebuild differs); in the third all ended",
+}
 
 
 def nemesis_params() -> list[object]:
-    return [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN[name])) if name in KNOWN else name
-            for name in NEMESES]
+    def marks(name: str) -> list[pytest.MarkDecorator]:
+        if name in KNOWN:
+            return [pytest.mark.xfail(strict=True, reason=KNOWN[name])]
+        return [pytest.mark.xfail(strict=False, reason=FLAKY[name])] if name in FLAKY else []
+
+    return [pytest.param(name, marks=marks(name)) for name in NEMESES]
 
 
 @pytest.mark.parametrize("name", nemesis_params())
@@ -59,7 +79,9 @@ async def one_round(client: Client, cluster: ChaosCluster, nemesis: Nemesis, pro
         await asyncio.to_thread(nemesis.heal, cluster)
     await load
     drain_s = profile.jobs * nemesis.ticks * TICK_S / (WORKERS * SLOTS)  # the backlog's own run time
-    recovery, _ = await asyncio.gather(probe, settle(client, profile.settle_s + drain_s))
+    settling = asyncio.create_task(settle(client, profile.settle_s + drain_s))
+    recovery = await probe
+    await settling
     return recovery
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from chaos.checker import Observed, Run, Submit, check, known_jobs, overlapping, parse_runs
@@ -16,7 +17,7 @@ SPEC = JobSpec(workload=ProcessWorkload(argv=["true"]))
 
 def job(job_id: str, *kinds: str, first_seq: int = 1, key: str | None = None) -> list[tuple[int, ev.Event]]:
     """A history of `job_id` from short names: submitted, queued, dispatched, started, succeeded, lost, failed."""
-    common = {"occurred_at": T0, "tenant": "t1", "job_id": job_id}
+    common: dict[str, Any] = {"occurred_at": T0, "tenant": "t1", "job_id": job_id}
     attempt = 0
     history: list[tuple[int, ev.Event]] = []
     for i, kind in enumerate(kinds):
@@ -51,7 +52,7 @@ def healthy(job_ids: list[str]) -> Observed:
 
 
 def replace(observed: Observed, **changes: object) -> Observed:
-    return Observed(**{**observed.__dict__, **changes})  # type: ignore[arg-type]
+    return Observed(**{**observed.__dict__, **changes})
 
 
 def test_a_history_where_every_job_ended_once_passes_every_check() -> None:
