@@ -15,10 +15,19 @@ from prometheus_client import REGISTRY
 from support import wait_until
 
 from xrunner.contracts import subjects
-from xrunner.contracts.events import Event, JobDispatched, JobQueued, JobStarted, JobSubmitted, JobSucceeded
+from xrunner.contracts.events import (
+    Event,
+    JobDispatched,
+    JobFailed,
+    JobQueued,
+    JobStarted,
+    JobSubmitted,
+    JobSucceeded,
+)
 from xrunner.contracts.spec import JobSpec, ProcessWorkload
 from xrunner.gateway.readmodel import JobsProjection
 from xrunner.servicekit import db, streams
+from xrunner.servicekit.deadletter import ERROR_HEADER, SEQ_HEADER, SUBJECT_HEADER
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.ids import new_id
 from xrunner.servicekit.projector import Projector, fold_batch, position, rebuild
@@ -192,7 +201,100 @@ async def test_an_undecodable_event_is_counted_and_passed(own_js: JetStreamConte
         task.cancel()
     assert _dead_letters(projection.name) == before + 1
     assert await pool.fetchval("SELECT state FROM gateway.jobs WHERE id = $1", job) == "succeeded"
+    [(subject, headers, data)] = await dead_letters(own_js)
+    assert (subject, headers[SEQ_HEADER], data) == (f"xr.dead.gateway_jobs.acme.{job}", str(garbage.seq),
+                                                    b"{not an event")
 
 
 def _dead_letters(projection: str) -> float:
     return REGISTRY.get_sample_value("xrunner_dead_letters_total", {"consumer": projection}) or 0.0
+
+
+async def park_job(store: EventStore, tenant: str, reason: str) -> tuple[str, int]:
+    """Append a job that a buggy worker ends with `job.failed` carrying `reason`; its id and that event's seq."""
+    job, now = new_id(), datetime.now(UTC)
+    common = {"occurred_at": now, "tenant": tenant, "job_id": job}
+    seq = 0
+    for event in (
+        JobSubmitted(event_id=new_id(), spec=JobSpec(workload=ProcessWorkload(argv=["true"])), **common),
+        JobQueued(event_id=new_id(), pool="default", **common),
+        JobDispatched(event_id=new_id(), pool="default", attempt=1, **common),
+        JobStarted(event_id=new_id(), worker_id="w1", sandbox="process", attempt=1, **common),
+        JobFailed(event_id=new_id(), attempt=1, reason=reason, exit_code=1, **common),
+    ):
+        seq = (await store.append(event, msg_id=f"{job}:{type(event).__name__}", expect=seq)).seq
+    return job, seq
+
+
+async def dead_letters(js: JetStreamContext) -> list[tuple[str, dict[str, str], bytes]]:
+    """Every message parked in `XR_DEAD`: its subject, headers and data."""
+    out = []
+    for seq in range(1, (await js.stream_info(subjects.DEAD_STREAM)).state.last_seq + 1):
+        msg = await js.get_msg(subjects.DEAD_STREAM, seq)
+        out.append((msg.subject or "", dict(msg.headers or {}), msg.data or b""))
+    return out
+
+
+async def test_an_event_postgres_refuses_is_parked_and_every_other_event_is_folded(
+    own_js: JetStreamContext, pool: asyncpg.Pool
+) -> None:
+    store = EventStore(own_js)
+    before = [await run_job(store, "acme") for _ in range(3)]
+    poisoned, poison_seq = await park_job(store, "acme", "stderr: \x00\x1b[31m")
+    after = [await run_job(store, "globex") for _ in range(3)]
+    last = (await own_js.stream_info(subjects.EVENTS_STREAM)).state.last_seq
+    projection = JobsProjection()
+    counted = _dead_letters(projection.name)
+    task = asyncio.create_task(Projector(own_js, pool, projection).run())
+    try:
+        await wait_until(lambda: _at(pool, projection.name, last), what="the position to pass the poison")
+    finally:
+        task.cancel()
+    rows = {r["id"]: r["state"] for r in await pool.fetch("SELECT id, state FROM gateway.jobs")}
+    assert rows == {**dict.fromkeys(before + after, "succeeded"), poisoned: "running"}
+    [(subject, headers, data)] = await dead_letters(own_js)
+    assert subject == subjects.dead_letters(projection.name, "acme", poisoned)
+    assert subject == f"xr.dead.gateway_jobs.acme.{poisoned}"
+    assert headers[SEQ_HEADER] == str(poison_seq)
+    assert headers[SUBJECT_HEADER] == subjects.job_events("acme", poisoned, "failed")
+    assert "\x00" not in headers[ERROR_HEADER] and "Error" in headers[ERROR_HEADER], headers
+    assert data == (await own_js.get_msg(subjects.EVENTS_STREAM, poison_seq)).data
+    assert _dead_letters(projection.name) == counted + 1
+    async with pool.acquire() as conn:
+        await db.migrate(conn, "gateway_rebuild", db.migration_files(files("xrunner.gateway") / "sql"))
+        assert await rebuild(own_js, conn, JobsProjection(), "gateway_rebuild") == last - 1
+    assert await table(pool, "gateway_rebuild") == await table(pool, SCHEMA)
+
+
+class RaisesFor(JobsProjection):
+    """The gateway's projection, except that its fold raises for one event (as a fold bug would)."""
+
+    def __init__(self, poison: str) -> None:
+        self.poison = poison
+
+    async def apply(self, conn: asyncpg.Connection, batch: Sequence[tuple[int, Event]]) -> None:
+        await super().apply(conn, batch)
+        if any(event.event_id == self.poison for _, event in batch):
+            raise KeyError(f"no such pool for {self.poison}")
+
+
+async def test_a_fold_that_raises_for_one_event_parks_it_and_folds_the_rest(
+    own_js: JetStreamContext, pool: asyncpg.Pool
+) -> None:
+    store = EventStore(own_js)
+    jobs = [await run_job(store, "acme") for _ in range(10)]
+    middle = [item async for item in store.read(subjects.job_history("acme", jobs[5]))]
+    poison_seq, poison = middle[2]  # the sixth job's dispatch, in the middle of the first batch
+    last = (await own_js.stream_info(subjects.EVENTS_STREAM)).state.last_seq
+    projection = RaisesFor(poison.event_id)
+    task = asyncio.create_task(Projector(own_js, pool, projection, batch=64).run())
+    try:
+        await wait_until(lambda: _at(pool, projection.name, last), what="the position to pass the poison")
+    finally:
+        task.cancel()
+    rows = {r["id"]: r["state"] for r in await pool.fetch("SELECT id, state FROM gateway.jobs")}
+    # Without its dispatch the sixth job's start and success belong to no live attempt: it stays queued.
+    assert rows == {**dict.fromkeys(jobs, "succeeded"), jobs[5]: "queued"}
+    [(_, headers, _)] = await dead_letters(own_js)
+    assert headers[SEQ_HEADER] == str(poison_seq)
+    assert headers[ERROR_HEADER] == f"KeyError: 'no such pool for {poison.event_id}'"

@@ -82,15 +82,19 @@ class JobSucceeded(JobEvent, tag="job.succeeded.v1", frozen=True):
 
 
 class JobFailed(JobEvent, tag="job.failed.v1", frozen=True):
-    """The attempt ended badly: a non-zero exit, a signal or a sandbox error. Writer: worker.
+    """The attempt ended badly: a non-zero exit, a signal or a sandbox error. Writer: worker; the scheduler when it
+    abandons the job.
 
     `final` is false when the retry policy sends the job back to the queue (the scheduler then appends
-    `job.retry_scheduled`)."""
+    `job.retry_scheduled`). `abandoned` is true when the scheduler gave the whole job up because one of its events
+    could not be applied by a projection: it ends the job from any state that is not terminal, not only while the
+    attempt is live."""
 
     exit_code: int | None = None
     reason: str = ""
     duration_s: float = 0.0
     final: bool = True
+    abandoned: bool = False
 
 
 class JobTimedOut(JobEvent, tag="job.timed_out.v1", frozen=True):

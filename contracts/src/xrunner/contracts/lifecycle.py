@@ -2,7 +2,8 @@
 
 Pure and shared, so the gateway's read model, the scheduler, the CLI's replay and tests all agree on what a history
 means. Invariants: terminal states absorb; an attempt's events count only while that attempt is the job's live one
-(dispatched or running): a superseded, lost or finished attempt changes nothing.
+(dispatched or running): a superseded, lost or finished attempt changes nothing. The one exception is the
+scheduler's `job.failed` that abandons the whole job, which ends it from any state that is not terminal.
 """
 
 from __future__ import annotations
@@ -37,12 +38,18 @@ def fold(view: JobView | None, event: ev.Event, seq: int) -> JobView | None:
         )
     if view is None or not isinstance(event, ev.JobEvent) or seq <= view.version:
         return view
-    if is_terminal(view.state) or (isinstance(event, _ATTEMPT_SCOPED) and not _live(view, event)):
+    if is_terminal(view.state) or (isinstance(event, _ATTEMPT_SCOPED) and not _live(view, event)
+                                   and not _abandons(event)):
         return view
     if _apply(view, event):
         view.version = seq
         view.updated_at = event.occurred_at
     return view
+
+
+def _abandons(event: ev.JobEvent) -> bool:
+    """The scheduler gave the whole job up (an event of it could not be applied): it ends the job in any state."""
+    return isinstance(event, ev.JobFailed) and event.abandoned and event.final
 
 
 def _live(view: JobView, event: ev.JobEvent) -> bool:

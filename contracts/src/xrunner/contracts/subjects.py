@@ -9,6 +9,7 @@ from xrunner.contracts.events import Event, JobEvent, TenantConfigured, WorkerSt
 EVENTS_STREAM = "XR_EVENTS"
 RUN_STREAM = "XR_RUN"
 LOGS_STREAM = "XR_LOGS"
+DEAD_STREAM = "XR_DEAD"
 WORKERS_BUCKET = "xr_workers"
 STATS_BUCKET = "xr_stats"
 LEASES_BUCKET = "xr_leases"
@@ -18,6 +19,7 @@ EVENTS_ALL = "xr.evt.>"
 JOB_EVENTS_ALL = "xr.evt.job.>"
 RUN_ALL = "xr.run.>"
 LOGS_ALL = "xr.log.>"
+DEAD_ALL = "xr.dead.>"
 
 
 def job_events(tenant: str = "*", job_id: str = "*", token: str = "*") -> str:
@@ -82,6 +84,12 @@ def job_stdin(job_id: str) -> str:
     stdin as is; a message with header `Xr-Resize: <rows>x<cols>` resizes a tty job's terminal instead, and one
     with `Xr-Eof: 1` closes its stdin."""
     return f"xr.stdin.{job_id}"
+
+
+def dead_letters(projection: str = "*", tenant: str = "*", job_id: str = "*") -> str:
+    """`xr.dead.<projection>.<tenant>.<job_id>`: an event `projection` could not apply (the projection's dots become
+    underscores; `_` stands for the tenant and job of an event that is not a job's)."""
+    return f"xr.dead.{projection.replace('.', '_')}.{tenant}.{job_id}"
 
 
 STDIN_RESIZE_HEADER = "Xr-Resize"

@@ -1,4 +1,5 @@
-"""Binds a durable pull consumer (a work queue's, acked explicitly), and counts what any consumer could not decode."""
+"""Binds a durable pull consumer (a work queue's, acked explicitly), and counts what any consumer could not decode or
+apply."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from nats.js.api import ConsumerConfig
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter
 
-DEAD_LETTERS = Counter("xrunner_dead_letters_total", "Messages a consumer could not decode and passed", ["consumer"])
+DEAD_LETTERS = Counter("xrunner_dead_letters_total", "Messages a consumer could not decode or apply, and passed",
+                       ["consumer"])
 
 
 async def durable(js: JetStreamContext, stream: str, config: ConsumerConfig) -> JetStreamContext.PullSubscription:

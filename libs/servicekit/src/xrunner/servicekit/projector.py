@@ -5,13 +5,17 @@ with an ephemeral consumer that needs no acks, and after any failure (a batch th
 the consumer delivered, a lost connection) drops that consumer and starts again from the position it reads back.
 Events at or below the position are skipped, so a projection is idempotent. `rebuild` folds the whole log from
 sequence 1 into any schema.
+
+A failure that is the events' own (`deadletter.permanent`: Postgres refuses a value, a fold raises) does not stop
+the projection: the batch is folded again event by event, each event that still fails is parked in the dead-letter
+stream (undecodable ones too) and the position passes it. A rebuild skips the same events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import asyncpg
@@ -27,6 +31,7 @@ from xrunner.contracts import codec, subjects
 from xrunner.contracts.events import Event
 from xrunner.servicekit.consumer import DEAD_LETTERS
 from xrunner.servicekit.db import check_schema
+from xrunner.servicekit.deadletter import describe, park, permanent
 from xrunner.servicekit.eventstore import read_raw
 
 FOLDED = Counter("xrunner_projection_events_total", "Events folded into a projection", ["projection"])
@@ -60,6 +65,16 @@ async def position(conn: asyncpg.Connection, name: str, *, lock: bool = False) -
     return int(row["position"]) if row else 0
 
 
+async def advance(conn: asyncpg.Connection, name: str, to: int) -> None:
+    """Set the position of cursor `name` (a projection's, or another consumer's kept in the same table)."""
+    await conn.execute(
+        "INSERT INTO projection_position (projection, position) VALUES ($1, $2)"
+        " ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
+        name,
+        to,
+    )
+
+
 async def fold_batch(
     conn: asyncpg.Connection, projection: Projection, batch: Sequence[tuple[int, Event]], *, through: int = 0
 ) -> int:
@@ -72,14 +87,38 @@ async def fold_batch(
         return 0
     if fresh:
         await projection.apply(conn, fresh)
-    await conn.execute(
-        "INSERT INTO projection_position (projection, position) VALUES ($1, $2)"
-        " ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
-        projection.name,
-        end,
-    )
+    await advance(conn, projection.name, end)
     FOLDED.labels(projection.name).inc(len(fresh))
     return len(fresh)
+
+
+Park = Callable[[int, BaseException], Awaitable[object]]
+
+
+async def fold_or_park(
+    conn: asyncpg.Connection, projection: Projection, batch: Sequence[tuple[int, Event]], park: Park, *,
+    through: int = 0,
+) -> int:
+    """`fold_batch` in a savepoint of the caller's transaction; when it fails permanently, fold the batch again one
+    event per savepoint, hand each event that still fails to `park`, and advance the position past them all.
+    Transient failures propagate (the caller retries the batch)."""
+    try:
+        async with conn.transaction():
+            return await fold_batch(conn, projection, batch, through=through)
+    except Exception as exc:
+        if not permanent(exc):
+            raise
+    folded = 0
+    for item in batch:
+        try:
+            async with conn.transaction():
+                folded += await fold_batch(conn, projection, [item])
+        except Exception as exc:
+            if not permanent(exc):
+                raise
+            await park(item[0], exc)
+    await fold_batch(conn, projection, [], through=max(through, batch[-1][0] if batch else 0))
+    return folded
 
 
 def decode(projection: str, seq: int, data: bytes) -> tuple[int, Event] | None:
@@ -178,10 +217,20 @@ class Projector:
         return delivered
 
     async def _fold(self, msgs: list[Msg]) -> None:
-        name = self.projection.name
-        batch = [item for msg in msgs if (item := decode(name, msg.metadata.sequence.stream, msg.data))]
+        by_seq = {msg.metadata.sequence.stream: msg for msg in msgs}
+        batch: list[tuple[int, Event]] = []
+        for seq, msg in by_seq.items():
+            try:
+                batch.append((seq, codec.decode_event(msg.data)))
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                await park(self.js, self.projection.name, seq, msg.subject, msg.data, exc)
+
+        async def parked(seq: int, exc: BaseException) -> None:
+            await park(self.js, self.projection.name, seq, by_seq[seq].subject, by_seq[seq].data, exc)
+
         async with self.pool.acquire() as conn, conn.transaction():
-            folded = await fold_batch(conn, self.projection, batch, through=msgs[-1].metadata.sequence.stream)
+            folded = await fold_or_park(conn, self.projection, batch, parked,
+                                        through=msgs[-1].metadata.sequence.stream)
         self.committed = True
         if folded and self.on_commit is not None:
             self.on_commit.set()
@@ -200,5 +249,14 @@ async def rebuild(js: JetStreamContext, conn: asyncpg.Connection, projection: Pr
                     batch.append(item)
         batch.sort(key=lambda item: item[0])
         for start in range(0, len(batch), 1000):
-            folded += await fold_batch(conn, projection, batch[start : start + 1000])
+            folded += await fold_or_park(conn, projection, batch[start : start + 1000], _skipped(projection.name))
     return folded
+
+
+def _skipped(projection: str) -> Park:
+    """A rebuild passes what the live projection parked (it does not park it again)."""
+
+    async def skip(seq: int, exc: BaseException) -> None:
+        log.warning("rebuild skips an event it cannot apply", projection=projection, seq=seq, error=describe(exc))
+
+    return skip

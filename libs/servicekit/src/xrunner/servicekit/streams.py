@@ -22,7 +22,8 @@ TICKETS_TTL_S = 300.0  # longer than any ticket lives, so a used one stays claim
 
 
 def stream_configs(events_max_age_s: float, logs_max_age_s: float) -> list[StreamConfig]:
-    """The log (history, age-limited), the run queues (work-queue) and the job logs."""
+    """The log (history, age-limited), the run queues (work-queue), the job logs and the dead letters (events a
+    projection could not apply, kept as long as the log)."""
 
     def stream(name: str, subject: str, retention: RetentionPolicy, max_age: float | None) -> StreamConfig:
         return StreamConfig(
@@ -39,6 +40,7 @@ def stream_configs(events_max_age_s: float, logs_max_age_s: float) -> list[Strea
         stream(subjects.EVENTS_STREAM, subjects.EVENTS_ALL, RetentionPolicy.LIMITS, events_max_age_s),
         stream(subjects.RUN_STREAM, subjects.RUN_ALL, RetentionPolicy.WORK_QUEUE, None),
         stream(subjects.LOGS_STREAM, subjects.LOGS_ALL, RetentionPolicy.LIMITS, logs_max_age_s),
+        stream(subjects.DEAD_STREAM, subjects.DEAD_ALL, RetentionPolicy.LIMITS, events_max_age_s),
     ]
 
 

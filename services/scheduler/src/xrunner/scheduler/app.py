@@ -14,6 +14,7 @@ from nats.js import JetStreamContext
 from prometheus_client import Gauge
 
 from xrunner.contracts.stats import TenantLimits
+from xrunner.scheduler.deadletters import DeadLetters
 from xrunner.scheduler.leader import Lease
 from xrunner.scheduler.loop import Scheduler
 from xrunner.scheduler.projection import SchedulerProjection
@@ -60,7 +61,7 @@ async def lead(
     scheduler = Scheduler(js, state, workers, settings, scheduler_id, wake)
     scheduler.dirty.update(state.jobs)
     projector = Projector(js, pool, SchedulerProjection(state, scheduler), on_commit=wake)
-    await asyncio.gather(projector.run(), scheduler.run(), lease.hold())
+    await asyncio.gather(projector.run(), scheduler.run(), DeadLetters(js, pool, state, wake).run(), lease.hold())
 
 
 async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
