@@ -13,7 +13,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -22,13 +22,18 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from integration.cluster import Cluster
 from integration.gateway_app import GatewayInfra, gateway_infra, serve
+from integration.test_projection_faults import _folded_up_to, _rebuild
 from integration.test_scheduler import all_terminal, base, log
 from support import wait_until
 
 from xrunner.contracts import subjects
-from xrunner.contracts.events import JobSubmitted
+from xrunner.contracts.events import JobEvent, JobFailed, JobSubmitted
 from xrunner.contracts.limits import MAX_STDIN_BYTES
+from xrunner.servicekit import streams
 from xrunner.servicekit.auth import SCOPES, AuthError, JwtVerifier, mint
+from xrunner.servicekit.deadletter import PROJECTION_HEADER
+from xrunner.servicekit.eventstore import EventStore
+from xrunner.servicekit.ids import new_id
 
 SECRET, ISSUER, AUDIENCE = "a-test-secret-of-at-least-32-bytes", "xrunner", "xrunner"
 ESCAPES = "\x1b[31mred\x1b[0m \x1b]0;pwned\x07 \x1b[2J\r\x08\x01\u202e"
@@ -238,3 +243,62 @@ async def test_poison_submits_are_refused_while_other_tenants_jobs_all_finish(cl
     assert [e.job_id for e in submitted] == [escaped], "a refused request appended an event"
     for name in ("gateway", "scheduler"):
         assert "projection batch failed" not in cluster.log(name), cluster.log(name)[-3000:]
+
+
+# --- real processes: an event that slipped past the edge ----------------------------------------------------------
+
+
+async def _running(client: httpx.AsyncClient, job_id: str) -> dict[str, Any] | None:
+    job: dict[str, Any] = (await client.get(f"/v1/jobs/{job_id}")).json()
+    return job if job["state"] == "running" else None
+
+
+async def _append_raw(nats_url: str, event: JobEvent) -> int:
+    """Append `event` straight to the log, as a buggy writer would (no edge, no compare-and-set)."""
+    nc = await streams.connect(nats_url, "test-buggy-writer")
+    try:
+        return (await EventStore(nc.jetstream()).append(event, msg_id=new_id())).seq
+    finally:
+        await nc.close()
+
+
+async def _parked(nats_url: str, job_id: str) -> list[str] | None:
+    """The projections that parked an event of `job_id` (None until both the gateway's and the scheduler's
+    have)."""
+    nc = await streams.connect(nats_url, "test-dead-reader")
+    try:
+        js = nc.jetstream()
+        last = (await js.stream_info(subjects.DEAD_STREAM)).state.last_seq
+        found = [(await js.get_msg(subjects.DEAD_STREAM, seq)) for seq in range(1, last + 1)]
+    finally:
+        await nc.close()
+    names = sorted((msg.headers or {}).get(PROJECTION_HEADER, "") for msg in found if (msg.subject or "")
+                   .endswith(f".{job_id}"))
+    return names if len(names) >= 2 else None
+
+
+async def test_an_event_no_projection_can_store_is_parked_its_job_fails_and_other_tenants_run(
+        cluster: Cluster) -> None:
+    base(cluster, slots=8)
+    async with cluster.client("mallory") as mallory, cluster.client("tenant0") as other:
+        victim = await submit(mallory, process("sleep", "30"))
+        running = await wait_until(lambda: _running(mallory, victim), timeout=15, what="the victim to run")
+        poison = JobFailed(event_id=new_id(), occurred_at=datetime.now(UTC), tenant="mallory", job_id=victim,
+                           attempt=running["attempt"], exit_code=1, reason="stderr tail: \x00\x1b[2J")
+        poison_seq = await _append_raw(cluster.nats_url, poison)
+        ids = [await submit(other, process("true")) for _ in range(10)]
+        done = await wait_until(lambda: every_tenants_jobs_done({other: ids}), timeout=30, what="the other jobs")
+        assert [job["state"] for job in done] == ["succeeded"] * 10, done
+        ended = await wait_until(lambda: all_terminal(mallory, [victim]), timeout=15, what="the victim to end")
+    job: dict[str, Any] = ended[victim]
+    assert job["state"] == "failed", job
+    assert job["reason"].startswith("an event of this job could not be applied by "), job
+    assert "\x00" not in job["reason"] and "\x1b" not in job["reason"], job
+    assert await wait_until(lambda: _parked(cluster.nats_url, victim), what="the dead letters") == [
+        "gateway.jobs", "scheduler.jobs"]
+    last = max(seq for seq, _ in await log(cluster.nats_url))
+    assert last > poison_seq
+    for schema in ("gateway", "scheduler"):
+        await wait_until(lambda s=schema: _folded_up_to(cluster.database_url, s, last),  # type: ignore[misc]
+                         what=f"the {schema} projection to pass the poison")
+        assert "rebuild equals the live projection" in await asyncio.to_thread(_rebuild, cluster, schema)

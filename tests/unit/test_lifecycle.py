@@ -207,6 +207,25 @@ def test_a_never_dispatched_job_can_be_cancelled() -> None:
     assert (view.state, view.reason, view.finished_at) == ("cancelled", "cancelled before it started", at(5))
 
 
+@pytest.mark.parametrize(
+    "before",
+    [[SUBMITTED], [SUBMITTED, QUEUED], RUNNING[:3], RUNNING, [*RUNNING, LOST_1], REDISPATCHED],
+    ids=["submitted", "queued", "dispatched", "running", "lost", "redispatched"],
+)
+def test_an_abandoning_failure_ends_the_job_from_any_state_that_is_not_terminal(before: list[ev.Event]) -> None:
+    """The scheduler abandons a job whose event a projection could not apply, whatever attempt is live."""
+    abandoned = make(ev.JobFailed, 9, attempt=0, reason="could not be applied", abandoned=True)
+    view = lifecycle.replay(numbered(*before, abandoned))
+    assert view is not None
+    assert (view.state, view.reason, view.finished_at) == ("failed", "could not be applied", at(9))
+
+
+def test_an_ordinary_failure_of_no_live_attempt_still_changes_nothing() -> None:
+    view = lifecycle.replay(numbered(SUBMITTED, QUEUED, make(ev.JobFailed, 9, attempt=0, reason="stale")))
+    assert view is not None
+    assert (view.state, view.reason) == ("queued", None)
+
+
 def test_a_lost_job_is_dispatched_again_as_the_next_attempt() -> None:
     started_2 = make(ev.JobStarted, 7, attempt=2, worker_id="w8", sandbox="process")
     view = lifecycle.replay(numbered(*REDISPATCHED, started_2))
