@@ -203,12 +203,16 @@ export interface JobSucceeded {
   type: "job.succeeded.v1";
 }
 /**
- * The attempt ended badly: a non-zero exit, a signal or a sandbox error. Writer: worker.
+ * The attempt ended badly: a non-zero exit, a signal or a sandbox error. Writer: worker; the scheduler when it
+ * abandons the job.
  *
  * `final` is false when the retry policy sends the job back to the queue (the scheduler then appends
- * `job.retry_scheduled`).
+ * `job.retry_scheduled`). `abandoned` is true when the scheduler gave the whole job up because one of its events
+ * could not be applied by a projection: it ends the job from any state that is not terminal, not only while the
+ * attempt is live.
  */
 export interface JobFailed {
+  abandoned?: boolean;
   attempt?: number;
   duration_s?: number;
   event_id: string;
