@@ -6,6 +6,7 @@ import asyncio
 import collections
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -252,3 +253,64 @@ async def test_the_edge_counts_its_clients_and_the_lag_from_commit_to_delivery(c
 
 async def _gauge_is(cluster: Cluster, name: str, value: float) -> bool:
     return (await scrape(cluster)).get(name) == value
+
+
+async def _consumers(cluster: Cluster, stream: str, subject: str) -> int:
+    """How many JetStream consumers on `stream` filter exactly `subject` (the realtime edge's feeds)."""
+    nc = await streams.connect(cluster.nats_url, "test-consumers")
+    try:
+        found: list[str | None] = []
+        while batch := await nc.jetstream().consumers_info(stream, offset=len(found)):
+            found += [info.config.filter_subject for info in batch]
+    finally:
+        await nc.close()
+    return found.count(subject)
+
+
+async def _consumers_are(cluster: Cluster, expected: dict[tuple[str, str], int]) -> bool:
+    return all([await _consumers(cluster, stream, subject) == n for (stream, subject), n in expected.items()])
+
+
+async def _open_raw(cluster: Cluster, path: str, wait: bool = True) -> asyncio.StreamWriter:
+    """A stream request on a raw socket; with `wait`, its response headers read (the feed is subscribed by then)."""
+    port = cluster.ports["realtime"]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token('acme')}\r\n"
+                 "Accept: text/event-stream\r\n\r\n".encode())
+    await writer.drain()
+    if wait:
+        assert (await reader.readline()).startswith(b"HTTP/1.1 200"), path
+    return writer
+
+
+async def test_feeds_are_released_and_restored_after_two_hundred_clients_vanish(cluster: Cluster,
+                                                                                 tmp_path: Path) -> None:
+    """Clients reset their connections without reading, some of them while their feed is still starting: the feeds
+    of the clients that stay keep working, the others are released, and a new client gets a working feed (one
+    consumer per tenant, one per log reader)."""
+    stack(cluster)
+    stop = tmp_path / "stop"
+    job = await submit(cluster, "acme", f"while [ ! -e {stop} ]; do echo tick; sleep 0.2; done; echo done")
+    paths = ("/v1/events", f"/v1/jobs/{job}/logs/stream")
+    events, logs = (subjects.EVENTS_STREAM, subjects.job_events("acme")), (subjects.LOGS_STREAM,
+                                                                           subjects.job_logs("acme", job))
+    async with edge(cluster) as survivor, edge(cluster) as newcomer:
+        stayed = [asyncio.create_task(collect(survivor, "/v1/events?type=succeeded", until=1, timeout=90)),
+                  asyncio.create_task(collect(survivor, paths[1], until=100_000, timeout=90))]
+        await wait_until(lambda: _consumers_are(cluster, {events: 1, logs: 1}), timeout=30, what="the survivors")
+        writers = [await _open_raw(cluster, path) for _ in range(100) for path in paths]
+        await wait_until(lambda: _consumers_are(cluster, {events: 1, logs: 101}), timeout=30, what="every feed")
+        for writer in writers:
+            writer.transport.abort()
+        hasty = await asyncio.gather(*(_open_raw(cluster, path, wait=False) for _ in range(100) for path in paths))
+        for writer in hasty:  # gone before their feeds started
+            writer.transport.abort()
+        await wait_until(lambda: _consumers_are(cluster, {events: 1, logs: 1}), timeout=30, what="feeds released")
+        came = [asyncio.create_task(collect(newcomer, "/v1/events?type=succeeded", until=1, timeout=60)),
+                asyncio.create_task(collect(newcomer, paths[1], until=100_000, timeout=60))]
+        await wait_until(lambda: _consumers_are(cluster, {events: 1, logs: 2}), timeout=30, what="the newcomer")
+        stop.touch()
+        for got_events, got_log in (stayed, came):
+            assert job in (await got_events)[0].data
+            output = "".join(m.data for m in await got_log if m.event == "stdout")
+            assert output.startswith("tick\n") and output.endswith("done\n"), output[-200:]

@@ -201,17 +201,30 @@ class Hub:
         self._lock = asyncio.Lock()
 
     async def join(self, tenant: str) -> Client:
+        """A new client of the tenant's feed, started first if need be. Only a started feed is registered: a start
+        that fails, or is cancelled because its client went away, leaves no feed without a subscription behind
+        for the next clients to join (they would wait for events that never come)."""
         async with self._lock:
             feed = self.feeds.get(tenant)
             if feed is None:
-                feed = self.feeds[tenant] = TenantFeed(self.js, tenant)
-                await feed.start()
-        client = Client(self.buffer)
-        feed.clients.add(client)
+                feed = TenantFeed(self.js, tenant)
+                try:
+                    await feed.start()
+                except BaseException:
+                    await asyncio.shield(feed.stop())
+                    raise
+                self.feeds[tenant] = feed
+            client = Client(self.buffer)
+            feed.clients.add(client)
         EVENT_CLIENTS.inc()
         return client
 
     async def leave(self, tenant: str, client: Client) -> None:
+        """Runs to its end even when the caller is cancelled (a client that vanished cancels its request, over and
+        over under anyio): a feed half stopped would keep a consumer, or lose one another client still needs."""
+        await asyncio.shield(self._leave(tenant, client))
+
+    async def _leave(self, tenant: str, client: Client) -> None:
         EVENT_CLIENTS.dec()
         client.close()
         async with self._lock:

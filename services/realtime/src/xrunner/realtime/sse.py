@@ -152,8 +152,8 @@ async def log_pieces(js: JetStreamContext, tenant: str, job_id: str, offset: int
             output = cursor.take(chunk)
             if output is not None:
                 yield LogPiece("output", output.end, output.stream, output.data)
-    finally:
-        await sub.unsubscribe()
+    finally:  # to its end even when the reader went away and its request is being cancelled
+        await asyncio.shield(sub.unsubscribe())
 
 
 async def _ended_without_output(js: JetStreamContext, tenant: str, job_id: str, attempt: int) -> bool:
