@@ -86,14 +86,15 @@ class KillService:
 
 @dataclass
 class PauseWorker:
-    """SIGSTOP a worker for longer than its lease, then SIGCONT it: its job processes keep running meanwhile, while
-    the scheduler declares the worker lost. What a long GC pause, a frozen VM or a swapped-out host looks like.
-    Its jobs outlive the pause, so a job re-dispatched while its first execution still runs shows up as an overlap."""
+    """SIGSTOP a worker for longer than its lease, then SIGCONT it: the scheduler declares the worker lost and runs
+    its jobs elsewhere. What a long GC pause, a frozen VM or a swapped-out host looks like. Its jobs outlive the
+    pause, so without self-fencing (the reaper kills them first) a job dispatched again while its first execution
+    still runs shows up as an overlap."""
 
     name: str = "worker_pause"
     target: str = "worker0"
     hold_s: float = 2 * LEASE_S
-    ticks: int = 25  # 5 s: still running when the lease (3 s) has expired and the job is dispatched again
+    ticks: int = 35  # 7 s: longer than the pause (6 s), and still running when the job is dispatched again
 
     def inject(self, cluster: ChaosCluster) -> None:
         cluster.services.procs[self.target].send_signal(signal.SIGSTOP)
