@@ -164,10 +164,11 @@ def watch(worker_id: str, lock_dir: Path, lapse: Watch, kills: list[Kill]) -> No
 def fence(worker_id: str, lock_dir: Path, lapse: Watch, kills: list[Kill]) -> None:
     """Count the fence first (an attempt that sees the count move appends nothing), then kill."""
     lapse.fenced = True
+    silent_s = round(time.monotonic() - lapse.renewed_at, 3)
     count = count_fence(fence_marker(lock_dir, worker_id))
     found = {kill.__name__: kill(worker_id) for kill in kills}
     log.warning("the worker's lease lapsed: its jobs were killed", worker_id=worker_id, fence=count,
-                silent_s=round(time.monotonic() - lapse.renewed_at, 3), **found)
+                silent_s=silent_s, took_s=round(time.monotonic() - lapse.renewed_at - silent_s, 3), **found)
 
 
 def reap(worker_id: str, lock_dir: Path, cleanups: list[Cleanup]) -> None:
