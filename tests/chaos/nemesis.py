@@ -13,6 +13,7 @@ from typing import Protocol
 import asyncpg
 from chaos.infra import Nats, Postgres
 from integration.cluster import Cluster
+from support import worker_id
 
 LEASE_S = 3.0  # the scheduler's worker lease in chaos clusters
 TICKS = 4  # a job runs ~TICKS * 0.2 s, so a fault finds jobs running
@@ -47,7 +48,9 @@ class ChaosCluster:
         self.start("scheduler", "scheduler", tick_s=0.1, worker_lease_s=LEASE_S)
         self.start("gateway", "gateway")
         for i in range(WORKERS):
-            self.start(f"worker{i}", "worker", slots=SLOTS, worker_id=f"w{i}", sandbox="none", kill_grace_s=1)
+            # ids and workspaces of this run: workers of one id share job cgroups and the reaper's files
+            self.start(f"worker{i}", "worker", slots=SLOTS, worker_id=worker_id(f"w{i}"), sandbox="none",
+                       kill_grace_s=1, workspace_dir=self.logs / f"workspaces-{i}")
         for name in self.settings:
             self.services.wait_ready(name)
 
@@ -86,14 +89,15 @@ class KillService:
 
 @dataclass
 class PauseWorker:
-    """SIGSTOP a worker for longer than its lease, then SIGCONT it: its job processes keep running meanwhile, while
-    the scheduler declares the worker lost. What a long GC pause, a frozen VM or a swapped-out host looks like.
-    Its jobs outlive the pause, so a job re-dispatched while its first execution still runs shows up as an overlap."""
+    """SIGSTOP a worker for longer than its lease, then SIGCONT it: the scheduler declares the worker lost and runs
+    its jobs elsewhere. What a long GC pause, a frozen VM or a swapped-out host looks like. Its jobs outlive the
+    pause, so without self-fencing (the reaper kills them first) a job dispatched again while its first execution
+    still runs shows up as an overlap."""
 
     name: str = "worker_pause"
     target: str = "worker0"
     hold_s: float = 2 * LEASE_S
-    ticks: int = 25  # 5 s: still running when the lease (3 s) has expired and the job is dispatched again
+    ticks: int = 35  # 7 s: longer than the pause (6 s), and still running when the job is dispatched again
 
     def inject(self, cluster: ChaosCluster) -> None:
         cluster.services.procs[self.target].send_signal(signal.SIGSTOP)

@@ -25,8 +25,6 @@ RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 KNOWN: dict[str, str] = {
     "worker_kill": "issue 11: jobs of a SIGKILLed worker end `failed` instead of running again; an attempt may stay "
                    "`dispatched` for good",
-    "worker_pause": "issue 11: after SIGCONT the paused worker fails most jobs (killed by SIGKILL, or its job "
-                    "cgroups are gone: `cannot create the job's cgroups`)",
     "scheduler_kill": "issue 11: a job submitted while the scheduler is down stays `submitted` for good; the "
                       "scheduler's rebuild differs from its live projection",
     "nats_kill": "issue 11: after nats-server restarts, the scheduler's leader task and the workers' heartbeat task "

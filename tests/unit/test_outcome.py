@@ -15,6 +15,7 @@ from xrunner.worker.outcome import (
     Cancelled,
     Exited,
     HandedBack,
+    LeaseLapsed,
     Outcome,
     SandboxFailed,
     Signalled,
@@ -67,8 +68,9 @@ def test_each_outcome_ends_the_attempt_with_its_event(outcome: Outcome, run: Run
     assert KINDS[type(event)] == kind
 
 
-def test_a_handed_back_attempt_ends_with_no_event() -> None:
-    assert outcome_event(HandedBack(), run_of(), duration_s=1.5, event_id="ev-1", occurred_at=NOW) is None
+@pytest.mark.parametrize("outcome", [HandedBack(), LeaseLapsed()])
+def test_a_handed_back_or_fenced_off_attempt_ends_with_no_event(outcome: Outcome) -> None:
+    assert outcome_event(outcome, run_of(), duration_s=1.5, event_id="ev-1", occurred_at=NOW) is None
 
 
 @pytest.mark.parametrize(

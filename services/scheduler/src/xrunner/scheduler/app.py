@@ -67,11 +67,12 @@ async def lead(
 async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     settings = runtime.settings
     assert isinstance(settings, SchedulerSettings)
+    settings.check_lease()
     js = await runtime.connect_nats()
     pool = await runtime.connect_postgres(settings.schema, files("xrunner.scheduler") / "sql")
     scheduler_id = settings.scheduler_id or f"{socket.gethostname()}-{os.getpid()}"
     wake = asyncio.Event()
-    workers = Workers(js, wake, settings.worker_lease_s)
+    workers = Workers(js, wake, settings.lost_after_s)
     lease = Lease(js, scheduler_id)
     runtime.spawn(workers.watch(), "workers")
     runtime.spawn(lead(js, pool, settings, scheduler_id, workers, wake, lease), "leader")

@@ -82,7 +82,7 @@ class Scheduler:
             inputs = Round(
                 dirty=dirty,
                 sweep=sweep,
-                settled=time.monotonic() - self.since > self.settings.worker_lease_s,
+                settled=time.monotonic() - self.since > self.settings.lost_after_s,
                 drain_rate_per_s=self.metrics.dispatch_rate(),
                 rereleased=self.rereleased,
             )

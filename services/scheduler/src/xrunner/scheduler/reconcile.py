@@ -240,8 +240,10 @@ def _deadline(state: SchedulerState, view: JobView, beats: Mapping[str, WorkerHe
 
 
 def attempt_lost(view: JobView, beat: WorkerHeartbeat | None) -> bool:
-    """A running attempt is lost when its worker stopped heartbeating, or when the worker heartbeats without
-    listing it well after it started (the process died and a new one took over its id)."""
+    """A running attempt is lost when its worker stopped heartbeating (`heartbeats` hold the workers heard from
+    within lease + margin: by then the worker's reaper has killed the attempt's processes, at lease - margin), or
+    when the worker heartbeats without listing it well after it started (the process died and a new one took over
+    its id, or the reaper fenced it and the worker resumed)."""
     if beat is None:
         return True
     if view.id in beat.running or beat.at is None or view.started_at is None:

@@ -1,4 +1,5 @@
-"""The live workers, from the `xr_workers` KV bucket: a heartbeat older than the lease means the worker is gone."""
+"""The live workers, from the `xr_workers` KV bucket: a worker not heard from for `lease_s` (the scheduler's
+lease + fence margin) is gone. Times are when a heartbeat arrived here, never before the worker sent it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Wires the worker: heartbeats, the pull loop over `xr.run.<pool>`, cancel requests, and draining on stop."""
+"""Wires the worker: heartbeats that renew its lease, the pull loop over `xr.run.<pool>`, cancel requests, and
+draining on stop."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 import warnings
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -29,6 +31,7 @@ from xrunner.servicekit.http import HttpServer, health_app
 from xrunner.servicekit.ids import new_id
 from xrunner.servicekit.runtime import Runtime
 from xrunner.worker.artifacts import Artifacts
+from xrunner.worker.lease import Lease, fence_marker
 from xrunner.worker.objectstore import open_store
 from xrunner.worker.reaper import Reaper, exclusive
 from xrunner.worker.runner import Runner, Stop
@@ -46,6 +49,7 @@ class Worker:
     def __init__(self, nc: Client, settings: WorkerSettings, worker_id: str) -> None:
         self.nc, self.js = nc, nc.jetstream(timeout=10.0)
         self.settings, self.worker_id = settings, worker_id
+        self.lease = Lease(settings.fence_after_s, fence_marker(Path(settings.workspace_dir), worker_id))
         self.store = EventStore(self.js)
         self.sandbox = ProcessSandbox(settings.sandbox, settings.allow_network, worker_id=worker_id,
                                       max_pids=settings.max_pids)
@@ -53,7 +57,8 @@ class Worker:
         self.sandboxes: dict[str, Sandboxes] = {"process": self.sandbox}
         if (docker := open_docker(settings, worker_id)) is not None:
             self.sandboxes["docker"] = docker
-        self.runner = Runner(self.store, self.sandboxes, settings, worker_id, Artifacts(self.objects, settings), nc)
+        self.runner = Runner(self.store, self.sandboxes, settings, worker_id, Artifacts(self.objects, settings), nc,
+                             self.lease)
         self.busy = 0
         self.slot_free = asyncio.Event()
         self.slot_free.set()
@@ -68,6 +73,9 @@ class Worker:
         sub = await durable(self.js, subjects.RUN_STREAM, config)
         while not self.draining:
             await self.slot_free.wait()
+            if not self.lease.fresh():  # no work without a lease: the reaper would kill it
+                await asyncio.sleep(self.settings.heartbeat_s / 4)
+                continue
             free = self.settings.slots - self.busy
             try:
                 msgs = await sub.fetch(min(free, 64), timeout=1.0)
@@ -97,11 +105,14 @@ class Worker:
                 log.error("undecodable work item terminated", subject=msg.subject)
                 await msg.term()
                 return
+            if not self.lease.fresh():  # lapsed since the fetch: leave the item to a worker that holds its lease
+                await msg.nak(delay=self.settings.heartbeat_s)
+                return
             attempt = await self.runner.begin(run)
             await msg.ack()
             if attempt is None:
                 return
-            stop = self.running[run.job_id] = Stop(asyncio.Event())
+            stop = self.running[run.job_id] = Stop(asyncio.Event(), fences=attempt.fences)
             RUNNING.inc()
             try:
                 await self.runner.execute(attempt, stop)
@@ -142,13 +153,23 @@ class Worker:
         )
 
     async def beat(self) -> None:
+        """Renew the lease: each heartbeat the bucket stored counts from when it was sent. Between beats, stop the
+        attempts the reaper fenced (their processes should be dead already; this catches any it missed)."""
         kv = await self.js.key_value(subjects.WORKERS_BUCKET)
         while True:
+            sent_at = time.monotonic()
             try:
                 await kv.put(self.worker_id, codec.encode(self.heartbeat()))
+                self.lease.renewed(sent_at)
             except (nats.errors.Error, TimeoutError) as exc:  # NATS is restarting: the next beat tries again
                 log.warning("heartbeat not stored", error=repr(exc))
+            self.stop_fenced()
             await asyncio.sleep(self.settings.heartbeat_s)
+
+    def stop_fenced(self) -> None:
+        for stop in self.running.values():
+            if self.lease.fenced(stop.fences):
+                stop.set("fenced")
 
     async def drain(self) -> None:
         """Stop pulling, let running attempts finish within the grace period, then stop them and hand them back
@@ -190,15 +211,21 @@ def use_pidfd_child_watcher() -> bool:
 async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     settings = runtime.settings
     assert isinstance(settings, WorkerSettings)
+    settings.check_lease()
     pidfd = use_pidfd_child_watcher()
     worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}".lower().replace(".", "-")
     js = await runtime.connect_nats()
     lock_dir = Path(settings.workspace_dir)
     with exclusive(lock_dir, worker_id):  # a reaper of this id's previous life finishes first
         worker = Worker(runtime.nc, settings, worker_id)  # the sandboxes kill what a previous life left
-    reaper = Reaper(worker_id, lock_dir, settings.docker_url if "docker" in worker.sandboxes else None)
+    reaper = Reaper(worker_id, lock_dir, settings.fence_after_s,
+                    settings.docker_url if "docker" in worker.sandboxes else None)
+    worker.lease.watchdog = reaper.renewed
     log.info("worker starting", worker_id=worker_id, pool=settings.pool, slots=settings.slots,
-             sandbox=worker.sandbox.name, pidfd_child_watcher=pidfd)
+             sandbox=worker.sandbox.name, pidfd_child_watcher=pidfd, lease_s=settings.lease_s,
+             fence_after_s=settings.fence_after_s)
+    if not worker.sandbox.cgroups.controllers:
+        log.warning("no job cgroups here: a lapsed lease cannot kill process jobs before the scheduler reruns them")
     if worker.sandbox.name == "none":
         log.warning("running process jobs UNSANDBOXED, as XR_WORKER_SANDBOX=none asks")
     store = worker.store

@@ -51,7 +51,13 @@ class HandedBack:
     worker's heartbeat is gone, without using the job's retry budget."""
 
 
-Outcome = Exited | Signalled | TimedOut | Cancelled | SandboxFailed | HandedBack
+@dataclass(frozen=True, slots=True)
+class LeaseLapsed:
+    """The worker's lease lapsed during the attempt and its reaper killed the job (or may have): no event; the
+    scheduler declares the attempt lost and runs the job again, so whatever the process did is not reported."""
+
+
+Outcome = Exited | Signalled | TimedOut | Cancelled | SandboxFailed | HandedBack | LeaseLapsed
 
 KINDS: dict[type[JobEvent], str] = {
     JobSucceeded: "succeeded",
@@ -70,7 +76,7 @@ def exit_outcome(code: int) -> Exited | Signalled:
 def outcome_event(
     outcome: Outcome, run: RunJob, *, duration_s: float, event_id: str, occurred_at: datetime
 ) -> JobEvent | None:
-    """The event that ends attempt `run` this way, or None when the attempt is handed back."""
+    """The event that ends attempt `run` this way, or None when the attempt is handed back or fenced off."""
     head = _Head(event_id=event_id, occurred_at=occurred_at, tenant=run.tenant, job_id=run.job_id, attempt=run.attempt)
     match outcome:
         case Exited(0):
@@ -86,7 +92,7 @@ def outcome_event(
         case Cancelled(before_start):
             return JobCancelled(**head, detail="cancelled before it started" if before_start else
                                 "cancelled while running")
-        case HandedBack():
+        case HandedBack() | LeaseLapsed():
             return None
 
 

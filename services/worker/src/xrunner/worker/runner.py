@@ -1,4 +1,5 @@
-"""Runs one attempt: the fenced start, the sandboxed process, its output, its deadline and its outcome."""
+"""Runs one attempt: the fenced start, the sandboxed process under the worker's lease, its output, its deadline and
+its outcome."""
 
 from __future__ import annotations
 
@@ -24,11 +25,13 @@ from xrunner.contracts.spec import JobSpec, Sandbox, is_interactive, workload_ki
 from xrunner.servicekit.eventstore import ConflictError, EventStore
 from xrunner.servicekit.ids import new_id
 from xrunner.worker.artifacts import Artifacts
+from xrunner.worker.lease import Lease
 from xrunner.worker.logstream import LogStream
 from xrunner.worker.outcome import (
     KINDS,
     Cancelled,
     HandedBack,
+    LeaseLapsed,
     Outcome,
     SandboxFailed,
     TimedOut,
@@ -49,14 +52,16 @@ START_LATENCY = Histogram(
 )
 
 
-StopWhy = Literal["cancel", "shutdown"]
+StopWhy = Literal["cancel", "shutdown", "fenced"]
 
 
 @dataclass
 class Stop:
-    """Asks a running attempt to stop: `why` is `cancel` (a user's request) or `shutdown` (the worker's)."""
+    """Asks a running attempt to stop: `why` is `cancel` (a user's request), `shutdown` (the worker's) or `fenced`
+    (the lease lapsed since the attempt began at fence count `fences`: killed at once, nothing reported)."""
 
     event: asyncio.Event
+    fences: int = 0
     why: StopWhy = "cancel"
 
     def set(self, why: StopWhy) -> None:
@@ -75,6 +80,7 @@ class Attempt:
 
     run: RunJob
     last_seq: int
+    fences: int = 0  # the reaper's fence count when the attempt began (lease.py)
     workspace: Path | None = None  # where the job actually ran (a sandbox may pick a warm workspace)
 
 
@@ -87,11 +93,12 @@ class Runner:
         worker_id: str,
         artifacts: Artifacts,
         nc: Client,
+        lease: Lease,
     ) -> None:
         """`sandboxes` maps a workload kind (`process`, `docker`) to the sandbox that runs it on this worker;
-        `nc` (core NATS) feeds interactive jobs' stdin."""
+        `nc` (core NATS) feeds interactive jobs' stdin; a job's process runs only while `lease` is held."""
         self.store, self.sandboxes, self.settings, self.worker_id = store, sandboxes, settings, worker_id
-        self.artifacts, self.nc = artifacts, nc
+        self.artifacts, self.nc, self.lease = artifacts, nc, lease
 
     def sandbox_name(self, spec: JobSpec) -> Sandbox:
         sandbox = self.sandboxes.get(workload_kind(spec.workload))
@@ -100,7 +107,7 @@ class Runner:
     async def begin(self, run: RunJob) -> Attempt | None:
         """Append `job.started` only if the dispatch is still the job's latest fact (the fence). Returns None
         when this attempt must not run (superseded, finished, or cancelled before it started)."""
-        attempt = Attempt(run, run.fence_seq)
+        attempt = Attempt(run, run.fence_seq, fences=self.lease.fences())  # counted before anything can run
         started = JobStarted(event_id=new_id(), occurred_at=datetime.now(UTC), tenant=run.tenant, job_id=run.job_id,
                              attempt=run.attempt, worker_id=self.worker_id, sandbox=self.sandbox_name(run.spec))
         try:
@@ -152,8 +159,8 @@ class Runner:
             outcome = await self._run(attempt, workspace, logs, stop)
         finally:
             used = attempt.workspace
-            if isinstance(outcome, HandedBack):
-                await logs.write("system", b"\n[xrunner: the worker shut down; the job goes back to the queue]\n")
+            if isinstance(outcome, HandedBack | LeaseLapsed):
+                await logs.write("system", _GIVEN_UP[type(outcome)])
             else:
                 await self.artifacts.keep(run, used, logs, lambda event, kind: self.append(attempt, event, kind))
             await logs.close()
@@ -167,7 +174,8 @@ class Runner:
         run = attempt.run
         event = outcome_event(outcome, run, duration_s=duration_s, event_id=new_id(), occurred_at=datetime.now(UTC))
         if event is None:
-            log.info("attempt handed back", job_id=run.job_id, attempt=run.attempt)
+            log.info("attempt handed back" if isinstance(outcome, HandedBack) else "attempt fenced off: lease lapsed",
+                     job_id=run.job_id, attempt=run.attempt)
             return
         kind = KINDS[type(event)]
         if counted:
@@ -179,6 +187,8 @@ class Runner:
 
     async def _run(self, attempt: Attempt, workspace: Path, logs: LogStream, stop: Stop) -> Outcome:
         spec = attempt.run.spec
+        if not self.lease.held(attempt.fences):  # frozen or cut off since it began: it may run elsewhere by now
+            return LeaseLapsed()
         try:
             sandbox = self.sandboxes.get(workload_kind(spec.workload))
             if sandbox is None:
@@ -188,15 +198,19 @@ class Runner:
         except SandboxError as exc:
             await logs.write("system", f"[xrunner: {exc}]\n".encode())
             return SandboxFailed(str(exc))
+        if not self.lease.held(attempt.fences):  # fenced while it was starting (perhaps not yet in its cgroups)
+            stop.set("fenced")
         pumps = asyncio.gather(logs.pump(proc.stdout, "stdout"), logs.pump(proc.stderr, "stderr"))
         waiter = asyncio.ensure_future(self._wait(attempt, proc, logs))
         cancelled = asyncio.ensure_future(stop.event.wait())
         done, _ = await asyncio.wait({waiter, cancelled}, timeout=spec.timeout_s, return_when=asyncio.FIRST_COMPLETED)
         if waiter not in done:
-            await self._stop(proc, waiter)
+            await self._stop(proc, waiter, signal.SIGKILL if stop.why == "fenced" else signal.SIGTERM)
         cancelled.cancel()
         await pumps
         code = waiter.result()
+        if self.lease.fenced(attempt.fences) or (cancelled in done and stop.why == "fenced"):
+            return LeaseLapsed()
         if cancelled in done:
             return HandedBack() if stop.why == "shutdown" else Cancelled()
         return exit_outcome(code) if done else TimedOut()
@@ -208,15 +222,21 @@ class Runner:
         async with fed_stdin(self.nc, proc, logs, attempt.run.job_id):
             return await proc.wait()
 
-    async def _stop(self, proc: Running, waiter: asyncio.Future[int]) -> None:
-        """SIGTERM the whole process tree, then SIGKILL after the grace period."""
-        proc.signal_all(signal.SIGTERM)
+    async def _stop(self, proc: Running, waiter: asyncio.Future[int], first: signal.Signals) -> None:
+        """Signal the whole process tree with `first` (SIGTERM), then SIGKILL after the grace period."""
+        proc.signal_all(first)
         try:
             await asyncio.wait_for(asyncio.shield(waiter), self.settings.kill_grace_s)
         except TimeoutError:
             proc.signal_all(signal.SIGKILL)
             await waiter
         proc.signal_all(signal.SIGKILL)  # stragglers that ignored SIGTERM or outlived the leader
+
+
+_GIVEN_UP: dict[type[Outcome], bytes] = {
+    HandedBack: b"\n[xrunner: the worker shut down; the job goes back to the queue]\n",
+    LeaseLapsed: b"\n[xrunner: the worker's lease lapsed and the job was killed; it goes back to the queue]\n",
+}
 
 
 class _CancelledFirst(Exception):

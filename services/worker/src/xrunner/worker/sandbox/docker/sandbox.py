@@ -273,6 +273,21 @@ def remove_left_containers(docker_url: str, worker_id: str) -> int:
     return len(doomed)
 
 
+def kill_running_containers(docker_url: str, worker_id: str) -> int:
+    """For the reaper's fence: SIGKILL every running container of `worker_id` (jobs', kept and warm ones alike: a
+    warm one may be running a job), blocking; the worker removes them as they die. Returns how many."""
+    try:
+        api = docker.APIClient(base_url=docker_url, timeout=30)
+        running = api.containers(filters={"label": [f"xrunner.worker={worker_id}"]})
+        for container in running:
+            with contextlib.suppress(DockerException, requests.RequestException):
+                api.kill(container["Id"])
+    except (DockerException, requests.RequestException) as exc:
+        log.warning("the fenced worker's containers were not killed", worker_id=worker_id, error=str(exc))
+        return 0
+    return len(running)
+
+
 def _env(launch: Launch, workload: DockerWorkload) -> dict[str, str]:
     return {"HOME": WORKDIR, "XR_JOB_ID": launch.job_id, "XR_ATTEMPT": str(launch.attempt), **workload.env}
 

@@ -89,11 +89,24 @@ class CgroupV1:
             raise
         return group
 
+    def jobs(self) -> list[JobCgroup]:
+        """Every job cgroup of this worker now, each with the controllers it has."""
+        names = {d.name for base in self.base.values() if base.is_dir() for d in base.iterdir() if d.is_dir()}
+        return [JobCgroup({c: base / name for c, base in self.base.items() if (base / name).is_dir()})
+                for name in sorted(names)]
+
+    def signal_all(self, sig: int) -> int:
+        """Send `sig` to every process of every job of this worker, leaving the directories to the worker (the
+        reaper's fence); returns how many jobs had processes."""
+        groups = [group for group in self.jobs() if group.pids()]
+        for group in groups:
+            group.signal(sig)
+        return len(groups)
+
     def cleanup_stale(self) -> int:
         """Kill and remove the job cgroups a previous life of this worker left behind; returns how many."""
-        stale = {d.name for base in self.base.values() for d in base.iterdir() if d.is_dir()}
-        for name in stale:
-            group = JobCgroup({c: base / name for c, base in self.base.items() if (base / name).is_dir()})
+        stale = self.jobs()
+        for group in stale:
             until = time.monotonic() + 5.0
             while (group.pids() or not _rmdir_all(group.dirs.values())) and time.monotonic() < until:
                 group.signal(signal.SIGKILL)
