@@ -168,6 +168,7 @@ class TenantConfigured(Event, tag="tenant.configured.v1", frozen=True):
     max_queued: int = 10_000
     submit_rate_per_s: float = 100.0
     configured_by: str = ""
+    artifact_ttl_s: float = 7 * 86_400.0  # how long the tenant's artifacts are kept after they are stored
 
 
 class WorkerStarted(Event, tag="worker.started.v1", frozen=True):

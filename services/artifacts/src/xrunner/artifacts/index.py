@@ -1,4 +1,4 @@
-"""The artifact index: one row per stored artifact, marked when retention expires it."""
+"""The artifact index: one row per stored artifact, marked when retention expires it, and each tenant's artifact TTL."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from collections.abc import Sequence
 import asyncpg
 
 from xrunner.contracts import subjects
-from xrunner.contracts.events import ArtifactExpired, ArtifactStored, Event
+from xrunner.contracts.events import ArtifactExpired, ArtifactStored, Event, TenantConfigured
+from xrunner.servicekit.sql import load_queries
+
+QUERIES = load_queries("xrunner.artifacts")
 
 
 class ArtifactIndex:
@@ -15,6 +18,7 @@ class ArtifactIndex:
     filter_subjects = (
         subjects.job_events(token="artifact_stored"),
         subjects.job_events(token="artifact_expired"),
+        subjects.tenant_events(token="configured"),
     )
 
     async def apply(self, conn: asyncpg.Connection, batch: Sequence[tuple[int, Event]]) -> None:
@@ -41,3 +45,5 @@ class ArtifactIndex:
                     event.occurred_at,
                     event.tenant,
                 )
+            elif isinstance(event, TenantConfigured):
+                await conn.execute(QUERIES["configure_tenant"], event.tenant, event.artifact_ttl_s)
