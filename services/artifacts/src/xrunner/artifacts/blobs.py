@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from litestar import Response, get
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, PathParameter, QueryParameter
 from litestar.response import Stream
 
 from xrunner.artifacts import exposure, metrics
@@ -25,7 +25,8 @@ from xrunner.servicekit.problems import ProblemError
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 Unsatisfiable = Literal["unsatisfiable"]
-OptionalQuery = Annotated[str | None, Parameter(required=False)]
+OptionalQuery = Annotated[str | None, QueryParameter(required=False)]
+ArtifactId = Annotated[str, PathParameter(pattern=r"^[0-9A-Za-z]{1,64}$")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,12 +128,12 @@ async def _serve(catalog: Catalog, keys: Keys, blobs: Blobs, artifact_id: str, t
     return _answer(blobs.path(key), artifact, content_type, etag, range_header, if_none_match)
 
 
-RangeHeader = Annotated[str | None, Parameter(header="Range", required=False)]
-IfNoneMatch = Annotated[str | None, Parameter(header="If-None-Match", required=False)]
+RangeHeader = Annotated[str | None, HeaderParameter(name="Range", required=False)]
+IfNoneMatch = Annotated[str | None, HeaderParameter(name="If-None-Match", required=False)]
 
 
 @get("/v1/blobs/{artifact_id:str}", tags=["blobs"], include_in_schema=False)
-async def blob(catalog: Index, keys: Keys, blobs: Blobs, artifact_id: str, exp: OptionalQuery = None,
+async def blob(catalog: Index, keys: Keys, blobs: Blobs, artifact_id: ArtifactId, exp: OptionalQuery = None,
                kid: OptionalQuery = None, sig: OptionalQuery = None, range_header: RangeHeader = None,
                if_none_match: IfNoneMatch = None) -> Response[bytes] | Stream:
     """An artifact's bytes, for a URL the artifacts API signed (no Authorization header)."""
@@ -140,7 +141,7 @@ async def blob(catalog: Index, keys: Keys, blobs: Blobs, artifact_id: str, exp: 
 
 
 @get("/v1/blobs/{artifact_id:str}/thumbnail", tags=["blobs"], include_in_schema=False)
-async def thumbnail(catalog: Index, keys: Keys, blobs: Blobs, artifact_id: str, exp: OptionalQuery = None,
+async def thumbnail(catalog: Index, keys: Keys, blobs: Blobs, artifact_id: ArtifactId, exp: OptionalQuery = None,
                     kid: OptionalQuery = None, sig: OptionalQuery = None, range_header: RangeHeader = None,
                     if_none_match: IfNoneMatch = None) -> Response[bytes] | Stream:
     """An artifact's preview thumbnail, for a URL the artifacts API signed."""

@@ -23,7 +23,7 @@ from xrunner.gateway.ratelimit import RateLimiter, edge_checks
 from xrunner.gateway.readmodel import JobsProjection, JobsTable
 from xrunner.gateway.routes import HANDLERS
 from xrunner.gateway.settings import GatewaySettings
-from xrunner.servicekit import problems
+from xrunner.servicekit import httperrors
 from xrunner.servicekit.auth import JwtVerifier, verifier_from
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.guards import authorize
@@ -54,13 +54,13 @@ def create_app(settings: GatewaySettings, infra: Infra) -> Litestar:
         route_handlers=[*HANDLERS, *health_handlers(infra.ready, settings.metrics_token)],
         guards=[authorize(infra.verifier)],
         dependencies=dependencies.provide(jobs, infra.js, settings.ticket_secret or settings.jwt_secret),
-        exception_handlers=problems.HANDLERS,
+        exception_handlers=httperrors.HANDLERS,
         openapi_config=_openapi(settings.artifacts_url),
         request_max_body_size=settings.max_body_bytes,
         request_class=JsonRequest,
         before_request=edge_checks(RateLimiter(settings.request_rate_per_s, settings.request_burst)),
         cors_config=_cors(settings.cors_origins) if settings.cors_origins else None,
-        plugins=[problems.DocumentProblems()],
+        plugins=[httperrors.DocumentProblems()],
         on_app_init=[_no_debug],
     )
 
