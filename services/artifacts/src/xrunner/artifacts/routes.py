@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from litestar import Controller, get
-from litestar.params import Parameter
+from litestar.params import PathParameter, QueryParameter
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -20,8 +20,8 @@ from xrunner.servicekit.guards import READ
 from xrunner.servicekit.problems import ProblemError
 
 ID = r"^[0-9A-Za-z]{1,64}$"
-JOB_ID = Annotated[str, Parameter(pattern=ID, description="A job id")]
-ARTIFACT_ID = Annotated[str, Parameter(pattern=ID, description="An artifact id")]
+JOB_ID = Annotated[str, PathParameter(pattern=ID, description="A job id")]
+ARTIFACT_ID = Annotated[str, PathParameter(pattern=ID, description="An artifact id")]
 
 
 async def job_exists(js: JetStreamContext, tenant: str, job_id: str) -> bool:
@@ -51,7 +51,7 @@ class ArtifactRoutes(Controller):
     @get("/jobs/{job_id:str}/artifacts", opt=READ)
     async def job_artifacts(
         self, who: Who, catalog: Index, signer: Sign, js: Log, job_id: JOB_ID,
-        attempt: Annotated[int | None, Parameter(ge=1, description="Only this attempt's artifacts")] = None,
+        attempt: Annotated[int | None, QueryParameter(ge=1, description="Only this attempt's artifacts")] = None,
     ) -> list[ArtifactView]:
         """Every artifact of the job not yet removed by retention (all attempts unless `attempt`), each with a
         download URL valid for at most 300 s; `[]` for a job without any."""
