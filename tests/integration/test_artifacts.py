@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -40,7 +41,8 @@ def start(cluster: Cluster, *, artifacts_service: bool = False, **worker: object
     cluster.start("scheduler", "scheduler", wait=False, tick_s=0.1)
     cluster.start("gateway", "gateway", wait=False)
     if artifacts_service:
-        cluster.start("artifacts", "artifacts", wait=False)
+        same_store = {k: v for k, v in worker.items() if k == "artifact_store" or k.startswith(("artifact_dir", "s3_"))}
+        cluster.start("artifacts", "artifacts", wait=False, **same_store)
     settings = {"sandbox": "none", "workspace_dir": cluster.logs / "workspaces", **worker}
     cluster.start("worker", "worker", wait=False, worker_id=W0, **settings)
     for name in list(cluster.procs):
@@ -128,6 +130,39 @@ async def rebuild(cluster: Cluster, service: str) -> subprocess.CompletedProcess
     env |= {"XR_NATS_URL": cluster.nats_url, "XR_DATABASE_URL": cluster.database_url}
     command = [sys.executable, "-m", "xrunner.cli", "projections", "rebuild", service, "--data-dir", str(cluster.logs)]
     return await asyncio.to_thread(subprocess.run, command, env=env, capture_output=True, text=True, timeout=120)
+
+
+async def test_the_cli_lists_a_jobs_artifacts_and_downloads_one_through_its_signed_url_checking_its_sha256(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    start(cluster, artifacts_service=True, artifact_dir=cluster.logs / "store")
+    async with cluster.client("acme") as client:
+        job = await run(client, WRITE_BOTH)
+
+        async def counted() -> dict[str, Any] | None:
+            view: dict[str, Any] = (await client.get(f"/v1/jobs/{job['id']}")).json()
+            return view if view["artifacts"] == 3 else None
+
+        await wait_until(counted, timeout=15, what="the gateway to count out/a.txt, out/sub/b.bin and logs.txt")
+        token = client.headers["Authorization"].removeprefix("Bearer ")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XR_")}
+    env |= {"XR_API_URL": cluster.api(), "XR_TOKEN": token, "XR_ARTIFACTS_URL": cluster.api("artifacts"),
+            "COLUMNS": "200"}
+    listed = await cli(env, "artifacts", job["id"], "--json")
+    assert sorted(item["name"] for item in json.loads(listed.stdout)) == ["logs.txt", "out/a.txt", "out/sub/b.bin"]
+    table = await cli(env, "artifacts", job["id"])
+    assert "out/sub/b.bin" in table.stdout
+    got = await cli(env, "artifacts", "get", job["id"], "out/sub/b.bin", "-o", str(tmp_path / "b.bin"))
+    assert (tmp_path / "b.bin").read_bytes() == B_BIN and "checked" in got.stderr
+    missing = await cli(env, "artifacts", "get", job["id"], "out/nope", check=False)
+    assert missing.returncode == 2 and "no artifact named 'out/nope'" in missing.stderr
+
+
+async def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "xrunner.cli", *args]
+    done = await asyncio.to_thread(subprocess.run, command, env=env, capture_output=True, text=True, timeout=60)
+    assert not check or done.returncode == 0, done.stdout + done.stderr
+    return done
 
 
 async def test_the_whole_log_is_stored_as_logs_txt_when_the_job_ends(cluster: Cluster) -> None:
