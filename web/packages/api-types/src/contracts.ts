@@ -28,6 +28,7 @@ export type ContractsSchema =
   | JobAccepted
   | JobLog
   | Problem
+  | ArtifactView
   | RunJob
   | LogChunk
   | WorkerHeartbeat;
@@ -344,6 +345,7 @@ export interface ArtifactExpired {
  * An admin set a tenant's share and limits. Writer: gateway.
  */
 export interface TenantConfigured {
+  artifact_ttl_s?: number;
   configured_by?: string;
   event_id: string;
   max_inflight?: number;
@@ -380,6 +382,7 @@ export interface WorkerStopped {
  * A job as clients see it.
  */
 export interface JobView {
+  artifacts?: number;
   attempt: number;
   cancel_requested?: boolean;
   created_at: string;
@@ -443,6 +446,47 @@ export interface Problem {
   status: number;
   title: string;
   type: string;
+}
+/**
+ * A stored file of a job's attempt, with a signed download URL valid until `url_expires_at` (≤ 300 s).
+ * `preview` is null until the artifacts service has derived one.
+ */
+export interface ArtifactView {
+  attempt: number;
+  content_type: string;
+  expires_at: string;
+  id: string;
+  job_id: string;
+  name: string;
+  preview?: ArtifactPreview | null;
+  sha256: string;
+  size: number;
+  stored_at: string;
+  url: string;
+  url_expires_at: string;
+}
+/**
+ * What a UI shows without downloading the file. `kind` none says why in `reason`. In lists and metadata
+ * `text` and `entries` are left out (`GET /v1/artifacts/{id}/preview` has them); `thumbnail_url` is signed like
+ * the download URL and expires with it.
+ */
+export interface ArtifactPreview {
+  entries?: PreviewEntry[];
+  kind: "archive" | "image" | "none" | "pdf" | "text";
+  line_count?: number | null;
+  page_count?: number | null;
+  reason?: string;
+  text?: string | null;
+  thumbnail_content_type?: string | null;
+  thumbnail_url?: string | null;
+  truncated?: boolean;
+}
+/**
+ * One member of an archive: its path inside it and its size in bytes.
+ */
+export interface PreviewEntry {
+  name: string;
+  size: number;
 }
 /**
  * A work item on `xr.run.<pool>`: run attempt `attempt` of a job.
