@@ -157,8 +157,11 @@ class S3Store:
 
     async def delete(self, key: str) -> None:
         s3 = await self._s3()
-        with contextlib.suppress(ClientError):  # S3 answers 204 for a missing key; some stand-ins 404
+        try:
             await s3.delete_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:  # S3 answers 204 for a missing key; some compatible servers 404
+            if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                raise
 
     async def close(self) -> None:
         async with self._lock:
