@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -159,7 +160,10 @@ def _pretty_json(data: bytes) -> str | None:
 def image(path: Path) -> Preview:
     """A PNG thumbnail of at most `THUMB_PX` a side; the declared size is checked before any pixel is decoded."""
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():  # the size is checked here, against a lower bound than Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
             width, height = im.size
             if width * height > MAX_PIXELS:
                 return none(f"the image declares {width} x {height} pixels, more than {MAX_PIXELS:,} are not decoded")
