@@ -124,7 +124,8 @@ def test_a_damaged_pdf_has_no_preview(tmp_path: Path) -> None:
 
 def test_a_zip_lists_its_entries_with_names_made_safe_and_capped(tmp_path: Path) -> None:
     long_name = "d/" + "n" * 400
-    preview = derive(tmp_path, "bundle.zip", sample_files.zip_of({"a.txt": b"hello", "\x1b[31mred": b"", long_name: b"x"}))
+    files = {"a.txt": b"hello", "\x1b[31mred": b"", long_name: b"x"}
+    preview = derive(tmp_path, "bundle.zip", sample_files.zip_of(files))
     assert preview.kind == "archive" and not preview.truncated
     names = [e.name for e in preview.entries]
     assert names[:2] == ["a.txt", "\ufffd[31mred"] and preview.entries[0].size == 5
