@@ -105,6 +105,7 @@ class Stack:
             XR_WORKER_WARM_IMAGES=self.opts.warm_images,
             XR_WORKER_WORKSPACE_DIR=str((self.opts.data_dir / "work").resolve()),
             XR_WORKER_ARTIFACT_DIR=str((self.opts.data_dir / "artifacts").resolve()),
+            XR_ARTIFACTS_ARTIFACT_DIR=str((self.opts.data_dir / "artifacts").resolve()),
             XR_WORKER_WORKER_ID=f"embedded-{self.opts.port}",  # stable: a restart cleans up its previous life
         )
         self.supervisor.add(*(Child(name, partial(self._launch_service, name, env), layer=1, stop_timeout=40.0)
