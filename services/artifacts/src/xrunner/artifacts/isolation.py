@@ -18,7 +18,7 @@ from pathlib import Path
 
 import msgspec
 
-from xrunner.artifacts.previews import Preview, derive, none
+from xrunner.artifacts.previews import Preview, derive, none, warm
 
 MAX_REPLY = 8 * 1024 * 1024  # a reply is a preview: at most 64 KiB of text, 1,000 entries or one small PNG
 
@@ -99,6 +99,7 @@ def _child(cpu_s: int, memory_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    warm()
     path, name = msgspec.msgpack.decode(sys.stdin.buffer.read(), type=tuple[str, str])
     try:
         preview = derive(Path(path), name)

@@ -46,6 +46,11 @@ class Preview(msgspec.Struct, frozen=True, kw_only=True):
     truncated: bool = False
 
 
+def warm() -> None:
+    """Load every image plugin now (Pillow does it on first use), so a child waiting for work has done it."""
+    Image.init()
+
+
 def none(reason: str) -> Preview:
     return Preview(kind="none", reason=reason)
 
