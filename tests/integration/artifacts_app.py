@@ -1,5 +1,6 @@
 """The real artifacts app for tests: `create_app` as production builds it, its index projector folding the test's
-NATS into the test's database, served over real HTTP; events are appended to the log as the worker would."""
+NATS into the test's database (and, when asked, its previewer deriving previews), served over real HTTP; events are
+appended to the log as the worker would."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from nats.js import JetStreamContext
 
 from xrunner.artifacts.app import MIGRATIONS, Infra, create_app
 from xrunner.artifacts.index import ArtifactIndex
+from xrunner.artifacts.isolation import Isolated, Limits
 from xrunner.artifacts.objects import ObjectStore
+from xrunner.artifacts.previewer import Previewer
 from xrunner.artifacts.settings import ArtifactsSettings
 from xrunner.cli import embedded
 from xrunner.contracts.events import ArtifactStored, JobSubmitted
@@ -63,6 +66,10 @@ class ArtifactsService:
     async def indexed(self, artifact_id: str) -> bool:
         return bool(await self.pool.fetchval("SELECT count(*) FROM artifacts WHERE id = $1", artifact_id))
 
+    async def previewed(self, artifact_id: str) -> bool:
+        """The artifact's `artifact.previewed` is folded into the index."""
+        return bool(await self.pool.fetchval("SELECT preview IS NOT NULL FROM artifacts WHERE id = $1", artifact_id))
+
 
 async def submit(events: EventStore, tenant: str) -> str:
     """A new job's `job.submitted`, as the gateway appends it; returns the job's id."""
@@ -80,16 +87,20 @@ def bearer(tenant: str, scopes: tuple[str, ...] = ("jobs:read",)) -> dict[str, s
 
 
 @contextlib.asynccontextmanager
-async def artifacts_service(nats_url: str, database_url: str, store: ObjectStore,
+async def artifacts_service(nats_url: str, database_url: str, store: ObjectStore, previews: bool = False,
                             **settings: Any) -> AsyncIterator[ArtifactsService]:
-    """Streams declared, the schema migrated, the index folding and the API served on a free port."""
+    """Streams declared, the schema migrated, the index folding (and with `previews` the previewer deriving) and the
+    API served on a free port."""
     nc = await streams.connect(nats_url, "test-artifacts")
     js = nc.jetstream()
     await streams.declare(js)
     pool = await db.create_pool(database_url, "artifacts")
     async with pool.acquire() as conn:
         await db.migrate(conn, "artifacts", db.migration_files(MIGRATIONS))
-    projector = asyncio.create_task(Projector(js, pool, ArtifactIndex()).run())
+    isolated = Isolated(Limits())
+    tasks = [asyncio.create_task(Projector(js, pool, ArtifactIndex()).run())]
+    if previews:
+        tasks.append(asyncio.create_task(Previewer(js, pool, store, isolated, max_bytes=1 << 26).run()))
     port = embedded.free_port()
     base_url = f"http://127.0.0.1:{port}"
     options = ArtifactsSettings(jwt_secret=SECRET, signing_keys=KEYS, **settings)
@@ -105,8 +116,10 @@ async def artifacts_service(nats_url: str, database_url: str, store: ObjectStore
         yield ArtifactsService(js, pool, EventStore(js), store, base_url, options)
     finally:
         await server.stop()
-        projector.cancel()
-        await asyncio.gather(projector, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await isolated.close()
         await store.close()
         await pool.close()
         await nc.close()

@@ -94,10 +94,12 @@ async def test_files_the_globs_select_are_stored_under_the_attempts_keys_and_ann
     assert {r["name"]: r["sha256"] for r in rows}["out/sub/b.bin"] == sha256(B_BIN)
 
 
-async def _indexed(database_url: str, job_id: str, n: int) -> list[asyncpg.Record] | None:
+async def _indexed(database_url: str, job_id: str, n: int, previewed: bool = False) -> list[asyncpg.Record] | None:
+    """The job's index rows once there are `n` (with their previews folded, when `previewed`)."""
     conn = await asyncpg.connect(database_url)
     try:
-        rows = await conn.fetch("SELECT name, key, size, sha256 FROM artifacts.artifacts WHERE job_id = $1", job_id)
+        rows = await conn.fetch("SELECT name, key, size, sha256 FROM artifacts.artifacts WHERE job_id = $1"
+                                + (" AND preview IS NOT NULL" if previewed else ""), job_id)
     except asyncpg.UndefinedTableError:
         return None
     finally:
@@ -111,7 +113,9 @@ async def test_the_artifact_index_rebuilt_from_the_log_equals_the_live_one_and_a
     start(cluster, artifacts_service=True, artifact_dir=cluster.logs / "store")
     async with cluster.client("acme") as client:
         job = await run(client, WRITE_BOTH)
-    await wait_until(lambda: _indexed(cluster.database_url, job["id"], 3), timeout=15, what="the index")
+    # the previews are appended after the artifacts: the live index must have folded them too before comparing
+    await wait_until(lambda: _indexed(cluster.database_url, job["id"], 3, previewed=True), timeout=30,
+                     what="the index")
     same = await rebuild(cluster, "artifacts")
     assert same.returncode == 0 and "rebuild equals the live projection" in same.stdout, same.stdout + same.stderr
     conn = await asyncpg.connect(cluster.database_url)

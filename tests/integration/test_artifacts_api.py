@@ -5,6 +5,7 @@ types, previews, retention, a rebuild of the index, and the gateway's artifact c
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -16,9 +17,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import boto3
 import httpx
 import pytest
+import sample_files
 from integration.artifacts_app import SECRET, ArtifactsService, artifacts_service, bearer, submit
 from integration.gateway_app import gateway_infra, serve
 from moto.server import ThreadedMotoServer
+from PIL import Image
 from support import wait_until
 
 from xrunner.artifacts.app import MIGRATIONS
@@ -198,26 +201,50 @@ async def test_a_matching_etag_answers_304_without_a_body(local: ArtifactsServic
     assert changed.status_code == 200
 
 
-async def test_the_preview_column_is_served_with_a_signed_thumbnail_url(local: ArtifactsService) -> None:
-    """The preview fold is the preview derivation's; here its row is written as that fold writes it."""
-    job_id, stored = await job_with_files(local)
-    report = stored["out/report.json"]
-    thumb_key = f"{report.key}.thumbnail.png"
-    await local.store.put(thumb_key, b"\x89PNG fake thumbnail", "image/png")
-    preview = {"kind": "text", "text": REPORT.decode(), "line_count": 1, "thumbnail_key": thumb_key,
-               "thumbnail_content_type": "image/png"}
-    await local.pool.execute("UPDATE artifacts SET preview = $2::jsonb WHERE id = $1", report.artifact_id,
-                             json.dumps(preview))
-    async with local.client("acme") as client, httpx.AsyncClient() as anonymous:
-        body = (await client.get(f"/v1/artifacts/{report.artifact_id}/preview")).json()
-        listed_preview = (await listed(local, job_id))["out/report.json"]["preview"]
-        thumbnail = await anonymous.get(body["thumbnail_url"])
+@pytest.fixture
+async def previewing(fresh_nats_url: str, database_url: str, tmp_path: Path) -> AsyncIterator[ArtifactsService]:
+    """The local store's service with its previewer running."""
+    async with artifacts_service(fresh_nats_url, database_url, LocalStore(tmp_path / "store"),
+                                 previews=True) as service:
+        yield service
+
+
+async def test_the_previewers_previews_are_served_with_a_signed_thumbnail_url(previewing: ArtifactsService) -> None:
+    job_id = await previewing.submit("acme")
+    report = await previewing.store_artifact("acme", job_id, "out/report.json", REPORT, "application/json")
+    plot = await previewing.store_artifact("acme", job_id, "out/plot.png", sample_files.png(800, 600), "image/png")
+    for event in (report, plot):
+        await wait_until(lambda e=event: previewing.previewed(e.artifact_id), timeout=60, what="the preview")
+    async with previewing.client("acme") as client, httpx.AsyncClient() as anonymous:
+        text = (await client.get(f"/v1/artifacts/{report.artifact_id}/preview")).json()
+        image = (await client.get(f"/v1/artifacts/{plot.artifact_id}/preview")).json()
+        listed_preview = (await listed(previewing, job_id))["out/report.json"]["preview"]
+        thumbnail = await anonymous.get(image["thumbnail_url"])
+    assert (text["kind"], json.loads(text["text"]), text["line_count"]) == ("text", json.loads(REPORT), 8)
+    assert "text" not in listed_preview and listed_preview["line_count"] == 8
+    assert image["kind"] == "image" and image["thumbnail_content_type"] == "image/png"
+    assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(thumbnail.content)) as im:
+        assert im.format == "PNG" and max(im.size) <= 256
+    assert "thumbnail_key" not in image and "tenants/" not in image["thumbnail_url"]
+
+
+async def test_an_artifact_not_yet_previewed_answers_preview_pending(local: ArtifactsService) -> None:
+    _, stored = await job_with_files(local)  # no previewer runs here
+    async with local.client("acme") as client:
         pending = await client.get(f"/v1/artifacts/{stored['out/page.html'].artifact_id}/preview")
-    assert (body["kind"], body["text"], body["line_count"]) == ("text", REPORT.decode(), 1)
-    assert "text" not in listed_preview and listed_preview["line_count"] == 1
-    assert thumbnail.content == b"\x89PNG fake thumbnail" and thumbnail.headers["content-type"] == "image/png"
-    assert "thumbnail_key" not in body and "tenants/" not in body["thumbnail_url"]
     assert (pending.status_code, pending.json()["code"]) == (404, "preview_pending")
+
+
+async def test_retention_removes_the_thumbnail_with_its_object(previewing: ArtifactsService, tmp_path: Path) -> None:
+    job_id = await previewing.submit("acme")
+    plot = await previewing.store_artifact("acme", job_id, "plot.png", sample_files.png(), "image/png", age_s=9 * 86400)
+    await wait_until(lambda: previewing.previewed(plot.artifact_id), timeout=60, what="the preview")
+    thumbnail = tmp_path / "store" / f"{plot.key}.preview.png"
+    assert thumbnail.exists()
+    assert await Sweeper(Catalog(previewing.pool), previewing.store, previewing.events, 60.0, 10).sweep(
+        datetime.now(UTC)) == 1
+    assert not thumbnail.exists() and not (tmp_path / "store" / plot.key).exists()
 
 
 async def test_retention_removes_the_object_appends_artifact_expired_and_the_api_answers_410(

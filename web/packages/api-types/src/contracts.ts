@@ -20,6 +20,7 @@ export type ContractsSchema =
   | JobAttached
   | ArtifactStored
   | ArtifactExpired
+  | ArtifactPreviewed
   | TenantConfigured
   | WorkerStarted
   | WorkerStopped
@@ -340,6 +341,38 @@ export interface ArtifactExpired {
   occurred_at: string;
   tenant: string;
   type: "artifact.expired.v1";
+}
+/**
+ * The artifacts service derived a preview of a stored artifact. Writer: artifacts.
+ *
+ * `kind` says which fields are set: text (`text`, `line_count`), image (`thumbnail_*`), pdf (`page_count`,
+ * `thumbnail_*`), archive (`entries`); none carries the `reason` there is no preview. `truncated`: the text or the
+ * entry list was cut at its cap.
+ */
+export interface ArtifactPreviewed {
+  artifact_id: string;
+  attempt?: number;
+  entries?: ArchiveEntry[];
+  event_id: string;
+  job_id: string;
+  kind: "archive" | "image" | "none" | "pdf" | "text";
+  line_count?: number | null;
+  occurred_at: string;
+  page_count?: number | null;
+  reason?: string;
+  tenant: string;
+  text?: string | null;
+  thumbnail_content_type?: string | null;
+  thumbnail_key?: string | null;
+  truncated?: boolean;
+  type: "artifact.previewed.v1";
+}
+/**
+ * One member of a zip or tar archive, as its listing declares it (never extracted).
+ */
+export interface ArchiveEntry {
+  name: string;
+  size: number;
 }
 /**
  * An admin set a tenant's share and limits. Writer: gateway.

@@ -1,5 +1,6 @@
 """Wires the artifact service: `create_app(settings, infra)` builds its HTTP API for production and tests alike,
-`start()` connects it and runs the index projector and the retention sweeper, `rebuild()` refolds the index."""
+`start()` connects it and runs the index projector, the preview consumer and the retention sweeper, `rebuild()`
+refolds the index."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from xrunner.artifacts import dependencies
 from xrunner.artifacts.blobs import BLOB_HANDLERS
 from xrunner.artifacts.catalog import Catalog
 from xrunner.artifacts.index import ArtifactIndex
+from xrunner.artifacts.isolation import Isolated, Limits
 from xrunner.artifacts.objects import ObjectStore, open_store
+from xrunner.artifacts.previewer import Previewer
 from xrunner.artifacts.retention import Sweeper
 from xrunner.artifacts.routes import ArtifactRoutes
 from xrunner.artifacts.settings import ArtifactsSettings
@@ -95,6 +98,10 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     runtime.spawn(Projector(js, pool, ArtifactIndex()).run(), "projector")
     sweeper = Sweeper(Catalog(pool), store, EventStore(js), settings.sweep_interval_s, settings.sweep_batch)
     runtime.spawn(sweeper.run(), "retention")
+    isolated = Isolated(Limits(settings.preview_timeout_s, settings.preview_cpu_s, settings.preview_memory_bytes))
+    if settings.previews:
+        previewer = Previewer(js, pool, store, isolated, max_bytes=settings.preview_max_bytes)
+        runtime.spawn(previewer.run(), "previews")
     base_url = settings.public_url or f"http://{settings.http_host}:{settings.http_port}"
     infra = Infra(js, pool, store, verifier_from(settings, settings.tenant_claim), runtime.ready, base_url)
     server = HttpServer(create_app(settings, infra), settings.http_host, settings.http_port)
@@ -102,6 +109,7 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
 
     async def stop() -> None:
         await server.stop()
+        await isolated.close()
         await store.close()
 
     return stop

@@ -1,6 +1,6 @@
-"""The object store as the artifact service uses it: a download URL for a key (S3 presigns one; the local store has
-none, the service serves those bytes itself), byte ranges of local files, reads and writes of small objects (for
-previews and thumbnails), and deletion (for retention)."""
+"""The object store the workers write, as the artifact service uses it: a download URL for a key (S3 presigns one; the
+local store has none, the service serves those bytes itself), byte ranges of local files, a whole object as a local
+file (for the previewer), reads and writes of small objects (previews, thumbnails), and deletion (for retention)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,10 @@ class ObjectStore(Protocol):
         """At most `limit` bytes from the start of the object."""
         ...
 
+    async def fetch(self, key: str, scratch: Path) -> Path:
+        """A local file holding the object's bytes: the stored file itself, or a download into `scratch`."""
+        ...
+
     async def put(self, key: str, body: bytes, content_type: str) -> None: ...
 
     async def delete(self, key: str) -> None:
@@ -77,6 +81,12 @@ class LocalStore:
                 return src.read(limit)
 
         return await asyncio.to_thread(_read)
+
+    async def fetch(self, key: str, scratch: Path) -> Path:
+        path = self.path(key)
+        if not path.is_file():
+            raise FileNotFoundError(f"no object {key!r}")
+        return path
 
     async def put(self, key: str, body: bytes, content_type: str) -> None:
         await asyncio.to_thread(_write_whole, self.path(key), body)
@@ -151,6 +161,11 @@ class S3Store:
             data: bytes = await body.read()
         return data[:limit]
 
+    async def fetch(self, key: str, scratch: Path) -> Path:
+        dest = scratch / "object"
+        await (await self._s3()).download_file(self.bucket, key, str(dest))
+        return dest
+
     async def put(self, key: str, body: bytes, content_type: str) -> None:
         s3 = await self._s3()
         await s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
@@ -177,7 +192,8 @@ class S3Store:
 
 
 def open_store(settings: ArtifactsSettings) -> LocalStore | S3Store:
-    """The store the settings name; an S3 store without a bucket fails at startup."""
+    """The store the settings name (the workers' store: share `XR_ARTIFACT_STORE`, `XR_ARTIFACT_DIR`, `XR_S3_*`); an
+    S3 store without a bucket fails at startup."""
     if settings.artifact_store == "local":
         return LocalStore(settings.artifact_dir)
     if not settings.s3_bucket:

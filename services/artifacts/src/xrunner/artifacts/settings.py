@@ -14,7 +14,7 @@ class ArtifactsSettings(CommonSettings, kw_only=True, frozen=True):
     schema: str = "artifacts"
     tenant_claim: str = "tenant"
     cors_origins: list[str] = []  # origins a browser frontend may call from; empty: no CORS headers at all
-    # Where the workers keep artifacts (the same store as XR_WORKER_ARTIFACT_STORE and its settings).
+    # The object store the workers write (the same values as theirs: share them as XR_ARTIFACT_STORE, ...).
     artifact_store: Literal["local", "s3"] = "local"
     artifact_dir: str = "/tmp/xrunner-artifacts"
     s3_bucket: str = ""
@@ -29,3 +29,9 @@ class ArtifactsSettings(CommonSettings, kw_only=True, frozen=True):
     public_url: str = ""  # the base of the URLs it signs for the local store; empty: http://<http_host>:<port>
     sweep_interval_s: float = 60.0  # how often retention looks for expired artifacts
     sweep_batch: int = 500
+    # Previews (docs/artifacts.md#previews): one file at a time in a child process under these limits.
+    previews: bool = True
+    preview_max_bytes: int = 256 * 1024 * 1024  # larger artifacts get no preview (they are not even fetched)
+    preview_timeout_s: float = 20.0
+    preview_cpu_s: int = 10
+    preview_memory_bytes: int = 1024 * 1024 * 1024

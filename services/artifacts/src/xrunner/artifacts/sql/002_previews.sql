@@ -1,2 +1,3 @@
--- Each artifact's preview: the fields of its `artifact.previewed` event other than ids (null until derived).
+-- An artifact's preview, folded from artifact.previewed: the event's fields but its ids (event, tenant, job,
+-- attempt) and time; NULL until the artifacts service has derived it.
 ALTER TABLE artifacts ADD COLUMN preview jsonb;
