@@ -137,7 +137,7 @@ class Scheduler:
             self.dirty.add(intent.key)
             self.wake.set()
             return False
-        except (nats.errors.Error, TimeoutError) as exc:  # NATS away: the job still awaits a decision; the sweep
+        except (nats.errors.Error, TimeoutError) as exc:  # NATS away: the sweep decides again what still awaits it
             log.warning("decision not appended", job_id=intent.event.job_id, kind=intent.kind, error=repr(exc))
             return False
         self.state.apply(appended.seq, intent.event)
