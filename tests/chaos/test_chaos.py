@@ -27,8 +27,6 @@ KNOWN: dict[str, str] = {
                    "`dispatched` for good",
     "worker_pause": "issue 11: after SIGCONT the paused worker fails most jobs (killed by SIGKILL, or its job "
                     "cgroups are gone: `cannot create the job's cgroups`)",
-    "scheduler_kill": "issue 11: a job submitted while the scheduler is down stays `submitted` for good; the "
-                      "scheduler's rebuild differs from its live projection",
     "nats_kill": "issue 11: after nats-server restarts, the scheduler's leader task and the workers' heartbeat task "
                  "have ended (BucketNotFoundError, NoStreamResponseError): nothing is dispatched again",
     "postgres_restart": "issue 11: when Postgres restarts, the gateway's and the scheduler's projection tasks end "
