@@ -25,8 +25,6 @@ RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 KNOWN: dict[str, str] = {
     "worker_kill": "issue 11: jobs of a SIGKILLed worker end `failed` instead of running again; an attempt may stay "
                    "`dispatched` for good",
-    "scheduler_kill": "issue 11: a job submitted while the scheduler is down stays `submitted` for good; the "
-                      "scheduler's rebuild differs from its live projection",
     "nats_kill": "issue 11: after nats-server restarts, the scheduler's leader task and the workers' heartbeat task "
                  "have ended (BucketNotFoundError, NoStreamResponseError): nothing is dispatched again",
     "postgres_restart": "issue 11: when Postgres restarts, the gateway's and the scheduler's projection tasks end "
