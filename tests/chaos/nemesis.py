@@ -13,6 +13,7 @@ from typing import Protocol
 import asyncpg
 from chaos.infra import Nats, Postgres
 from integration.cluster import Cluster
+from support import worker_id
 
 LEASE_S = 3.0  # the scheduler's worker lease in chaos clusters
 TICKS = 4  # a job runs ~TICKS * 0.2 s, so a fault finds jobs running
@@ -47,7 +48,8 @@ class ChaosCluster:
         self.start("scheduler", "scheduler", tick_s=0.1, worker_lease_s=LEASE_S)
         self.start("gateway", "gateway")
         for i in range(WORKERS):
-            self.start(f"worker{i}", "worker", slots=SLOTS, worker_id=f"w{i}", sandbox="none", kill_grace_s=1)
+            self.start(f"worker{i}", "worker", slots=SLOTS, worker_id=worker_id(f"w{i}"),
+                       sandbox="none", kill_grace_s=1)
         for name in self.settings:
             self.services.wait_ready(name)
 
