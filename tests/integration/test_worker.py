@@ -189,10 +189,12 @@ async def test_a_sigkilled_worker_leaves_no_job_process_alive_and_its_jobs_rerun
         await wait_until(lambda: _all_in(client, ids, "running"), timeout=20, what="three running jobs")
         await wait_until(lambda: len(with_marker(marker)) >= 3, timeout=10, what="the jobs' processes")
         assert len(in_job_cgroups(W0)) >= 3, "the jobs run in the worker's cgroups"
+        job_cgroups = (ROOT / "pids" / "xrunner" / W0).glob("*-1")
+        assert len(list(job_cgroups)) >= 3, "each job's cgroup is named after its attempt"
         cluster.kill("worker0")
         # The worker's reaper sees its pipe close and kills every process of the worker's jobs.
         await wait_until(lambda: not leftovers(marker, W0), timeout=5, what="no job process left by the worker")
-        await wait_until(lambda: not list((ROOT / "pids" / "xrunner").glob("w0/*-1")), timeout=5, what="no cgroup")
+        await wait_until(lambda: not list((ROOT / "pids" / "xrunner").glob(f"{W0}/*-1")), timeout=5, what="no cgroup")
         cluster.start("worker0-again", "worker", slots=3, worker_id=W0, drain_grace_s=0.5)
         done = await wait_until(lambda: all_terminal(client, ids), timeout=30, what="the reruns")
     assert all((j["state"], j["attempt"], j["worker_id"]) == ("succeeded", 2, W0) for j in done.values()), done
