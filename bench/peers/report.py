@@ -39,7 +39,7 @@ def markdown(results: dict[str, Any]) -> str:
              "| workload | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for key, workload in results["workloads"].items():
         row = [systems[n][key]["median"] if key in systems[n] else None for n in names]
-        lines.append(f"| {key} {workload['title']} (n = {workload['jobs']}) | "
+        lines.append(f"| {key} {workload['title']} | "
                      + " | ".join(cell(key, m) if m else "—" for m in row) + " |")
         if key == "W5":
             lines.append("| W5 CPU per job, all processes of the system | "
@@ -74,7 +74,11 @@ def plot(results: dict[str, Any], path: Path) -> None:
         values = [systems[n][key]["median"][metric] for n in names]
         bars = axis.bar(names, values, color="#4c72b0")
         axis.bar_label(bars, fmt="%.4g", fontsize=8)
-        axis.set_title(f"{title}, n = {results['workloads'].get(key, {}).get('jobs', '—')}", fontsize=10)
+        if key == "W1":
+            axis.scatter(names, [systems[n][key]["median"]["p99_ms"] for n in names], marker="_", s=400,
+                         color="#c44e52", label="p99", zorder=3)
+            axis.legend(fontsize=8)
+        axis.set_title(f"{title}, {results['workloads'].get(key, {}).get('jobs', '—')} jobs", fontsize=10)
         axis.tick_params(axis="x", labelrotation=20, labelsize=8)
     figure.suptitle(f"xrunner and peers, {results['at']} ({results['machine']})", fontsize=11)
     figure.tight_layout()

@@ -49,19 +49,24 @@ class Workload:
 
 
 def workloads(quick: bool) -> dict[str, Workload]:
-    n = 10 if quick else None
+    def n(full: int) -> int:
+        return 10 if quick else full
+
     return {w.key: w for w in (
-        Workload("W1", "one `true` at a time, submit → done", n or 200, ("true",), True),
-        Workload("W3", "100 x `sleep 1`, makespan", n or 100, ("sleep", "1"), False),
-        Workload("W4", "1,000 x `sleep 1`, 100 slots, makespan", n or 1000, ("sleep", "1"), False),
-        Workload("W5", "3,000 x `true`, sustained", n or 3000, ("true",), False),
+        Workload("W1", "one `true` at a time, submit → done p50 / p99", n(200), ("true",), True),
+        Workload("W3", f"{n(100):,} x `sleep 1`, makespan", n(100), ("sleep", "1"), False),
+        Workload("W4", f"{n(1000):,} x `sleep 1`, makespan", n(1000), ("sleep", "1"), False),
+        Workload("W5", f"{n(3000):,} x `true`, sustained", n(3000), ("true",), False),
     )}
 
 
 async def warm_up(system: System, jobs: int = 3, timeout: float = 120.0) -> None:
     """A few jobs through the whole path (connections, code paths); the first also proves the system is ready."""
     for _ in range(jobs):
-        end = await asyncio.wait_for(await system.submit(["true"]), timeout)
+        try:
+            end = await asyncio.wait_for(await system.submit(["true"]), timeout)
+        except TimeoutError:
+            raise RuntimeError(f"{system.name}: a warm-up job did not end within {timeout:.0f} s") from None
         if not end.ok:
             raise RuntimeError(f"{system.name}: a warm-up job failed")
 

@@ -60,6 +60,7 @@ class Xrunner:
         path, deadline = self.dir / ".xrunner" / "env", time.monotonic() + timeout
         while not path.exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.send_signal(signal.SIGINT)  # its servers die with it (PDEATHSIG)
                 raise RuntimeError(f"xrunner up did not start; see {self.dir / 'up.log'}")
             time.sleep(0.2)
         return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
