@@ -221,3 +221,102 @@ def test_a_replayed_state_decides_exactly_like_the_live_one(seed: int, steps: in
     beats = [worker(sim, running=sorted(sim.state.jobs)[::2])]
     live = rc.reconcile(sim.state, beats, sim.now, RULES, inputs, ids())
     assert rc.reconcile(sim.replay(), beats, sim.now, RULES, inputs, ids()) == live
+
+
+# --- nothing accepted is ever stuck: the sweep decides what awaited a decision too long ------------------------------
+
+
+def _undecided_submission(sim: Sim) -> Key:
+    return sim.submitted("acme")
+
+
+def _undecided_over_quota(sim: Sim) -> Key:
+    sim.configure("acme", max_queued=1)
+    sim.submit("acme")
+    return sim.submitted("acme")
+
+
+def _undecided_cancel(sim: Sim) -> Key:
+    key, _, _ = _cancel(sim)
+    return key
+
+
+def _undecided_backoff(sim: Sim) -> Key:
+    key, _, _ = _retry(sim)
+    return key
+
+
+def _undecided_cancel_of_a_submission(sim: Sim) -> Key:
+    key = sim.submitted("acme")
+    sim.append(ev.JobCancelRequested(event_id="c", occurred_at=sim.now, tenant="acme", job_id=key[1], attempt=0))
+    sim.project()
+    return key
+
+
+def _queued(sim: Sim) -> Key:
+    return sim.submit("acme", pool="nowhere")
+
+
+def _running(sim: Sim) -> Key:
+    return started(sim, sim.submit("acme"))
+
+
+@dataclass
+class Stuck:
+    """A job the log left awaiting a decision (or not), then `after` seconds with no round marking it dirty; the
+    sweep must decide it with `kind`, or leave it alone (`kind` None)."""
+
+    setup: Callable[[Sim], Key]
+    after: float
+    kind: type[Intent] | None
+
+
+STUCK = {
+    "a submission undecided past the threshold is admitted": Stuck(_undecided_submission, 2.0, rc.Admit),
+    "one over its quota is rejected": Stuck(_undecided_over_quota, 2.5, rc.Reject),
+    "a queued job whose cancel was not answered is cancelled": Stuck(_undecided_cancel, 2.0, rc.Cancel),
+    "a submission asked to cancel is cancelled, not admitted": Stuck(_undecided_cancel_of_a_submission, 3, rc.Cancel),
+    "a failed attempt whose backoff was not set gets it": Stuck(_undecided_backoff, 60.0, rc.ScheduleRetry),
+    "a submission younger than the threshold waits for its own round": Stuck(_undecided_submission, 1.9, None),
+    "a queued job awaits the plan, not a decision": Stuck(_queued, 600.0, None),
+    "a running job awaits its worker, not a decision": Stuck(_running, 600.0, None),
+}
+
+
+@pytest.mark.parametrize("case", STUCK.values(), ids=STUCK.keys())
+def test_the_sweep_decides_every_job_that_awaited_a_decision_too_long(case: Stuck) -> None:
+    sim = Sim()
+    key = case.setup(sim)
+    sim.tick(case.after)
+    beats = [worker(sim, running=[key])]
+    assert [i for i in sim.reconcile(Round(settled=True), beats) if i.key == key and not isinstance(i, rc.Dispatch)] \
+        == [], "outside the sweep only the dirty jobs are decided"
+    swept = [i for i in sim.reconcile(Round(sweep=True, settled=True), beats) if i.key == key]
+    assert [type(i) for i in swept] == ([case.kind] if case.kind else [])
+    if swept:
+        sim.carry_out(swept)  # decided on the state as it is: the compare-and-set holds
+        assert key not in rc.overdue(sim.state, sim.now, RULES), "a decided job no longer awaits one"
+
+
+def test_the_swept_admissions_count_the_queue_and_spend_the_bucket_with_the_dirty_ones() -> None:
+    sim = Sim(defaults=TenantLimits(max_queued=2, submit_rate_per_s=1000.0))
+    stuck = [sim.submitted("acme"), sim.submitted("acme")]
+    sim.tick(RULES.decide_after_s)
+    fresh = sim.submitted("acme")
+    intents = sim.reconcile(Round(dirty=[fresh], sweep=True))
+    assert [(type(i), i.key) for i in intents] == [(rc.Admit, stuck[0]), (rc.Admit, stuck[1]), (rc.Reject, fresh)]
+
+
+def test_a_new_leader_re_releases_an_attempt_dispatched_just_before_the_old_one_died() -> None:
+    # The old leader appended `job.dispatched` and died before publishing the work item: the new one folds the log
+    # (the attempt is dispatched, nobody starts it) and re-releases it once `redispatch_after_s` has passed.
+    sim = Sim()
+    key = sim.submit("acme")
+    sim.dispatch(sim.plan({"default": pool()}).picks)
+    leader = sim.replay()
+    sim.tick(RULES.redispatch_after_s - 0.5)
+    early = rc.reconcile(leader, [worker(sim)], sim.now, RULES, Round(dirty=list(leader.jobs), sweep=True), ids())
+    assert early == []
+    sim.tick(0.5)
+    due = rc.reconcile(leader, [worker(sim)], sim.now, RULES, Round(sweep=True), ids())
+    assert [(type(i), i.key) for i in due] == [(rc.Rerelease, key)]

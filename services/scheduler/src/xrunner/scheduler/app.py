@@ -17,11 +17,8 @@ from xrunner.contracts.stats import TenantLimits
 from xrunner.scheduler.deadletters import DeadLetters
 from xrunner.scheduler.leader import Lease
 from xrunner.scheduler.loop import Scheduler
-from xrunner.scheduler.projection import SchedulerProjection
+from xrunner.scheduler.projection import SchedulerProjection, load_state
 from xrunner.scheduler.settings import SchedulerSettings
-from xrunner.scheduler.state import SchedulerState
-from xrunner.scheduler.store import jobs as store_jobs
-from xrunner.scheduler.store import tenants as store_tenants
 from xrunner.scheduler.workers import Workers
 from xrunner.servicekit.http import HttpServer, health_app
 from xrunner.servicekit.projector import Projector
@@ -54,13 +51,11 @@ async def lead(
     await lease.acquire()
     ACTIVE.set(1)
     log.info("this scheduler is now active", scheduler_id=scheduler_id)
-    state = SchedulerState(defaults(settings))
-    async with pool.acquire() as conn:
-        state.load(await store_jobs.live(conn), await store_tenants.load(conn, state.defaults),
-                   await store_jobs.dispatches(conn))
+    async with pool.acquire() as conn:  # the working state; the projection loads its own copy
+        state = await load_state(conn, defaults(settings))
     scheduler = Scheduler(js, state, workers, settings, scheduler_id, wake)
     scheduler.dirty.update(state.jobs)
-    projector = Projector(js, pool, SchedulerProjection(state, scheduler), on_commit=wake)
+    projector = Projector(js, pool, SchedulerProjection(state.defaults, scheduler), on_commit=wake)
     await asyncio.gather(projector.run(), scheduler.run(), DeadLetters(js, pool, state, wake).run(), lease.hold())
 
 
@@ -86,5 +81,5 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     return stop
 
 
-rebuild = rebuild_command("xrunner.scheduler", lambda s: SchedulerProjection(SchedulerState(defaults(s))),
+rebuild = rebuild_command("xrunner.scheduler", lambda s: SchedulerProjection(defaults(s)),
                           [("jobs", "tenant, id"), ("tenants", "tenant")])

@@ -51,11 +51,16 @@ class Scheduler:
         self.since = time.monotonic()
         self.rereleased: dict[Key, datetime] = {}
 
-    def folded(self, views: list[JobView], started: list[tuple[ev.JobStarted, JobView]]) -> None:
-        """Called by the projection for every folded batch: decide for those jobs soon."""
-        self.dirty.update((v.tenant, v.id) for v in views)
-        for event, view in started:
-            self.metrics.started(event, view)
+    def folded(self, batch: Sequence[tuple[int, ev.Event]]) -> None:
+        """Called by the projection for every folded batch: fold it into the working state (where the scheduler's
+        own appends may be already), and decide for those jobs soon."""
+        for seq, event in batch:
+            view = self.state.apply(seq, event)
+            if view is None:
+                continue
+            self.dirty.add((view.tenant, view.id))
+            if isinstance(event, ev.JobStarted) and view.state == "running" and view.version == seq:
+                self.metrics.started(event, view)
         self.wake.set()
 
     async def run(self) -> None:
@@ -132,6 +137,9 @@ class Scheduler:
             self.dirty.add(intent.key)
             self.wake.set()
             return False
+        except (nats.errors.Error, TimeoutError) as exc:  # NATS away: the sweep decides again what still awaits it
+            log.warning("decision not appended", job_id=intent.event.job_id, kind=intent.kind, error=repr(exc))
+            return False
         self.state.apply(appended.seq, intent.event)
         return True
 
@@ -141,8 +149,11 @@ class Scheduler:
         run = RunJob(tenant=view.tenant, job_id=view.id, attempt=view.attempt, spec=view.spec, fence_seq=fence,
                      dispatched_at=at, retries_used=view.retries_used)
         assert view.pool is not None
-        await self.js.publish(subjects.run_queue(view.pool), codec.encode(run), stream=subjects.RUN_STREAM,
-                              headers={"Nats-Msg-Id": f"run:{view.id}:{view.attempt}"})
+        try:
+            await self.js.publish(subjects.run_queue(view.pool), codec.encode(run), stream=subjects.RUN_STREAM,
+                                  headers={"Nats-Msg-Id": f"run:{view.id}:{view.attempt}"})
+        except (nats.errors.Error, TimeoutError) as exc:  # the sweep re-releases a dispatched attempt not started
+            log.warning("work item not published", job_id=view.id, attempt=view.attempt, error=repr(exc))
 
     async def publish_stats(self, now: datetime) -> None:
         pools = placement.pools_from(self.workers.live())

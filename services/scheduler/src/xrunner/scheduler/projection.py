@@ -1,67 +1,81 @@
-"""The scheduler's projection: folds the log into its working state and mirrors touched jobs and tenants into
-Postgres (so a new leader starts from there, and a rebuild can be compared with the live tables)."""
+"""The scheduler's projection: folds the log, in order and nothing else, into its own state and mirrors the touched
+jobs and tenants into Postgres (so a new leader starts from there, and a rebuild can be compared with the live
+tables). The rows are a function of the events up to the committed position alone: the active scheduler's own
+appends reach its working state, never this one."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import asyncpg
 
 from xrunner.contracts import subjects
 from xrunner.contracts.api import JobView
-from xrunner.contracts.events import Event, JobDispatched, JobEvent, JobStarted, TenantConfigured
-from xrunner.scheduler.state import SchedulerState
+from xrunner.contracts.events import Event, JobDispatched, JobEvent, TenantConfigured
+from xrunner.contracts.stats import TenantLimits
+from xrunner.scheduler.state import Key, SchedulerState, TenantRec
 from xrunner.scheduler.store import jobs as store_jobs
 from xrunner.scheduler.store import tenants as store_tenants
-from xrunner.servicekit import jobviews
+from xrunner.servicekit.projector import position
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """What one folded batch writes: the touched jobs' views, the dispatches' fences, the touched tenants."""
+
+    jobs: list[JobView]
+    dispatches: list[store_jobs.Dispatch]
+    tenants: list[TenantRec]
+
+
+def fold(state: SchedulerState, batch: Sequence[tuple[int, Event]]) -> Rows:
+    """Fold `batch` into `state` and return the rows it changes. Pure."""
+    jobs: dict[Key, JobView] = {}
+    dispatches: list[store_jobs.Dispatch] = []
+    tenants: set[str] = set()
+    for seq, event in batch:
+        view = state.apply(seq, event)
+        if view is not None:
+            jobs[(view.tenant, view.id)] = view
+        if isinstance(event, JobDispatched):
+            dispatches.append((event.tenant, event.job_id, seq, event.occurred_at))
+        if isinstance(event, (JobEvent, TenantConfigured)):
+            tenants.add(event.tenant)
+    return Rows(list(jobs.values()), dispatches, [state.tenant(t) for t in sorted(tenants)])
+
+
+async def load_state(conn: asyncpg.Connection, defaults: TenantLimits) -> SchedulerState:
+    """A state from the projection's rows (the live jobs, every tenant, the live jobs' dispatches)."""
+    state = SchedulerState(defaults)
+    state.load(await store_jobs.live(conn), await store_tenants.load(conn, defaults), await store_jobs.dispatches(conn))
+    return state
 
 
 class SchedulerProjection:
     name = "scheduler.jobs"
     filter_subjects = (subjects.JOB_EVENTS_ALL, subjects.tenant_events())
 
-    def __init__(self, state: SchedulerState, listener: Listener | None = None) -> None:
-        self.state, self.listener = state, listener
+    def __init__(self, defaults: TenantLimits, listener: Listener | None = None) -> None:
+        self.state, self.listener = SchedulerState(defaults), listener
+        self.through = -1  # the position `state` is the fold of (-1: not loaded yet)
 
     async def apply(self, conn: asyncpg.Connection, batch: Sequence[tuple[int, Event]]) -> None:
-        jobs: dict[tuple[str, str], JobView] = {}
-        dispatches: list[store_jobs.Dispatch] = []
-        tenants: set[str] = set()
-        started: list[tuple[JobStarted, JobView]] = []
-        ended: list[tuple[int, Event]] = []
-        for seq, event in batch:
-            view = self.state.apply(seq, event)
-            if view is None and isinstance(event, JobEvent) and (event.tenant, event.job_id) in self.state.finished:
-                ended.append((seq, event))
-            if isinstance(event, JobStarted) and view is not None and view.state == "running":
-                started.append((event, view))
-            if isinstance(event, JobDispatched):
-                dispatches.append((event.tenant, event.job_id, seq, event.occurred_at))
-            if view is not None:
-                jobs[(view.tenant, view.id)] = view
-            if isinstance(event, (JobEvent, TenantConfigured)):
-                tenants.add(event.tenant)
-        ended_views = await _ended_rows(conn, ended, jobs)
-        await store_jobs.upsert(conn, [*jobs.values(), *ended_views], dispatches)
-        await store_tenants.upsert(conn, [self.state.tenant(t) for t in sorted(tenants)])
+        committed = await position(conn, self.name)
+        if committed != self.through:
+            # Not loaded yet, or the rows moved without this state (its last batch did not commit; a deposed
+            # scheduler's projector wrote): start from the committed rows.
+            self.state, self.through = await load_state(conn, self.state.defaults), committed
+        rows = fold(self.state, batch)
+        self.through = batch[-1][0]
+        await store_jobs.upsert(conn, rows.jobs, rows.dispatches)
+        await store_tenants.upsert(conn, rows.tenants)
         if self.listener is not None:
-            self.listener.folded(list(jobs.values()), started)
-
-
-async def _ended_rows(
-    conn: asyncpg.Connection, ended: list[tuple[int, Event]], folded: dict[tuple[str, str], JobView]
-) -> list[JobView]:
-    """The working state forgets a job once it ended, and it can end there before its events are committed here
-    (the scheduler's own appends, a batch folded again after its transaction failed): fold those events into the
-    committed rows instead, so the table still reaches every job's final state."""
-    behind = [(seq, e) for seq, e in ended if isinstance(e, JobEvent) and (e.tenant, e.job_id) not in folded]
-    views = await jobviews.fold_batch(conn, behind)
-    return [view for view in views.values() if view is not None]
+            self.listener.folded(batch)
 
 
 class Listener(Protocol):
-    """Who reacts to what the projection folded (the active scheduler)."""
+    """Who reacts to what the projection folded (the active scheduler, folding it into its working state)."""
 
-    def folded(self, views: list[JobView], started: list[tuple[JobStarted, JobView]]) -> None: ...
-
+    def folded(self, batch: Sequence[tuple[int, Event]]) -> None: ...

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import ClassVar, Protocol, TypeVar
+from typing import ClassVar, Literal, Protocol, TypeVar
 
 from xrunner.contracts import events as ev
 from xrunner.contracts.api import JobView
@@ -37,6 +37,8 @@ class Rules(Protocol):
     def timeout_grace_s(self) -> float: ...
     @property
     def redispatch_after_s(self) -> float: ...
+    @property
+    def decide_after_s(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +141,12 @@ def reconcile(
     inputs: Round,
     ids: Ids,
 ) -> list[Intent]:
-    """The intents of one round: decisions on the dirty jobs, then (when due) deadlines, liveness and re-releases,
-    then, if no job changed, the dispatches of the fair plan."""
+    """The intents of one round: decisions on the dirty jobs (and, when the sweep is due, on every job that has
+    awaited one too long), then (when due) deadlines, liveness and re-releases, then, if no job changed, the
+    dispatches of the fair plan."""
     beats = list(heartbeats)
+    if inputs.sweep:
+        inputs = replace(inputs, dirty={*inputs.dirty, *overdue(state, now, rules)})
     decided = react(state, inputs, now, rules, ids)
     if inputs.sweep:
         taken = {i.key for i in decided}
@@ -160,16 +165,37 @@ def react(state: SchedulerState, inputs: Round, now: datetime, rules: Rules, ids
     out: list[Intent] = []
     for key in sorted(inputs.dirty, key=lambda k: k[1]):
         view = state.jobs.get(key)
-        if view is None:
+        awaits = None if view is None else awaited(view)
+        if view is None or awaits is None:
             continue
-        if view.state == "submitted" and not view.cancel_requested:
+        if awaits == "admission":
             out.append(_admit(state, view, counts, buckets, now, rules, inputs.drain_rate_per_s, ids))
-        elif view.cancel_requested and view.state in ("submitted", "queued"):
+        elif awaits == "cancel":
             out.append(Cancel(_event(view, ev.JobCancelled, now, ids, detail="cancelled while queued"),
                               view.version, "a cancel was requested before the job started"))
-        elif view.state == "queued" and view.reason == "backoff" and view.not_before is None:
+        else:
             out.append(_retry(view, now, ids))
     return out
+
+
+def awaited(view: JobView) -> Literal["admission", "cancel", "retry"] | None:
+    """The decision a job awaits from the scheduler: admission of a submission, the cancel of a job that has not
+    started, the backoff of a failed attempt's retry; None when it awaits none (or another's: a worker's)."""
+    if view.cancel_requested and view.state in ("submitted", "queued"):
+        return "cancel"
+    if view.state == "submitted":
+        return "admission"
+    if view.state == "queued" and view.reason == "backoff" and view.not_before is None:
+        return "retry"
+    return None
+
+
+def overdue(state: SchedulerState, now: datetime, rules: Rules) -> list[Key]:
+    """The jobs that have awaited a decision for `decide_after_s` or longer: the log changed them and no decision
+    followed (the scheduler died between folding and deciding, a standby took over, an append failed). Nothing
+    accepted waits for a decision forever: the sweep decides them as if the log had just changed them."""
+    return [key for key, view in state.jobs.items()
+            if awaited(view) is not None and (now - view.updated_at).total_seconds() >= rules.decide_after_s]
 
 
 def queued_counts(state: SchedulerState) -> dict[str, int]:

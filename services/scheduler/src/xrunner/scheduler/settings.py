@@ -18,6 +18,7 @@ class SchedulerSettings(CommonSettings, kw_only=True, frozen=True):
     worker_fence_margin_s: float = 1.5
     timeout_grace_s: float = 30.0
     redispatch_after_s: float = 10.0
+    decide_after_s: float = 2.0  # a job awaiting admission, a cancel or a backoff this long: the sweep decides it
     max_queued_total: int = 1_000_000
     default_weight: float = 1.0
     default_max_inflight: int = 1000

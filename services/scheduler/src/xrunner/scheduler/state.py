@@ -1,8 +1,11 @@
-"""The scheduler's working state: every live job and every tenant, folded from the log. Pure (no I/O, no clock).
+"""The scheduler's state: every live job and every tenant, folded from the log. Pure (no I/O, no clock).
 
-The active scheduler keeps it in memory: the projector folds the log into it (and mirrors the touched rows into
-Postgres), and the scheduler applies its own appends at once so that its next decision already sees them. Folding
-is idempotent per job (`JobView.version`) and per tenant (`config_seq`, `bucket_seq`).
+The active scheduler keeps two: the projection's, folded from the log in order and nothing else (a function of the
+events up to its position, mirrored into Postgres, which a rebuild reproduces byte for byte), and its working
+copy, which also applies the scheduler's own appends at once, in whatever order they land, so that its next decision
+already sees them. Every time-based value (the submit bucket's refill, the decay of usage) is computed at the
+events' own `occurred_at`. Folding is idempotent: a job's events count once (`JobView.version`), and so do the
+bucket's spends and the usage's charges, which follow from a job's events being applied.
 """
 
 from __future__ import annotations
@@ -83,18 +86,23 @@ class SchedulerState:
             return None
         before = self.jobs.get(key)
         was_running = before is not None and before.state == "running"
-        started_at = before.started_at if before is not None else None
-        view = lifecycle.fold(before, event, seq)
+        started_at, version = (before.started_at, before.version) if before is not None else (None, 0)
+        view = lifecycle.fold(before, event, seq)  # updates `before` in place
         if view is None:
             return None
-        if isinstance(event, ev.JobDispatched) and view.state == "dispatched" and view.version == seq:
-            self.dispatches[key] = (seq, event.occurred_at)
-        if isinstance(event, ev.JobQueued) and event.attempt == 0 and seq > self.tenant(event.tenant).bucket_seq:
-            self._spend_token(seq, event)
+        if version < seq == view.version:  # this event changed the job (and no copy of it did before)
+            self._applied(key, seq, event)
         if was_running and view.state != "running" and started_at is not None:
             self._charge(view, started_at, event.occurred_at)
         self._keep(key, view)
         return view
+
+    def _applied(self, key: Key, seq: int, event: ev.JobEvent) -> None:
+        """What an applied event changes besides the job: its dispatch fence, its tenant's submit bucket."""
+        if isinstance(event, ev.JobDispatched):
+            self.dispatches[key] = (seq, event.occurred_at)
+        elif isinstance(event, ev.JobQueued) and event.attempt == 0:
+            self._spend_token(seq, event)
 
     def _keep(self, key: Key, view: JobView) -> None:
         if lifecycle.is_terminal(view.state):
@@ -117,7 +125,7 @@ class SchedulerState:
         full = refill(rec.bucket, rec.limits.submit_rate_per_s, event.occurred_at)
         at = max(event.occurred_at, rec.bucket.at) if rec.bucket.at else event.occurred_at  # never credit twice
         rec.bucket = Bucket(full.tokens - 1.0, at)
-        rec.bucket_seq = seq
+        rec.bucket_seq = max(rec.bucket_seq, seq)
 
     def _charge(self, view: JobView, started_at: datetime, ended_at: datetime) -> None:
         """Add an attempt's resource-seconds to its tenant's decayed usage."""

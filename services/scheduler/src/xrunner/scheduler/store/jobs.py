@@ -27,10 +27,11 @@ async def dispatches(conn: asyncpg.Connection) -> dict[tuple[str, str], tuple[in
 
 async def upsert(conn: asyncpg.Connection, views: Iterable[JobView], dispatched: Iterable[Dispatch]) -> None:
     """Write the views (newer versions only) and the dispatches (newer sequences only)."""
-    await conn.executemany(QUERIES["upsert_job"], [_row(v) for v in views])
+    await conn.executemany(QUERIES["upsert_job"], [row(v) for v in views])
     await conn.executemany(QUERIES["set_dispatch"], list(dispatched))
 
 
-def _row(v: JobView) -> tuple[object, ...]:
+def row(v: JobView) -> tuple[object, ...]:
+    """The `upsert_job` parameters of a view: what the table holds of it."""
     return (v.tenant, v.id, v.state, v.attempt, v.pool, v.spec.priority, v.queued_at, v.version,
             codec.encode(v).decode())

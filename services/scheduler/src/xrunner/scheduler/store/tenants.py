@@ -18,7 +18,7 @@ async def load(conn: asyncpg.Connection, defaults: TenantLimits) -> list[TenantR
 
 
 async def upsert(conn: asyncpg.Connection, tenants: Iterable[TenantRec]) -> None:
-    await conn.executemany(QUERIES["upsert_tenant"], [_row(t) for t in tenants])
+    await conn.executemany(QUERIES["upsert_tenant"], [row(t) for t in tenants])
 
 
 def _rec(r: asyncpg.Record, defaults: TenantLimits) -> TenantRec:
@@ -31,7 +31,8 @@ def _rec(r: asyncpg.Record, defaults: TenantLimits) -> TenantRec:
                      r["config_seq"], r["bucket_seq"])
 
 
-def _row(t: TenantRec) -> tuple[object, ...]:
+def row(t: TenantRec) -> tuple[object, ...]:
+    """The `upsert_tenant` parameters of a tenant: what the table holds of it."""
     lim = t.limits
     return (t.name, lim.weight, lim.max_inflight, lim.max_queued, lim.submit_rate_per_s, lim.configured,
             t.config_seq, t.bucket.tokens, t.bucket.at, t.bucket_seq, t.usage.cpu, t.usage.memory, t.usage.gpu,
