@@ -71,9 +71,15 @@ def test_a_jobs_files_are_counted_listed_and_downloaded_through_the_artifacts_ap
         saved = dict(line.split("=", 1) for line in (stack.data_dir / "env").read_text().splitlines())
         listed = httpx.get(f"{saved['XR_ARTIFACTS_URL']}/v1/jobs/{job['id']}/artifacts",
                            headers=client.headers, timeout=10)
-    assert listed.status_code == 200, listed.text
-    item = {a["name"]: a for a in listed.json()}["out/report.json"]
-    assert httpx.get(item["url"], timeout=10).text == report  # the signed URL needs no token
+        assert listed.status_code == 200, listed.text
+        item = {a["name"]: a for a in listed.json()}["out/report.json"]
+        assert httpx.get(item["url"], timeout=10).text == report  # the signed URL needs no token
+        preview_url = f"{saved['XR_ARTIFACTS_URL']}/v1/artifacts/{item['id']}/preview"
+        while (preview := httpx.get(preview_url, headers=client.headers, timeout=10)).status_code == 404:
+            assert time.monotonic() < deadline + 40, "the artifacts service did not preview the report"
+            time.sleep(0.2)
+    assert preview.status_code == 200, preview.text
+    assert (preview.json()["kind"], preview.json()["line_count"]) == ("text", 3)  # pretty-printed JSON
 
 
 def test_a_failing_command_ends_failed_with_its_exit_code(stack: Stack) -> None:
