@@ -8,19 +8,18 @@ import hashlib
 import io
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import boto3
 import httpx
 import pytest
 import sample_files
 from integration.artifacts_app import SECRET, ArtifactsService, artifacts_service, bearer, submit
 from integration.gateway_app import gateway_infra, serve
-from moto.server import ThreadedMotoServer
+from integration.test_artifacts import moto_s3, s3_client
 from PIL import Image
 from support import wait_until
 
@@ -31,7 +30,6 @@ from xrunner.artifacts.objects import LocalStore, S3Store
 from xrunner.artifacts.retention import Sweeper
 from xrunner.artifacts.settings import ArtifactsSettings
 from xrunner.artifacts.signing import Keyring
-from xrunner.cli import embedded
 from xrunner.contracts.events import ArtifactExpired, ArtifactStored, TenantConfigured
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.readmodel import JobsTable
@@ -39,6 +37,8 @@ from xrunner.servicekit.auth import JwtVerifier
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.ids import new_id
 from xrunner.servicekit.replay import rebuild_and_compare
+
+__all__ = ["moto_s3"]  # the fixture, shared with test_artifacts
 
 REPORT = b'{"loss": 0.25, "steps": [1, 2, 3]}\n'
 PAGE = b"<html><script>alert(1)</script></html>\n"
@@ -292,24 +292,12 @@ async def test_the_index_rebuilt_from_the_log_equals_the_live_one(local: Artifac
     assert result.tables == {"artifacts": (3, 3), "tenants": (1, 1)}
 
 
-@pytest.fixture
-def moto_s3() -> Iterator[str]:
-    port = embedded.free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-                     aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket="xr-art")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 async def test_with_s3_the_urls_are_presigned_and_download_the_exact_bytes_without_a_token(
     fresh_nats_url: str, database_url: str, moto_s3: str
 ) -> None:
     s3 = {"artifact_store": "s3", "s3_bucket": "xr-art", "s3_endpoint_url": moto_s3, "s3_access_key_id": "testing",
           "s3_secret_access_key": "testing"}
+    s3_client(moto_s3).create_bucket(Bucket="xr-art")
     store = S3Store(ArtifactsSettings(**s3))  # type: ignore[arg-type]
     async with artifacts_service(fresh_nats_url, database_url, store, **s3) as service:
         job_id, _ = await job_with_files(service)
@@ -324,9 +312,8 @@ async def test_with_s3_the_urls_are_presigned_and_download_the_exact_bytes_witho
         assert answer.headers["content-disposition"].startswith("attachment"), "page.html, as the URL overrides"
         await Sweeper(Catalog(service.pool), store, service.events, 60.0, 10).sweep(
             datetime.now(UTC) + timedelta(days=8))
-        s3_client = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1", aws_access_key_id="testing",
-                                 aws_secret_access_key="testing")
-        assert s3_client.list_objects_v2(Bucket="xr-art").get("KeyCount") == 0, "retention removed every object"
+        left = s3_client(moto_s3).list_objects_v2(Bucket="xr-art").get("KeyCount")
+        assert left == 0, "retention removed every object"
 
 
 async def test_the_gateway_counts_a_jobs_artifacts_from_the_log_until_they_expire(
