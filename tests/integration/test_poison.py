@@ -188,6 +188,16 @@ async def test_a_nul_in_a_label_filter_or_a_cursor_is_answered_not_crashed(
     assert (refused.status_code, refused.json()["code"], refused.json()["field"]) == (400, "invalid_cursor", "cursor")
 
 
+async def test_a_number_for_created_after_is_refused_and_a_date_time_is_taken(
+    gateway: tuple[httpx.AsyncClient, GatewayInfra],
+) -> None:
+    http, _ = gateway
+    refused = await http.get("/v1/jobs", params={"created_after": "11"})
+    assert (refused.status_code, refused.json()["field"]) == (400, "created_after"), refused.text
+    taken = await http.get("/v1/jobs", params={"created_after": "2025-01-01T00:00:00Z"})
+    assert (taken.status_code, taken.json()["jobs"]) == (200, []), taken.text
+
+
 def test_a_token_whose_subject_holds_a_nul_is_refused() -> None:
     """The subject is written into events (`submitted_by`), which every projection must be able to store."""
     verifier = JwtVerifier(SECRET, issuer=ISSUER, audience=AUDIENCE)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.params import Parameter
 
 from xrunner.contracts.api import BatchAccepted, CancelJob, HistoryEntry, JobAccepted, JobList, JobView, SubmitBatch
@@ -48,6 +48,14 @@ def accepted(view: JobView, created: bool) -> Response[JobAccepted]:
                     headers={"Location": f"/v1/jobs/{view.id}"})
 
 
+def refuse_a_number_as_time(raw: str | None) -> None:
+    """`created_after` is an RFC 3339 date-time; the query parser would also take a bare number (seconds since the
+    epoch), which the OpenAPI document does not allow, so a number is refused rather than guessed at."""
+    if raw is not None and raw.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ProblemError(400, "invalid_request", "created_after is an RFC 3339 date-time, not a number",
+                           field="created_after", detail=raw[:64])
+
+
 class JobRoutes(Controller):
     path = "/v1/jobs"
     tags = ["jobs"]
@@ -55,6 +63,7 @@ class JobRoutes(Controller):
     @get("/", opt=READ)
     async def list_jobs(
         self,
+        request: Request[Any, Any, Any],
         who: Who,
         table: Table,
         states: Annotated[
@@ -66,6 +75,7 @@ class JobRoutes(Controller):
         cursor: Annotated[str | None, Parameter(max_length=512)] = None,
     ) -> JobList:
         """The caller's jobs, newest first; follow `next_cursor` for the next page."""
+        refuse_a_number_as_time(request.query_params.get("created_after"))
         states = states or []
         if any(s not in STATES.split("|") for s in states):
             raise ProblemError(400, "invalid_request", "Unknown state", field="state", detail=",".join(states))
