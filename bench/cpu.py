@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -23,7 +24,6 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-
 from run import RESULTS, Stack
 
 TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
@@ -96,7 +96,8 @@ def service_pids(root: int) -> dict[str, int]:
 
 async def drive(stack: Stack, jobs: int, concurrency: int, argv: list[str]) -> dict[str, float]:
     """Submit `jobs` jobs one request each, at most `concurrency` in flight; return once the tenant feed showed
-    every one ended. Returns the submit and wall times."""
+    every one ended. Returns the submit and wall times. (A submit that failed in transport is sent again, and
+    counted: a job may then run twice, once unobserved.)"""
     token = stack.token("cpu")
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     body = json.dumps({"workload": {"kind": "process", "argv": argv}}).encode()
@@ -104,19 +105,26 @@ async def drive(stack: Stack, jobs: int, concurrency: int, argv: list[str]) -> d
     ended: set[str] = set()
     ours: set[str] = set()
     all_done = asyncio.Event()
+    retries: list[int] = []
     limits = httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2)
     async with httpx.AsyncClient(base_url=stack.api, headers=headers, limits=limits, timeout=120) as http:
         feed_ready = asyncio.Event()
 
         async def feed() -> None:
-            params = [("type", "succeeded"), ("type", "failed")]
-            async with http.stream("GET", f"{realtime}/v1/events", params=params, timeout=None) as response:
-                feed_ready.set()
-                async for line in response.aiter_lines():
-                    if line.startswith("data: "):
-                        ended.add(json.loads(line[6:])["job_id"])
-                        if len(ours) == jobs and ours <= ended:
-                            all_done.set()
+            params, last = {"type": ["succeeded", "failed"]}, ""
+            while True:  # resumes after a dropped connection from the last event it saw
+                resume = {"Last-Event-ID": last} if last else {}
+                with contextlib.suppress(httpx.TransportError):
+                    async with http.stream("GET", f"{realtime}/v1/events", params=params, headers=resume,
+                                           timeout=None) as response:
+                        feed_ready.set()
+                        async for line in response.aiter_lines():
+                            if line.startswith("id: "):
+                                last = line[4:]
+                            elif line.startswith("data: "):
+                                ended.add(json.loads(line[6:])["job_id"])
+                                if len(ours) == jobs and ours <= ended:
+                                    all_done.set()
 
         listener = asyncio.create_task(feed())
         await asyncio.wait_for(feed_ready.wait(), 30)
@@ -124,7 +132,12 @@ async def drive(stack: Stack, jobs: int, concurrency: int, argv: list[str]) -> d
 
         async def one() -> None:
             async with gate:
-                response = await http.post("/v1/jobs", content=body)
+                for _ in range(3):  # a kept-alive connection the server closed as the request went out
+                    try:
+                        response = await http.post("/v1/jobs", content=body)
+                        break
+                    except httpx.TransportError:
+                        retries.append(1)
                 response.raise_for_status()
                 ours.add(response.json()["job"]["id"])
 
@@ -136,16 +149,41 @@ async def drive(stack: Stack, jobs: int, concurrency: int, argv: list[str]) -> d
         await asyncio.wait_for(all_done.wait(), 600)
         wall = time.perf_counter() - began
         listener.cancel()
-    return {"submit_s": round(submitted, 3), "wall_s": round(wall, 3), "jobs_per_s": round(jobs / wall, 1)}
+    return {"submit_s": round(submitted, 3), "wall_s": round(wall, 3), "jobs_per_s": round(jobs / wall, 1),
+            "submit_retries": len(retries)}
 
 
-def start_profilers(root: int, out: Path, rate: int) -> list[subprocess.Popen[bytes]]:
+def start_profilers(root: int, out: Path, rate: int, perf: bool) -> list[subprocess.Popen[bytes]]:
+    """py-spy on each Python service (without pausing it); with `perf`, also `perf record` of them all, for the
+    time spent outside Python frames (the kernel, uvloop, asyncpg, msgspec: py-spy's --native pauses the process
+    at each sample, which the services do not survive under load)."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     out.mkdir(parents=True, exist_ok=True)
-    return [subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
-                              "--nonblocking", "-o", str(out / f"{name}.txt")],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for name, pid in service_pids(root).items()]
+    pids = service_pids(root)
+    procs = [subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
+                               "--nonblocking", "-o", str(out / f"{name}.txt")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for name, pid in pids.items()]
+    if perf:
+        (out / "pids.json").write_text(json.dumps(pids))
+        procs.append(subprocess.Popen(["perf", "record", "-F", "499", "-o", str(out / "perf.data"), "-p",
+                                       ",".join(map(str, pids.values()))],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return procs
+
+
+def by_library(out: Path, top: int = 8) -> dict[str, list[tuple[str, float]]]:
+    """From `perf record`: each service's samples by shared object (kernel, libpython, uvloop, asyncpg ...)."""
+    pids = {str(pid): name for name, pid in json.loads((out / "pids.json").read_text()).items()}
+    report = subprocess.run(["perf", "report", "-i", str(out / "perf.data"), "--stdio", "--sort", "pid,dso",
+                             "--percent-limit", "0.3"], capture_output=True, text=True, check=True).stdout
+    shares: dict[str, list[tuple[str, float]]] = {}
+    for line in report.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].endswith("%") and ":" in parts[1]:
+            pid = parts[1].split(":")[0]
+            shares.setdefault(pids.get(pid, pid), []).append((Path(parts[2]).name.strip("[]"), float(parts[0][:-1])))
+    return {name: rows[:top] for name, rows in shares.items()}
 
 
 def stop_profilers(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -193,6 +231,7 @@ def main() -> None:
     parser.add_argument("--label", default="run")
     parser.add_argument("--profile", action="store_true", help="py-spy each Python service during the run")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
+    parser.add_argument("--perf", action="store_true", help="with --profile: also perf, by shared object")
     args = parser.parse_args()
     load_before = os.getloadavg()
     stack = Stack(args.slots, False, sandbox=args.sandbox)
@@ -200,7 +239,8 @@ def main() -> None:
     try:
         asyncio.run(drive(stack, args.warmup, args.concurrency, argv))
         root = stack.proc.pid
-        profilers = start_profilers(root, RESULTS / "profiles" / args.label, args.rate) if args.profile else []
+        profilers = start_profilers(root, RESULTS / "profiles" / args.label, args.rate,
+                                     args.perf) if args.profile else []
         before = snapshot(root)
         timing = asyncio.run(drive(stack, args.jobs, args.concurrency, argv))
         after = snapshot(root)
@@ -221,6 +261,8 @@ def main() -> None:
         result["profile"] = {name: hottest(path)
                              for name in SERVICES
                              if (path := RESULTS / "profiles" / args.label / f"{name}.txt").exists()}
+        if args.perf:
+            result["perf_by_library"] = by_library(RESULTS / "profiles" / args.label)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"cpu-{args.label}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "profile"}, indent=2))
