@@ -59,6 +59,29 @@ def test_a_command_runs_to_success_with_its_output_readable(stack: Stack) -> Non
         assert int(logs.headers["X-Next-Offset"]) == len(logs.content)
 
 
+def test_a_jobs_files_are_counted_listed_and_downloaded_through_the_artifacts_api(stack: Stack) -> None:
+    report = '{"loss": 0.25}'
+    with stack.client() as client:
+        job = submit(client, ["sh", "-c", f"mkdir -p out && printf '{report}' > out/report.json"])
+        assert wait_terminal(client, job["id"])["state"] == "succeeded"
+        deadline = time.monotonic() + 20
+        while client.get(f"/v1/jobs/{job['id']}").json()["artifacts"] < 2:  # out/report.json and logs.txt
+            assert time.monotonic() < deadline, "the gateway did not count the job's artifacts"
+            time.sleep(0.1)
+        saved = dict(line.split("=", 1) for line in (stack.data_dir / "env").read_text().splitlines())
+        listed = httpx.get(f"{saved['XR_ARTIFACTS_URL']}/v1/jobs/{job['id']}/artifacts",
+                           headers=client.headers, timeout=10)
+        assert listed.status_code == 200, listed.text
+        item = {a["name"]: a for a in listed.json()}["out/report.json"]
+        assert httpx.get(item["url"], timeout=10).text == report  # the signed URL needs no token
+        preview_url = f"{saved['XR_ARTIFACTS_URL']}/v1/artifacts/{item['id']}/preview"
+        while (preview := httpx.get(preview_url, headers=client.headers, timeout=10)).status_code == 404:
+            assert time.monotonic() < deadline + 40, "the artifacts service did not preview the report"
+            time.sleep(0.2)
+    assert preview.status_code == 200, preview.text
+    assert (preview.json()["kind"], preview.json()["line_count"]) == ("text", 3)  # pretty-printed JSON
+
+
 def test_a_failing_command_ends_failed_with_its_exit_code(stack: Stack) -> None:
     with stack.client() as client:
         done = wait_terminal(client, submit(client, ["sh", "-c", "exit 3"])["id"])

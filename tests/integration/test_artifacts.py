@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -40,7 +41,8 @@ def start(cluster: Cluster, *, artifacts_service: bool = False, **worker: object
     cluster.start("scheduler", "scheduler", wait=False, tick_s=0.1)
     cluster.start("gateway", "gateway", wait=False)
     if artifacts_service:
-        cluster.start("artifacts", "artifacts", wait=False)
+        same_store = {k: v for k, v in worker.items() if k == "artifact_store" or k.startswith(("artifact_dir", "s3_"))}
+        cluster.start("artifacts", "artifacts", wait=False, **same_store)
     settings = {"sandbox": "none", "workspace_dir": cluster.logs / "workspaces", **worker}
     cluster.start("worker", "worker", wait=False, worker_id=W0, **settings)
     for name in list(cluster.procs):
@@ -92,10 +94,12 @@ async def test_files_the_globs_select_are_stored_under_the_attempts_keys_and_ann
     assert {r["name"]: r["sha256"] for r in rows}["out/sub/b.bin"] == sha256(B_BIN)
 
 
-async def _indexed(database_url: str, job_id: str, n: int) -> list[asyncpg.Record] | None:
+async def _indexed(database_url: str, job_id: str, n: int, previewed: bool = False) -> list[asyncpg.Record] | None:
+    """The job's index rows once there are `n` (with their previews folded, when `previewed`)."""
     conn = await asyncpg.connect(database_url)
     try:
-        rows = await conn.fetch("SELECT name, key, size, sha256 FROM artifacts.artifacts WHERE job_id = $1", job_id)
+        rows = await conn.fetch("SELECT name, key, size, sha256 FROM artifacts.artifacts WHERE job_id = $1"
+                                + (" AND preview IS NOT NULL" if previewed else ""), job_id)
     except asyncpg.UndefinedTableError:
         return None
     finally:
@@ -109,7 +113,9 @@ async def test_the_artifact_index_rebuilt_from_the_log_equals_the_live_one_and_a
     start(cluster, artifacts_service=True, artifact_dir=cluster.logs / "store")
     async with cluster.client("acme") as client:
         job = await run(client, WRITE_BOTH)
-    await wait_until(lambda: _indexed(cluster.database_url, job["id"], 3), timeout=15, what="the index")
+    # the previews are appended after the artifacts: the live index must have folded them too before comparing
+    await wait_until(lambda: _indexed(cluster.database_url, job["id"], 3, previewed=True), timeout=30,
+                     what="the index")
     same = await rebuild(cluster, "artifacts")
     assert same.returncode == 0 and "rebuild equals the live projection" in same.stdout, same.stdout + same.stderr
     conn = await asyncpg.connect(cluster.database_url)
@@ -128,6 +134,39 @@ async def rebuild(cluster: Cluster, service: str) -> subprocess.CompletedProcess
     env |= {"XR_NATS_URL": cluster.nats_url, "XR_DATABASE_URL": cluster.database_url}
     command = [sys.executable, "-m", "xrunner.cli", "projections", "rebuild", service, "--data-dir", str(cluster.logs)]
     return await asyncio.to_thread(subprocess.run, command, env=env, capture_output=True, text=True, timeout=120)
+
+
+async def test_the_cli_lists_a_jobs_artifacts_and_downloads_one_through_its_signed_url_checking_its_sha256(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    start(cluster, artifacts_service=True, artifact_dir=cluster.logs / "store")
+    async with cluster.client("acme") as client:
+        job = await run(client, WRITE_BOTH)
+
+        async def counted() -> dict[str, Any] | None:
+            view: dict[str, Any] = (await client.get(f"/v1/jobs/{job['id']}")).json()
+            return view if view["artifacts"] == 3 else None
+
+        await wait_until(counted, timeout=15, what="the gateway to count out/a.txt, out/sub/b.bin and logs.txt")
+        token = client.headers["Authorization"].removeprefix("Bearer ")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XR_")}
+    env |= {"XR_API_URL": cluster.api(), "XR_TOKEN": token, "XR_ARTIFACTS_URL": cluster.api("artifacts"),
+            "COLUMNS": "200"}
+    listed = await cli(env, "artifacts", job["id"], "--json")
+    assert sorted(item["name"] for item in json.loads(listed.stdout)) == ["logs.txt", "out/a.txt", "out/sub/b.bin"]
+    table = await cli(env, "artifacts", job["id"])
+    assert "out/sub/b.bin" in table.stdout
+    got = await cli(env, "artifacts", "get", job["id"], "out/sub/b.bin", "-o", str(tmp_path / "b.bin"))
+    assert (tmp_path / "b.bin").read_bytes() == B_BIN and "checked" in got.stderr
+    missing = await cli(env, "artifacts", "get", job["id"], "out/nope", check=False)
+    assert missing.returncode == 2 and "no artifact named 'out/nope'" in missing.stderr
+
+
+async def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "xrunner.cli", *args]
+    done = await asyncio.to_thread(subprocess.run, command, env=env, capture_output=True, text=True, timeout=60)
+    assert not check or done.returncode == 0, done.stdout + done.stderr
+    return done
 
 
 async def test_the_whole_log_is_stored_as_logs_txt_when_the_job_ends(cluster: Cluster) -> None:

@@ -195,7 +195,7 @@ async def test_the_events_endpoint_returns_the_jobs_history_with_increasing_sequ
 
 async def test_an_admin_configures_a_tenant_and_reads_the_limits_back(gw: Gateway) -> None:
     admin = gw.auth("ops", ("admin",))
-    body = {"weight": 2.5, "max_inflight": 3, "max_queued": 50, "submit_rate_per_s": 7.0}
+    body = {"weight": 2.5, "max_inflight": 3, "max_queued": 50, "submit_rate_per_s": 7.0, "artifact_ttl_s": 3600.0}
     put = await gw.http.put("/v1/tenants/acme", json=body, headers=admin)
     assert put.status_code == 200, put.text
     assert put.json() == {**body, "configured": True}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,8 +23,10 @@ from xrunner.contracts import events as ev
 from xrunner.contracts.messages import LogChunk, WorkerHeartbeat
 from xrunner.contracts.spec import JobSpec, ProcessWorkload
 from xrunner.servicekit import streams
+from xrunner.servicekit.consumer import durable
 from xrunner.servicekit.eventstore import EventStore, read_entries
 from xrunner.servicekit.ids import new_id
+from xrunner.worker.app import run_queue_consumer
 from xrunner.worker.sandbox.process.cgroups import ROOT
 
 TENANT = "acme"
@@ -186,10 +189,12 @@ async def test_a_sigkilled_worker_leaves_no_job_process_alive_and_its_jobs_rerun
         await wait_until(lambda: _all_in(client, ids, "running"), timeout=20, what="three running jobs")
         await wait_until(lambda: len(with_marker(marker)) >= 3, timeout=10, what="the jobs' processes")
         assert len(in_job_cgroups(W0)) >= 3, "the jobs run in the worker's cgroups"
+        job_cgroups = (ROOT / "pids" / "xrunner" / W0).glob("*-1")
+        assert len(list(job_cgroups)) >= 3, "each job's cgroup is named after its attempt"
         cluster.kill("worker0")
         # The worker's reaper sees its pipe close and kills every process of the worker's jobs.
         await wait_until(lambda: not leftovers(marker, W0), timeout=5, what="no job process left by the worker")
-        await wait_until(lambda: not list((ROOT / "pids" / "xrunner").glob("w0/*-1")), timeout=5, what="no cgroup")
+        await wait_until(lambda: not list((ROOT / "pids" / "xrunner").glob(f"{W0}/*-1")), timeout=5, what="no cgroup")
         cluster.start("worker0-again", "worker", slots=3, worker_id=W0, drain_grace_s=0.5)
         done = await wait_until(lambda: all_terminal(client, ids), timeout=30, what="the reruns")
     assert all((j["state"], j["attempt"], j["worker_id"]) == ("succeeded", 2, W0) for j in done.values()), done
@@ -205,6 +210,33 @@ async def test_a_worker_restarted_at_once_under_its_id_gets_its_lost_jobs_rerun(
         cluster.start("worker0-again", "worker", slots=1, worker_id=W0, drain_grace_s=0.5)
         done = await wait_until(lambda: all_terminal(client, [job_id]), timeout=6, what="the rerun")
     assert (done[job_id]["state"], done[job_id]["attempt"]) == ("succeeded", 2)
+
+
+async def test_a_work_item_whose_worker_died_before_starting_it_runs_elsewhere_within_seconds(
+    cluster: Cluster,
+) -> None:
+    """A worker acks its work item once the attempt has started; one killed in between leaves the item unacked, and
+    the scheduler's re-release of the same attempt is dropped as a duplicate: the ack wait alone brings it back."""
+    nc = await streams.connect(cluster.nats_url, "test-dying-worker")
+    try:
+        js = nc.jetstream()
+        await streams.declare(js)
+        held = await durable(js, subjects.RUN_STREAM, run_queue_consumer("default"))
+        job_id, _ = await dispatch(js, TENANT, "default", JobSpec(workload=ProcessWorkload(argv=["true"])))
+        assert len(await held.fetch(1, timeout=5)) == 1  # taken by a worker that dies before it acks
+        taken = time.monotonic()
+        cluster.start("worker0", "worker", worker_id=W0, sandbox="none")
+        events = await wait_until(lambda: _ended(nc.jetstream(), job_id), timeout=45, what="the job to end")
+        waited = time.monotonic() - taken
+    finally:
+        await nc.close()
+    assert isinstance(events[-1], ev.JobSucceeded), events
+    assert waited < 10, f"{waited:.1f}s from the dead worker's fetch to the job's end (issue 11: recovery <= 10 s)"
+
+
+async def _ended(js: JetStreamContext, job_id: str) -> list[ev.Event] | None:
+    events = [e for _, e in await EventStore(js).history(TENANT, job_id)]
+    return events if events and isinstance(events[-1], ev.JobSucceeded | ev.JobFailed) else None
 
 
 def sleeper(marker: str) -> dict[str, object]:

@@ -49,6 +49,7 @@ REQUIRED: dict[type[ev.JobEvent], dict[str, Any]] = {
         "content_type": "text/plain",
     },
     ev.ArtifactExpired: {"artifact_id": "a1"},
+    ev.ArtifactPreviewed: {"artifact_id": "a1", "kind": "text", "text": "abc", "line_count": 1},
 }
 
 
@@ -316,6 +317,7 @@ LATER_EVENTS = [
     make(ev.JobAttached, 20, attempt=1),
     make(ev.ArtifactStored, 20, attempt=1),
     make(ev.ArtifactExpired, 20, attempt=1),
+    make(ev.ArtifactPreviewed, 20, attempt=1),
     make(ev.JobSubmitted, 20),
 ]
 
@@ -418,6 +420,7 @@ BUILDERS: dict[type[ev.JobEvent], Builder] = {
     ev.JobAttached: _job(ev.JobAttached),
     ev.ArtifactStored: _job(ev.ArtifactStored),
     ev.ArtifactExpired: _job(ev.ArtifactExpired),
+    ev.ArtifactPreviewed: _job(ev.ArtifactPreviewed),
 }
 # Frequent kinds first: hypothesis shrinks towards the start of a sampled_from.
 # Kinds that keep a job alive come three times so that histories get long before they end.
@@ -425,7 +428,7 @@ KIND_ORDER: list[type[ev.JobEvent]] = [
     *[ev.JobQueued, ev.JobDispatched, ev.JobStarted, ev.JobLost, ev.JobRetryScheduled, ev.JobFailed] * 3,
     *[ev.JobCancelRequested, ev.ArtifactStored, ev.JobAttached] * 3,
     ev.JobSucceeded, ev.JobCancelled, ev.JobTimedOut, ev.JobExpired, ev.JobRejected, ev.ArtifactExpired,
-    ev.JobSubmitted,
+    ev.ArtifactPreviewed, ev.JobSubmitted,
 ]
 KINDS = st.sampled_from(KIND_ORDER)
 # The events that belong to one attempt, as the lifecycle documents them (a dispatch applies only to a queued job).

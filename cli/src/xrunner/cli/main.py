@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from xrunner.cli import (
+    artifacts,  # noqa: F401  (its command registers on the app)
     attach,  # noqa: F401  (its command registers on the app)
     embedded,
     projections,  # noqa: F401  (its commands register on the app)
@@ -71,7 +72,8 @@ def up(
         stack.wait_ready()
         token = dev_token(stack.secret())
         env_file(data_dir).write_text(
-            f"XR_API_URL={stack.api_url}\nXR_REALTIME_URL={stack.realtime_url}\nXR_TOKEN={token}\n"
+            f"XR_API_URL={stack.api_url}\nXR_REALTIME_URL={stack.realtime_url}\n"
+            f"XR_ARTIFACTS_URL={stack.artifacts_url}\nXR_TOKEN={token}\n"
             f"XR_NATS_URL={nats}\nXR_DATABASE_URL={database}\n"
         )
         _banner(stack, token)
@@ -96,6 +98,7 @@ def _banner(stack: Stack, token: str) -> None:
     typer.echo(f"""xrunner is up (data in {stack.opts.data_dir}, logs in {stack.opts.data_dir}/logs)
   API      {stack.api_url}        (OpenAPI at {stack.api_url}/schema)
   realtime {stack.realtime_url}        (SSE: /v1/events, /v1/jobs/ID/logs/stream)
+  artifacts {stack.artifacts_url}       (OpenAPI at {stack.artifacts_url}/schema; `xrunner artifacts JOB`)
   token    {token}
   try      curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
              -d '{{"workload": {{"kind": "process", "argv": ["echo", "hi"]}}}}' {stack.api_url}/v1/jobs

@@ -22,7 +22,7 @@ app.add_typer(projections_app, name="projections")
 REBUILDABLE = {
     "gateway": "gateway.jobs: the jobs as the API shows them",
     "scheduler": "scheduler.jobs and scheduler.tenants: what admission and placement decide on",
-    "artifacts": "artifacts.index: the stored artifacts and their expiry",
+    "artifacts": "artifacts.index: the stored artifacts, their expiry, and each tenant's artifact TTL",
 }
 
 

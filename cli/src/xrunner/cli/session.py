@@ -35,6 +35,9 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print the gateway's JSON
 RealtimeUrl = Annotated[str | None, typer.Option(
     "--realtime-url", envvar="XR_REALTIME_URL",
     help="The realtime edge (default: what `xrunner up` wrote, else the API's port + 1).")]
+ArtifactsUrl = Annotated[str | None, typer.Option(
+    "--artifacts-url", envvar="XR_ARTIFACTS_URL",
+    help="The artifacts API (default: what `xrunner up` wrote, else the API's port + 2).")]
 
 
 def env_file(data_dir: Path) -> Path:
@@ -67,14 +70,24 @@ def gateway(data_dir: Path) -> Client:
 def realtime_url(data_dir: Path, given: str | None) -> str:
     """The realtime edge: `given` (--realtime-url / XR_REALTIME_URL), else the one `xrunner up` wrote beside the
     API in use, else the API's port + 1 (where `xrunner up` puts it)."""
+    return _beside_api(data_dir, given, "XR_REALTIME_URL", 1)
+
+
+def artifacts_url(data_dir: Path, given: str | None) -> str:
+    """The artifacts API: `given` (--artifacts-url / XR_ARTIFACTS_URL), else the one `xrunner up` wrote beside the
+    API in use, else the API's port + 2 (where `xrunner up` puts it)."""
+    return _beside_api(data_dir, given, "XR_ARTIFACTS_URL", 2)
+
+
+def _beside_api(data_dir: Path, given: str | None, saved_as: str, port_offset: int) -> str:
     api, _ = connection(data_dir)
     saved = saved_env(data_dir)
     if given:
         return given
-    if saved.get("XR_API_URL") == api and saved.get("XR_REALTIME_URL"):
-        return saved["XR_REALTIME_URL"]
+    if saved.get("XR_API_URL") == api and saved.get(saved_as):
+        return saved[saved_as]
     parts = urlsplit(api)
-    return f"{parts.scheme}://{parts.hostname}:{(parts.port or 80) + 1}"
+    return f"{parts.scheme}://{parts.hostname}:{(parts.port or 80) + port_offset}"
 
 
 def edge(data_dir: Path, given: str | None) -> Edge:

@@ -47,6 +47,10 @@ class Stack:
     def realtime_url(self) -> str:
         return f"http://{self.opts.host}:{self.port_of('realtime')}"
 
+    @property
+    def artifacts_url(self) -> str:
+        return f"http://{self.opts.host}:{self.port_of('artifacts')}"
+
     def port_of(self, service: str) -> int:
         return self.opts.port + SERVICES.index(service)
 
@@ -105,6 +109,10 @@ class Stack:
             XR_WORKER_WARM_IMAGES=self.opts.warm_images,
             XR_WORKER_WORKSPACE_DIR=str((self.opts.data_dir / "work").resolve()),
             XR_WORKER_ARTIFACT_DIR=str((self.opts.data_dir / "artifacts").resolve()),
+            XR_ARTIFACTS_ARTIFACT_DIR=str((self.opts.data_dir / "artifacts").resolve()),
+            XR_ARTIFACTS_SIGNING_KEYS=f"k1:{self._secret_file('artifact-signing-key')}",
+            XR_ARTIFACTS_PUBLIC_URL=self.artifacts_url,
+            XR_GATEWAY_ARTIFACTS_URL=self.artifacts_url,
             XR_WORKER_WORKER_ID=f"embedded-{self.opts.port}",  # stable: a restart cleans up its previous life
         )
         self.supervisor.add(*(Child(name, partial(self._launch_service, name, env), layer=1, stop_timeout=40.0)

@@ -49,6 +49,7 @@ class JobView(msgspec.Struct, kw_only=True):
     not_before: datetime | None = None
     retries_used: int = 0
     version: int = 0
+    artifacts: int = 0  # stored and not yet expired, over all attempts; the artifacts API lists them
 
 
 class JobAccepted(msgspec.Struct, kw_only=True):
@@ -95,6 +96,7 @@ class ConfigureTenant(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_inflight: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 100
     max_queued: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = 10_000
     submit_rate_per_s: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = 100.0
+    artifact_ttl_s: Annotated[float, msgspec.Meta(gt=0, le=10 * 365 * 86_400)] = 7 * 86_400.0
 
 
 class CancelJob(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -143,3 +145,47 @@ class StreamTicket(msgspec.Struct, kw_only=True):
 
     ticket: str
     expires_at: datetime
+
+
+PreviewKind = Literal["text", "image", "pdf", "archive", "none"]
+
+
+class PreviewEntry(msgspec.Struct, kw_only=True):
+    """One member of an archive: its path inside it and its size in bytes."""
+
+    name: str
+    size: int
+
+
+class ArtifactPreview(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What a UI shows without downloading the file. `kind` none says why in `reason`. In lists and metadata
+    `text` and `entries` are left out (`GET /v1/artifacts/{id}/preview` has them); `thumbnail_url` is signed like
+    the download URL and expires with it."""
+
+    kind: PreviewKind
+    reason: str = ""
+    text: str | None = None
+    line_count: int | None = None
+    page_count: int | None = None
+    entries: list[PreviewEntry] = []
+    truncated: bool = False
+    thumbnail_url: str | None = None
+    thumbnail_content_type: str | None = None
+
+
+class ArtifactView(msgspec.Struct, kw_only=True):
+    """A stored file of a job's attempt, with a signed download URL valid until `url_expires_at` (≤ 300 s).
+    `preview` is null until the artifacts service has derived one."""
+
+    id: str
+    job_id: str
+    attempt: int
+    name: str
+    size: int
+    sha256: str
+    content_type: str
+    stored_at: datetime
+    expires_at: datetime
+    url: str
+    url_expires_at: datetime
+    preview: ArtifactPreview | None = None

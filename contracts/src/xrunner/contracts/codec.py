@@ -37,7 +37,8 @@ def json_schema() -> dict[str, Any]:
     """JSON Schema of every event, the job spec and the API bodies."""
     from xrunner.contracts import api, messages, spec
 
-    types: list[Any] = [*ALL_EVENT_TYPES, spec.JobSpec, api.JobView, api.JobAccepted, api.JobLog, api.Problem]
+    types: list[Any] = [*ALL_EVENT_TYPES, spec.JobSpec, api.JobView, api.JobAccepted, api.JobLog, api.Problem,
+                       api.ArtifactView]
     types += [messages.RunJob, messages.LogChunk, messages.WorkerHeartbeat]
     schemas, components = msgspec.json.schema_components(types, ref_template="#/$defs/{name}")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$defs": components, "anyOf": schemas}

@@ -159,6 +159,32 @@ class ArtifactExpired(JobEvent, tag="artifact.expired.v1", frozen=True):
     artifact_id: str
 
 
+class ArchiveEntry(msgspec.Struct, frozen=True):
+    """One member of a zip or tar archive, as its listing declares it (never extracted)."""
+
+    name: str
+    size: int
+
+
+class ArtifactPreviewed(JobEvent, tag="artifact.previewed.v1", frozen=True):
+    """The artifacts service derived a preview of a stored artifact. Writer: artifacts.
+
+    `kind` says which fields are set: text (`text`, `line_count`), image (`thumbnail_*`), pdf (`page_count`,
+    `thumbnail_*`), archive (`entries`); none carries the `reason` there is no preview. `truncated`: the text or the
+    entry list was cut at its cap."""
+
+    artifact_id: str
+    kind: Literal["text", "image", "pdf", "archive", "none"]
+    reason: str = ""
+    text: str | None = None
+    line_count: int | None = None
+    thumbnail_key: str | None = None
+    thumbnail_content_type: str | None = None
+    page_count: int | None = None
+    entries: list[ArchiveEntry] = msgspec.field(default_factory=list)
+    truncated: bool = False
+
+
 class TenantConfigured(Event, tag="tenant.configured.v1", frozen=True):
     """An admin set a tenant's share and limits. Writer: gateway."""
 
@@ -168,6 +194,7 @@ class TenantConfigured(Event, tag="tenant.configured.v1", frozen=True):
     max_queued: int = 10_000
     submit_rate_per_s: float = 100.0
     configured_by: str = ""
+    artifact_ttl_s: float = 7 * 86_400.0  # how long the tenant's artifacts are kept after they are stored
 
 
 class WorkerStarted(Event, tag="worker.started.v1", frozen=True):
@@ -203,6 +230,7 @@ JobEvents = (
     | JobAttached
     | ArtifactStored
     | ArtifactExpired
+    | ArtifactPreviewed
 )
 AnyEvent = JobEvents | TenantConfigured | WorkerStarted | WorkerStopped
 
@@ -223,6 +251,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     JobAttached,
     ArtifactStored,
     ArtifactExpired,
+    ArtifactPreviewed,
     TenantConfigured,
     WorkerStarted,
     WorkerStopped,

@@ -28,6 +28,7 @@ class TenantLimits(msgspec.Struct, frozen=True, kw_only=True):
     max_queued: int = 10_000
     submit_rate_per_s: float = 100.0
     configured: bool = False
+    artifact_ttl_s: float = 7 * 86_400.0
 
     @classmethod
     def from_event(cls, event: TenantConfigured) -> TenantLimits:
@@ -38,6 +39,7 @@ class TenantLimits(msgspec.Struct, frozen=True, kw_only=True):
             max_queued=event.max_queued,
             submit_rate_per_s=event.submit_rate_per_s,
             configured=True,
+            artifact_ttl_s=event.artifact_ttl_s,
         )
 
 

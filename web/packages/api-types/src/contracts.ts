@@ -20,6 +20,7 @@ export type ContractsSchema =
   | JobAttached
   | ArtifactStored
   | ArtifactExpired
+  | ArtifactPreviewed
   | TenantConfigured
   | WorkerStarted
   | WorkerStopped
@@ -28,6 +29,7 @@ export type ContractsSchema =
   | JobAccepted
   | JobLog
   | Problem
+  | ArtifactView
   | RunJob
   | LogChunk
   | WorkerHeartbeat;
@@ -341,9 +343,42 @@ export interface ArtifactExpired {
   type: "artifact.expired.v1";
 }
 /**
+ * The artifacts service derived a preview of a stored artifact. Writer: artifacts.
+ *
+ * `kind` says which fields are set: text (`text`, `line_count`), image (`thumbnail_*`), pdf (`page_count`,
+ * `thumbnail_*`), archive (`entries`); none carries the `reason` there is no preview. `truncated`: the text or the
+ * entry list was cut at its cap.
+ */
+export interface ArtifactPreviewed {
+  artifact_id: string;
+  attempt?: number;
+  entries?: ArchiveEntry[];
+  event_id: string;
+  job_id: string;
+  kind: "archive" | "image" | "none" | "pdf" | "text";
+  line_count?: number | null;
+  occurred_at: string;
+  page_count?: number | null;
+  reason?: string;
+  tenant: string;
+  text?: string | null;
+  thumbnail_content_type?: string | null;
+  thumbnail_key?: string | null;
+  truncated?: boolean;
+  type: "artifact.previewed.v1";
+}
+/**
+ * One member of a zip or tar archive, as its listing declares it (never extracted).
+ */
+export interface ArchiveEntry {
+  name: string;
+  size: number;
+}
+/**
  * An admin set a tenant's share and limits. Writer: gateway.
  */
 export interface TenantConfigured {
+  artifact_ttl_s?: number;
   configured_by?: string;
   event_id: string;
   max_inflight?: number;
@@ -380,6 +415,7 @@ export interface WorkerStopped {
  * A job as clients see it.
  */
 export interface JobView {
+  artifacts?: number;
   attempt: number;
   cancel_requested?: boolean;
   created_at: string;
@@ -443,6 +479,47 @@ export interface Problem {
   status: number;
   title: string;
   type: string;
+}
+/**
+ * A stored file of a job's attempt, with a signed download URL valid until `url_expires_at` (≤ 300 s).
+ * `preview` is null until the artifacts service has derived one.
+ */
+export interface ArtifactView {
+  attempt: number;
+  content_type: string;
+  expires_at: string;
+  id: string;
+  job_id: string;
+  name: string;
+  preview?: ArtifactPreview | null;
+  sha256: string;
+  size: number;
+  stored_at: string;
+  url: string;
+  url_expires_at: string;
+}
+/**
+ * What a UI shows without downloading the file. `kind` none says why in `reason`. In lists and metadata
+ * `text` and `entries` are left out (`GET /v1/artifacts/{id}/preview` has them); `thumbnail_url` is signed like
+ * the download URL and expires with it.
+ */
+export interface ArtifactPreview {
+  entries?: PreviewEntry[];
+  kind: "archive" | "image" | "none" | "pdf" | "text";
+  line_count?: number | null;
+  page_count?: number | null;
+  reason?: string;
+  text?: string | null;
+  thumbnail_content_type?: string | null;
+  thumbnail_url?: string | null;
+  truncated?: boolean;
+}
+/**
+ * One member of an archive: its path inside it and its size in bytes.
+ */
+export interface PreviewEntry {
+  name: string;
+  size: number;
 }
 /**
  * A work item on `xr.run.<pool>`: run attempt `attempt` of a job.

@@ -252,6 +252,8 @@ export interface components {
         };
         /** ConfigureTenant */
         ConfigureTenant: {
+            /** @default 604800 */
+            artifact_ttl_s: number;
             /** @default 100 */
             max_inflight: number;
             /** @default 10000 */
@@ -342,6 +344,8 @@ export interface components {
         };
         /** JobView */
         JobView: {
+            /** @default 0 */
+            artifacts: number;
             attempt: number;
             /** @default false */
             cancel_requested: boolean;
@@ -469,6 +473,8 @@ export interface components {
         };
         /** TenantLimits */
         TenantLimits: {
+            /** @default 604800 */
+            artifact_ttl_s: number;
             /** @default false */
             configured: boolean;
             /** @default 100 */

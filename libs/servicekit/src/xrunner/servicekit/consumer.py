@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
-from nats.js.errors import NotFoundError
 from prometheus_client import Counter
 
 DEAD_LETTERS = Counter("xrunner_dead_letters_total", "Messages a consumer could not decode or apply, and passed",
@@ -13,10 +12,8 @@ DEAD_LETTERS = Counter("xrunner_dead_letters_total", "Messages a consumer could 
 
 
 async def durable(js: JetStreamContext, stream: str, config: ConsumerConfig) -> JetStreamContext.PullSubscription:
-    """Bind to the durable consumer `config.durable_name`, creating it the first time."""
+    """Bind to the durable consumer `config.durable_name`, creating it the first time and otherwise bringing its
+    editable settings (ack wait, max deliveries) to `config`: the server creates or updates."""
     assert config.durable_name
-    try:
-        await js.consumer_info(stream, config.durable_name)
-    except NotFoundError:
-        await js.add_consumer(stream, config)
+    await js.add_consumer(stream, config)
     return await js.pull_subscribe_bind(durable=config.durable_name, stream=stream)

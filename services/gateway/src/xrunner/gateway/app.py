@@ -12,19 +12,21 @@ from litestar import Litestar
 from litestar.config.app import AppConfig
 from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import ExternalDocumentation
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from xrunner.gateway import dependencies, problems
+from xrunner.gateway import dependencies
 from xrunner.gateway.bodies import JsonRequest
-from xrunner.gateway.guards import authorize
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.ratelimit import RateLimiter, edge_checks
 from xrunner.gateway.readmodel import JobsProjection, JobsTable
 from xrunner.gateway.routes import HANDLERS
 from xrunner.gateway.settings import GatewaySettings
+from xrunner.servicekit import httperrors
 from xrunner.servicekit.auth import JwtVerifier, verifier_from
 from xrunner.servicekit.eventstore import EventStore
+from xrunner.servicekit.guards import authorize
 from xrunner.servicekit.http import HttpServer, ReadyCheck, health_handlers
 from xrunner.servicekit.projector import Projector
 from xrunner.servicekit.replay import rebuild_command
@@ -52,15 +54,26 @@ def create_app(settings: GatewaySettings, infra: Infra) -> Litestar:
         route_handlers=[*HANDLERS, *health_handlers(infra.ready, settings.metrics_token)],
         guards=[authorize(infra.verifier)],
         dependencies=dependencies.provide(jobs, infra.js, settings.ticket_secret or settings.jwt_secret),
-        exception_handlers=problems.HANDLERS,
-        openapi_config=OpenAPIConfig(title="xrunner", version="1.0.0", path="/schema"),
+        exception_handlers=httperrors.HANDLERS,
+        openapi_config=_openapi(settings.artifacts_url),
         request_max_body_size=settings.max_body_bytes,
         request_class=JsonRequest,
         before_request=edge_checks(RateLimiter(settings.request_rate_per_s, settings.request_burst)),
         cors_config=_cors(settings.cors_origins) if settings.cors_origins else None,
-        plugins=[problems.DocumentProblems()],
+        plugins=[httperrors.DocumentProblems()],
         on_app_init=[_no_debug],
     )
+
+
+def _openapi(artifacts_url: str) -> OpenAPIConfig:
+    """The OpenAPI document's config; it points to the artifacts API, a service of its own."""
+    where = f"{artifacts_url.rstrip('/')}/schema" if artifacts_url else "the artifacts service's `/schema`"
+    description = (f"Jobs, their logs and events. A job's files (`GET /v1/jobs/{{job_id}}/artifacts`, previews, "
+                   f"signed downloads) are served by the artifacts API, documented at {where}; `JobView.artifacts` "
+                   "counts them.")
+    docs = ExternalDocumentation(url=f"{artifacts_url.rstrip('/')}/schema", description="The artifacts API")
+    return OpenAPIConfig(title="xrunner", version="1.0.0", path="/schema", description=description,
+                         external_docs=docs if artifacts_url else None)
 
 
 def _cors(origins: list[str]) -> CORSConfig:

@@ -7,11 +7,11 @@ from typing import TypeAlias, TypeVar
 from litestar.di import NamedDependency, Provide
 from nats.js import JetStreamContext
 
-from xrunner.gateway.guards import principal
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.readmodel import JobsTable
 from xrunner.servicekit.auth import Principal
 from xrunner.servicekit.eventstore import EventStore
+from xrunner.servicekit.guards import principal
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ from xrunner.contracts import codec, lifecycle, subjects
 from xrunner.contracts.api import HistoryEntry, JobView
 from xrunner.contracts.events import Event, JobCancelRequested, JobEvent, JobSubmitted, tag_of
 from xrunner.contracts.spec import JobSpec
-from xrunner.gateway.readmodel import JobsTable
+from xrunner.gateway.readmodel import JobsTable, artifact_counts
 from xrunner.servicekit.auth import Principal
 from xrunner.servicekit.eventstore import ConflictError, EventStore
 from xrunner.servicekit.ids import new_id
@@ -125,7 +125,11 @@ class Jobs:
         return view
 
     async def from_log(self, tenant: str, job_id: str) -> JobView | None:
-        return lifecycle.replay(await self.store.history(tenant, job_id))
+        history = await self.store.history(tenant, job_id)
+        view = lifecycle.replay(history)
+        if view is not None:
+            view.artifacts = sum(artifact_counts(history).values())
+        return view
 
     async def cancel(self, who: Principal, job_id: str, reason: str) -> tuple[JobView, CancelOutcome] | None:
         """Append `job.cancel_requested` once, compare-and-set on the job's history: a lost race re-reads it and

@@ -10,7 +10,7 @@ import asyncpg
 
 from xrunner.contracts import codec, subjects
 from xrunner.contracts.api import JobList, JobView
-from xrunner.contracts.events import Event
+from xrunner.contracts.events import ArtifactExpired, ArtifactStored, Event, JobEvent
 from xrunner.gateway.listing import decode_cursor, encode_cursor
 from xrunner.servicekit import jobviews
 from xrunner.servicekit.sql import load_queries
@@ -33,6 +33,22 @@ class JobsProjection:
         ]
         if rows:
             await conn.execute(QUERIES["upsert_jobs"], *map(list, zip(*rows, strict=True)))
+        counts = artifact_counts(batch)
+        await conn.executemany(QUERIES["count_artifacts"], [(*key, n) for key, n in counts.items() if n])
+
+
+def artifact_delta(event: Event) -> int:
+    """How an event changes its job's artifact count: every attempt's stored artifacts count until they expire."""
+    return 1 if isinstance(event, ArtifactStored) else -1 if isinstance(event, ArtifactExpired) else 0
+
+
+def artifact_counts(events: Sequence[tuple[int, Event]]) -> dict[tuple[str, str], int]:
+    """The change in each job's artifact count that `events` make."""
+    counts: dict[tuple[str, str], int] = {}
+    for _, event in events:
+        if isinstance(event, JobEvent) and (delta := artifact_delta(event)):
+            counts[(event.tenant, event.job_id)] = counts.get((event.tenant, event.job_id), 0) + delta
+    return counts
 
 
 @dataclass(frozen=True)
@@ -62,4 +78,6 @@ class JobsTable:
 
 
 def _view(row: asyncpg.Record) -> JobView:
-    return codec.decode(row["view"].encode(), JobView)
+    view = codec.decode(row["view"].encode(), JobView)
+    view.artifacts = row["artifacts"]
+    return view

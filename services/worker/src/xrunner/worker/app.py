@@ -43,6 +43,15 @@ from xrunner.worker.settings import WorkerSettings
 log = structlog.get_logger()
 RUNNING = Gauge("xrunner_worker_running_jobs", "Attempts running on this worker")
 VERSION = "0.1.0"
+WORK_ITEM_ACK_WAIT_S = 5.0
+
+
+def run_queue_consumer(pool: str) -> ConsumerConfig:
+    """The pool's work queue. A worker acks a work item as soon as its attempt has started (or was fenced off), so
+    the ack wait only covers that step: an item whose worker died holding it goes to another worker within seconds
+    (a second delivery of an item whose attempt did start is fenced off)."""
+    return ConsumerConfig(durable_name=f"worker_{pool}", ack_policy=AckPolicy.EXPLICIT,
+                          ack_wait=WORK_ITEM_ACK_WAIT_S, max_deliver=10, filter_subject=subjects.run_queue(pool))
 
 
 class Worker:
@@ -68,9 +77,7 @@ class Worker:
 
     async def pull(self) -> None:
         """Take at most as many work items as there are free slots, so the slot count is a hard cap."""
-        config = ConsumerConfig(durable_name=f"worker_{self.settings.pool}", ack_policy=AckPolicy.EXPLICIT,
-                                ack_wait=30.0, max_deliver=10, filter_subject=subjects.run_queue(self.settings.pool))
-        sub = await durable(self.js, subjects.RUN_STREAM, config)
+        sub = await durable(self.js, subjects.RUN_STREAM, run_queue_consumer(self.settings.pool))
         while not self.draining:
             await self.slot_free.wait()
             if not self.lease.fresh():  # no work without a lease: the reaper would kill it

@@ -17,7 +17,7 @@ import structlog
 from xrunner.contracts.events import ArtifactStored, JobEvent
 from xrunner.contracts.messages import RunJob
 from xrunner.servicekit.ids import new_id
-from xrunner.worker.collect import LOG_NAME, Found, open_regular, select
+from xrunner.worker.collect import LOG_NAME, Found, open_regular, select, shown
 from xrunner.worker.logstream import LogStream
 from xrunner.worker.objectstore import ObjectStore
 from xrunner.worker.settings import WorkerSettings
@@ -45,6 +45,22 @@ class Digest:
         return data
 
 
+class Budget:
+    """The per-file and per-job size caps of one attempt's artifacts (the job's log is outside them)."""
+
+    def __init__(self, per_file: int, total: int) -> None:
+        self.per_file, self.left, self.total = per_file, total, total
+
+    def take(self, size: int) -> str | None:
+        """Count a file of `size` bytes against the caps, or say which one it would break."""
+        if size > self.per_file:
+            return f"{size} bytes, over the limit of {self.per_file} bytes per file"
+        if size > self.left:
+            return f"{size} bytes would pass the job's limit of {self.total} bytes of artifacts in total"
+        self.left -= size
+        return None
+
+
 def content_type(name: str) -> str:
     return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
 
@@ -57,6 +73,7 @@ class Artifacts:
     def __init__(self, store: ObjectStore, settings: WorkerSettings) -> None:
         self.store = store
         self.max_bytes, self.max_count = settings.max_artifact_bytes, settings.max_artifacts
+        self.max_total = settings.max_artifacts_total_bytes
 
     async def keep(self, run: RunJob, workspace: Path, logs: LogStream, announce: Announce) -> None:
         """Keep the files the job's globs select, close `logs`, then keep the whole log as `logs.txt`. Never
@@ -79,23 +96,26 @@ class Artifacts:
         selection = await asyncio.to_thread(select, workspace, run.spec.artifacts.globs, self.max_count)
         for note in selection.notes:
             await _say(logs, f"artifact {note}")
+        budget = Budget(self.max_bytes, self.max_total)
         for found in selection.files:
             try:
-                event = await self._file(run, found)
+                event = await self._file(run, found, budget)
             except Exception as exc:
-                await _say(logs, f"artifact {found.name} not kept: {exc}")
+                await _say(logs, f"artifact {shown(found.name)} not kept: {exc}")
                 continue
-            if event is None:
-                await _say(logs, f"artifact {found.name} not kept: over the limit of {self.max_bytes} bytes")
+            if isinstance(event, str):
+                await _say(logs, f"artifact {shown(found.name)} not kept: {event}")
             elif not await _announce(announce, event):
                 return False
         return True
 
-    async def _file(self, run: RunJob, found: Found) -> ArtifactStored | None:
-        with open_regular(found.path) as src:
+    async def _file(self, run: RunJob, found: Found, budget: Budget) -> ArtifactStored | str:
+        """The stored file's event, or why it was not kept (a limit)."""
+        with open_regular(found) as src:
             size = os.fstat(src.fileno()).st_size
-            if size > self.max_bytes:
-                return None
+            refusal = budget.take(size)
+            if refusal:
+                return refusal
             return await self._put(run, found.name, Digest(src, size))
 
     async def _log(self, run: RunJob, kept: bytes | Path, announce: Announce) -> None:

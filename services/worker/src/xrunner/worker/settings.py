@@ -36,8 +36,9 @@ class WorkerSettings(CommonSettings, kw_only=True, frozen=True):
     s3_region: str = "us-east-1"
     s3_access_key_id: str = ""
     s3_secret_access_key: str = ""
-    max_artifact_bytes: int = 1024 * 1024 * 1024
-    max_artifacts: int = 1000
+    max_artifact_bytes: int = 1024 * 1024 * 1024  # per file
+    max_artifacts: int = 1000  # files per attempt (the job's log is not counted)
+    max_artifacts_total_bytes: int = 1024 * 1024 * 1024  # all files of an attempt together (the log not counted)
     max_pids: int = 512
     allow_network: bool = False  # a job that asks for network (either sandbox) gets it only when the operator allows
     docker: Literal["auto", "on", "off"] = "auto"  # auto: docker workloads only when the daemon answers at start

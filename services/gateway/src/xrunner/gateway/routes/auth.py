@@ -11,7 +11,7 @@ from litestar import Controller, get, post
 
 from xrunner.contracts.api import StreamTicket, Whoami
 from xrunner.gateway.dependencies import TicketSecret, Who
-from xrunner.gateway.guards import READ
+from xrunner.servicekit.guards import READ
 from xrunner.servicekit.ids import new_id
 from xrunner.servicekit.problems import ProblemError
 from xrunner.servicekit.tickets import MAX_TTL_S, mint_ticket

@@ -14,11 +14,11 @@ from xrunner.contracts.spec import JobSpec
 from xrunner.gateway.batch import submit_batch
 from xrunner.gateway.bodies import refuse_any_too_large, refuse_too_large
 from xrunner.gateway.dependencies import JobsService, Table, Who
-from xrunner.gateway.guards import READ, WRITE
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.listing import BadCursor
 from xrunner.servicekit.auth import Principal
 from xrunner.servicekit.eventstore import ConflictError
+from xrunner.servicekit.guards import READ, WRITE
 from xrunner.servicekit.problems import ProblemError
 
 JOB_ID = Annotated[str, Parameter(pattern=r"^[0-9a-z]{1,64}$", description="A job id")]

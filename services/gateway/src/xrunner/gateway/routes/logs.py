@@ -10,9 +10,9 @@ from litestar.params import Parameter
 from xrunner.contracts import codec, lifecycle
 from xrunner.contracts.api import JobLog
 from xrunner.gateway.dependencies import JobsService, Stream, Who
-from xrunner.gateway.guards import READ
 from xrunner.gateway.routes.jobs import JOB_ID, find_job
 from xrunner.servicekit.attemptlog import Output, stored_output
+from xrunner.servicekit.guards import READ
 
 
 def _ndjson(outputs: list[Output], offset: int, complete: bool) -> Response[bytes]:

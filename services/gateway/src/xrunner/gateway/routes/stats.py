@@ -11,8 +11,8 @@ from xrunner.contracts.stats import DryRun, Explain, StatsView
 from xrunner.gateway import diagnosis, snapshot
 from xrunner.gateway.bodies import refuse_too_large
 from xrunner.gateway.dependencies import JobsService, Stream, Who
-from xrunner.gateway.guards import READ, WRITE
 from xrunner.gateway.routes.jobs import JOB_ID, find_job
+from xrunner.servicekit.guards import READ, WRITE
 
 
 class StatsRoutes(Controller):

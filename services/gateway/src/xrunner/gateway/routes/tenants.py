@@ -14,8 +14,8 @@ from xrunner.contracts.events import TenantConfigured
 from xrunner.contracts.stats import TenantLimits
 from xrunner.gateway import snapshot
 from xrunner.gateway.dependencies import Store, Stream, Who
-from xrunner.gateway.guards import ADMIN
 from xrunner.gateway.tenants import configured_limits
+from xrunner.servicekit.guards import ADMIN
 from xrunner.servicekit.ids import new_id
 
 TENANT = Annotated[str, Parameter(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="A tenant name")]
@@ -36,6 +36,7 @@ class TenantRoutes(Controller):
             max_inflight=data.max_inflight,
             max_queued=data.max_queued,
             submit_rate_per_s=data.submit_rate_per_s,
+            artifact_ttl_s=data.artifact_ttl_s,
             configured_by=who.subject,
         )
         await store.append(event, msg_id=event.event_id)  # each configuration is a new fact: no CAS

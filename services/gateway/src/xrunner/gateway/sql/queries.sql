@@ -12,12 +12,12 @@ ON CONFLICT (tenant, id) DO UPDATE
   WHERE jobs.version < excluded.version
 
 -- name: get_job
-SELECT view::text AS view FROM jobs WHERE tenant = $1 AND id = $2
+SELECT view::text AS view, artifacts FROM jobs WHERE tenant = $1 AND id = $2
 
 -- name: list_jobs
 -- A page of a tenant's jobs, newest first; a filter whose argument is NULL is off. $6 is one more than the page
 -- size, so the caller knows whether another page follows.
-SELECT view::text AS view FROM jobs
+SELECT view::text AS view, artifacts FROM jobs
 WHERE tenant = $1
   AND ($2::text[] IS NULL OR state = ANY($2::text[]))
   AND ($3::jsonb IS NULL OR view->'spec'->'labels' @> $3::jsonb)
@@ -25,3 +25,7 @@ WHERE tenant = $1
   AND ($5::timestamptz IS NULL OR (created_at, id) < ($5::timestamptz, $7::text))
 ORDER BY created_at DESC, id DESC
 LIMIT $6
+
+-- name: count_artifacts
+-- A job's artifacts stored (+n) or expired (-n); the job's row exists, since every artifact follows its submission.
+UPDATE jobs SET artifacts = greatest(artifacts + $3, 0) WHERE tenant = $1 AND id = $2

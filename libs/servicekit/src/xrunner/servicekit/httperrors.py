@@ -1,4 +1,5 @@
-"""Turns every error the gateway raises into problem+json with a stable `code`, and documents that in OpenAPI."""
+"""Turns every error a service's HTTP API raises into problem+json with a stable `code`, and documents that in
+OpenAPI."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from litestar.types import ExceptionHandlersMap
 
 from xrunner.contracts.api import Problem
 from xrunner.contracts.spec import NO_NUL
-from xrunner.gateway.guards import required_scope
+from xrunner.servicekit.guards import required_scope
 from xrunner.servicekit.problems import PROBLEM_JSON, ProblemError, problem, respond
 
 NO_NUL_MEANS = "without NUL characters (\\u0000 cannot be stored or passed to a process)"
@@ -26,8 +27,10 @@ _CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    410: "gone",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    416: "range_not_satisfiable",
     422: "unprocessable",
     429: "too_many_requests",
     500: "internal",

@@ -1,5 +1,5 @@
-"""Who may call what: one guard authenticates every route that declares a scope and checks that scope, and the
-caller's principal is handed to handlers as the `who` dependency."""
+"""Who may call what, in every service with an HTTP API: one guard authenticates every route that declares a scope
+and checks that scope, and the caller's principal is handed to handlers as the `who` dependency."""
 
 from __future__ import annotations
 
