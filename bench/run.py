@@ -41,7 +41,7 @@ def _free_base() -> int:
 
 
 class Stack:
-    def __init__(self, slots: int, sync_always: bool, warm_images: str = "") -> None:
+    def __init__(self, slots: int, sync_always: bool, warm_images: str = "", sandbox: str = "bwrap") -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="xr-bench-")) / ".xrunner"
         self.port = _free_base()
         argv = [
@@ -55,6 +55,8 @@ class Stack:
             str(self.port),
             "--slots",
             str(slots),
+            "--sandbox",
+            sandbox,
         ] + (["--sync-always"] if sync_always else []) + (["--warm-images", warm_images] if warm_images else [])
         env = {k: v for k, v in os.environ.items() if not k.startswith("XR_")}
         self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)

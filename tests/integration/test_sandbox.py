@@ -15,7 +15,7 @@ from support import wait_until, with_marker
 
 from xrunner.contracts.spec import JobSpec, ProcessWorkload, Resources
 from xrunner.worker.sandbox import Launch
-from xrunner.worker.sandbox.process.cgroups import ROOT
+from xrunner.worker.sandbox.process.cgroups import IDLE, ROOT, CgroupV1
 from xrunner.worker.sandbox.process.sandbox import ProcessRun, ProcessSandbox
 from xrunner.worker.settings import WorkerSettings
 
@@ -80,7 +80,11 @@ def no_leftover_cgroups(worker_id: str) -> Iterator[None]:
     for controller in ("pids", "memory", "cpu"):
         base = ROOT / controller / "xrunner" / worker_id
         if base.is_dir():
-            assert [d.name for d in base.iterdir() if d.is_dir()] == [], f"job cgroups left in {base}"
+            left = [d for d in base.iterdir() if d.is_dir()]
+            assert [d.name for d in left if not d.name.startswith(IDLE)] == [], f"job cgroups left in {base}"
+            for idle in left:  # emptied cgroups the sandbox kept for its next jobs
+                assert (idle / "cgroup.procs").read_text() == "", f"a process left in {idle}"
+                idle.rmdir()
             base.rmdir()
 
 
@@ -227,6 +231,30 @@ async def test_a_restarted_worker_kills_the_jobs_its_previous_life_left_running(
     sandbox(mode, worker_id)  # the next life of the same worker
     await wait_until(lambda: not with_marker(marker), 5)
     await asyncio.wait_for(orphan.proc.wait(), 5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_finished_jobs_cgroups_serve_the_next_job_with_its_own_limits_and_the_reaper_still_reaches_it(
+    mode: str, worker_id: str, tmp_path: Path, marker: str
+) -> None:
+    box = sandbox(mode, worker_id)
+    assert box.cgroups.controllers, "this machine has writable cgroup v1 controllers (root)"
+    memory = ROOT / "memory" / "xrunner" / worker_id
+    assert (await run(box, tmp_path, ["true"], resources=Resources(memory_mib=64))).code == 0
+    [idle] = [d for d in memory.iterdir() if d.is_dir()]
+    assert idle.name.startswith(IDLE), "the finished job's cgroup is kept, under an idle name"
+    inode = idle.stat().st_ino
+    job = await start(box, tmp_path, [PYTHON, "-c", "import time; time.sleep(300)", marker],
+                      resources=Resources(memory_mib=128))
+    [mine] = [d for d in memory.iterdir() if d.is_dir()]
+    assert (mine.name.endswith("-1"), mine.stat().st_ino) == (True, inode), "the same cgroup, named for the job"
+    assert int((mine / "memory.limit_in_bytes").read_text()) == 128 * 1024 * 1024
+    await wait_until(lambda: with_marker(marker))
+    assert CgroupV1(worker_id).signal_all(signal.SIGKILL) == 1  # what the reaper does when it fences the worker
+    assert killed(await asyncio.wait_for(job.wait(), 10)) == signal.SIGKILL
+    assert with_marker(marker) == []
+    await box.close()
+    assert not memory.exists()
 
 
 def test_the_worker_says_which_limits_it_enforces_with_cgroups_and_which_with_rlimits(worker_id: str) -> None:

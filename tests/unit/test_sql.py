@@ -32,5 +32,5 @@ def test_a_repeated_name_or_a_query_without_sql_fails_loudly(text: str) -> None:
 
 def test_the_schedulers_queries_load_from_its_package() -> None:
     queries = load_queries("xrunner.scheduler")
-    names = {"live_jobs", "live_dispatches", "upsert_job", "set_dispatch", "all_tenants", "upsert_tenant"}
+    names = {"live_jobs", "live_dispatches", "upsert_jobs", "set_dispatches", "all_tenants", "upsert_tenant"}
     assert names <= set(queries)

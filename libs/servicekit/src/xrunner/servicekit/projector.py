@@ -228,9 +228,15 @@ class Projector:
         async def parked(seq: int, exc: BaseException) -> None:
             await park(self.js, self.projection.name, seq, by_seq[seq].subject, by_seq[seq].data, exc)
 
-        async with self.pool.acquire() as conn, conn.transaction():
-            folded = await fold_or_park(conn, self.projection, batch, parked,
-                                        through=msgs[-1].metadata.sequence.stream)
+        through = msgs[-1].metadata.sequence.stream
+        try:  # the usual case in one transaction, without fold_or_park's savepoint
+            async with self.pool.acquire() as conn, conn.transaction():
+                folded = await fold_batch(conn, self.projection, batch, through=through)
+        except Exception as exc:
+            if not permanent(exc):
+                raise
+            async with self.pool.acquire() as conn, conn.transaction():
+                folded = await fold_or_park(conn, self.projection, batch, parked, through=through)
         self.committed = True
         if folded and self.on_commit is not None:
             self.on_commit.set()

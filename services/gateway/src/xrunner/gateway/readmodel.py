@@ -31,7 +31,8 @@ class JobsProjection:
             for v in views.values()
             if v is not None
         ]
-        await conn.executemany(QUERIES["upsert_job"], rows)
+        if rows:
+            await conn.execute(QUERIES["upsert_jobs"], *map(list, zip(*rows, strict=True)))
         counts = artifact_counts(batch)
         await conn.executemany(QUERIES["count_artifacts"], [(*key, n) for key, n in counts.items() if n])
 

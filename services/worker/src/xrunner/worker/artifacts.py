@@ -81,8 +81,8 @@ class Artifacts:
         try:
             current = await self._files(run, workspace, logs, announce)
             await logs.close()
-            if current and logs.spool is not None:
-                await self._log(run, logs.spool, announce)
+            if current and (kept := logs.kept()) is not None:
+                await self._log(run, kept, announce)
         except Exception:
             log.exception("keeping artifacts failed", job_id=run.job_id, attempt=run.attempt)
         finally:
@@ -91,6 +91,8 @@ class Artifacts:
 
     async def _files(self, run: RunJob, workspace: Path, logs: LogStream, announce: Announce) -> bool:
         """Keep each selected file; False once an announcement fails (the attempt is no longer current)."""
+        if _empty(workspace):  # the usual case: nothing to walk, no thread hand-off
+            return True
         selection = await asyncio.to_thread(select, workspace, run.spec.artifacts.globs, self.max_count)
         for note in selection.notes:
             await _say(logs, f"artifact {note}")
@@ -116,18 +118,23 @@ class Artifacts:
                 return refusal
             return await self._put(run, found.name, Digest(src, size))
 
-    async def _log(self, run: RunJob, spool: Path, announce: Announce) -> None:
+    async def _log(self, run: RunJob, kept: bytes | Path, announce: Announce) -> None:
+        """Store the whole log without syncing it to disk first: the log stream holds it durably already."""
         try:
-            with spool.open("rb") as src:
-                event = await self._put(run, LOG_NAME, Digest(src, os.fstat(src.fileno()).st_size))
+            if isinstance(kept, bytes):
+                event = await self._put(run, LOG_NAME, kept, sync=False)
+            else:
+                with kept.open("rb") as src:
+                    event = await self._put(run, LOG_NAME, Digest(src, os.fstat(src.fileno()).st_size), sync=False)
         except Exception:
             log.exception("the job's log was not kept", job_id=run.job_id, attempt=run.attempt)
             return
         await _announce(announce, event)
 
-    async def _put(self, run: RunJob, name: str, body: Digest) -> ArtifactStored:
+    async def _put(self, run: RunJob, name: str, body: Digest | bytes, *, sync: bool = True) -> ArtifactStored:
         key, kind = object_key(run, name), content_type(name)
-        await self.store.put(key, body, kind)
+        await self.store.put(key, body, kind, sync=sync)
+        size, digest = (len(body), hashlib.sha256(body)) if isinstance(body, bytes) else (body.size, body.sha256)
         return ArtifactStored(
             event_id=new_id(),
             occurred_at=datetime.now(UTC),
@@ -137,10 +144,18 @@ class Artifacts:
             artifact_id=new_id(),
             name=name,
             key=key,
-            size=body.size,
-            sha256=body.sha256.hexdigest(),
+            size=size,
+            sha256=digest.hexdigest(),
             content_type=kind,
         )
+
+
+def _empty(directory: Path) -> bool:
+    try:
+        with os.scandir(directory) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False  # let the selection find out (and say) what is wrong
 
 
 async def _announce(announce: Announce, event: ArtifactStored) -> bool:

@@ -1,7 +1,8 @@
 """Streams one attempt's output to `xr.log.<tenant>.<job_id>` in chunks: flushed at `chunk_bytes` or after
 `flush_s`, numbered, with byte offsets so readers resume anywhere; capped per job and per line with a visible
 marker (a cut line keeps its first `max_line_bytes` and its newline, the rest is dropped); and,
-when given a spool file, every published byte is also kept there so the whole log can be stored at the end.
+when given a spool file, every published byte is also kept (in memory up to `SPOOL_IN_MEMORY` bytes, then in the
+file) so the whole log can be stored at the end: most jobs' logs never touch the disk before they are stored.
 Readers wait while a flush is in progress, so a flood never grows the worker's memory beyond one chunk per stream."""
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from nats.js import JetStreamContext
 
 from xrunner.contracts import codec, subjects
 from xrunner.contracts.messages import LogChunk
+
+SPOOL_IN_MEMORY = 64 * 1024
 
 
 class LogStream:
@@ -46,7 +49,8 @@ class LogStream:
         self._timer: asyncio.TimerHandle | None = None
         self._flush_task: asyncio.Task[None] | None = None
         self.spool = spool
-        self._spool_file: BinaryIO | None = spool.open("wb") if spool is not None else None
+        self._kept = bytearray()  # the log so far, while it fits in memory
+        self._spool_file: BinaryIO | None = None  # the log so far, once it did not
         self.closed = False
 
     async def pump(self, reader: asyncio.StreamReader, stream: str) -> None:
@@ -142,14 +146,32 @@ class LogStream:
             eof=eof,
         )
         self.offset += len(data)
-        if self._spool_file is not None and data:
-            self._spool_file.write(data)
+        if self.spool is not None and data:
+            self._keep(data)
         await self.js.publish(
             self.subject,
             codec.encode(chunk),
             stream=subjects.LOGS_STREAM,
             headers={"Nats-Msg-Id": f"log:{self.job_id}:{self.attempt}:{self.seq}"},
         )
+
+
+    def _keep(self, data: bytes) -> None:
+        if self._spool_file is None and len(self._kept) + len(data) <= SPOOL_IN_MEMORY:
+            self._kept += data
+            return
+        if self._spool_file is None:
+            assert self.spool is not None
+            self._spool_file = self.spool.open("wb")
+            self._spool_file.write(self._kept)
+            self._kept = bytearray()
+        self._spool_file.write(data)
+
+    def kept(self) -> bytes | Path | None:
+        """The whole log once closed: its bytes, or the spool file that holds them (None without a spool)."""
+        if self.spool is None:
+            return None
+        return self.spool if self._spool_file is not None else bytes(self._kept)
 
 
 def _merge(pending: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:

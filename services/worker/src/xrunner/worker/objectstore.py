@@ -16,6 +16,7 @@ from botocore.config import Config
 from xrunner.worker.settings import WorkerSettings
 
 COPY_CHUNK = 1024 * 1024
+INLINE_BYTES = 64 * 1024
 
 
 class Readable(Protocol):
@@ -30,7 +31,10 @@ Body = Path | bytes | Readable
 class ObjectStore(Protocol):
     """Stores objects under keys such as `tenants/<tenant>/jobs/<job_id>/<attempt>/<name>`."""
 
-    async def put(self, key: str, body: Body, content_type: str) -> None: ...
+    async def put(self, key: str, body: Body, content_type: str, *, sync: bool = True) -> None:
+        """Store `body` under `key`; `sync=False` when the object need not survive a machine crash once stored
+        (it is kept durably elsewhere too): a store may then skip syncing it to disk."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -40,9 +44,14 @@ class LocalStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._resolved: Path | None = None
 
-    async def put(self, key: str, body: Body, content_type: str) -> None:
-        await asyncio.to_thread(self._put, self.path(key), body)
+    async def put(self, key: str, body: Body, content_type: str, *, sync: bool = True) -> None:
+        """Small bytes that need no sync are written on the loop (a thread hand-off costs more than the write)."""
+        if not sync and isinstance(body, bytes) and len(body) <= INLINE_BYTES:
+            self._put(self.path(key), body, sync=False)
+        else:
+            await asyncio.to_thread(self._put, self.path(key), body, sync=sync)
 
     async def close(self) -> None:
         return None
@@ -52,20 +61,23 @@ class LocalStore:
         parts = key.split("/")
         if any(p in ("", ".", "..") for p in parts) or "\\" in key or "\0" in key:
             raise ValueError(f"object key {key!r} is not a relative path below the store")
-        root = self.root.resolve()
+        if self._resolved is None:
+            self._resolved = self.root.resolve()
+        root = self._resolved
         path = root.joinpath(*parts)
         if not path.resolve().is_relative_to(root):
             raise ValueError(f"object key {key!r} escapes the store")
         return path
 
-    def _put(self, path: Path, body: Body) -> None:
+    def _put(self, path: Path, body: Body, *, sync: bool = True) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".put-", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as out:
                 _copy(body, out)
                 out.flush()
-                os.fsync(out.fileno())
+                if sync:
+                    os.fsync(out.fileno())
             os.replace(temp, path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -107,7 +119,7 @@ class S3Store:
         self._client: Any = None
         self._lock = asyncio.Lock()
 
-    async def put(self, key: str, body: Body, content_type: str) -> None:
+    async def put(self, key: str, body: Body, content_type: str, *, sync: bool = True) -> None:
         s3 = await self._s3()
         if isinstance(body, bytes):
             await s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)

@@ -1,9 +1,12 @@
 -- The gateway's named queries, loaded once by xrunner.servicekit.sql.load_queries; each runs against its schema.
 
--- name: upsert_job
--- One job's folded view; an older version never overwrites a newer one.
+-- name: upsert_jobs
+-- A batch's folded views in one statement, one array per column (one element per job, each job once); an older
+-- version never overwrites a newer one.
 INSERT INTO jobs (tenant, id, state, created_at, updated_at, version, view)
-VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
+SELECT tenant, id, state, created_at, updated_at, version, view::jsonb
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::bigint[], $7::text[])
+  AS batch (tenant, id, state, created_at, updated_at, version, view)
 ON CONFLICT (tenant, id) DO UPDATE
   SET state = excluded.state, updated_at = excluded.updated_at, version = excluded.version, view = excluded.view
   WHERE jobs.version < excluded.version

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -26,12 +26,23 @@ async def dispatches(conn: asyncpg.Connection) -> dict[tuple[str, str], tuple[in
 
 
 async def upsert(conn: asyncpg.Connection, views: Iterable[JobView], dispatched: Iterable[Dispatch]) -> None:
-    """Write the views (newer versions only) and the dispatches (newer sequences only)."""
-    await conn.executemany(QUERIES["upsert_job"], [row(v) for v in views])
-    await conn.executemany(QUERIES["set_dispatch"], list(dispatched))
+    """Write the views (newer versions only) and the dispatches (newer sequences only), one statement each."""
+    if rows := [row(v) for v in views]:
+        await conn.execute(QUERIES["upsert_jobs"], *columns(rows))
+    latest: dict[tuple[str, str], Dispatch] = {}
+    for d in dispatched:  # a job dispatched twice in one batch: its later dispatch
+        if (d[0], d[1]) not in latest or latest[(d[0], d[1])][2] < d[2]:
+            latest[(d[0], d[1])] = d
+    if latest:
+        await conn.execute(QUERIES["set_dispatches"], *columns(list(latest.values())))
+
+
+def columns(rows: Sequence[tuple[object, ...]]) -> list[list[object]]:
+    """Rows as one list per column: the arrays a set-based statement unnests."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def row(v: JobView) -> tuple[object, ...]:
-    """The `upsert_job` parameters of a view: what the table holds of it."""
+    """The `upsert_jobs` columns of a view: what the table holds of it."""
     return (v.tenant, v.id, v.state, v.attempt, v.pool, v.spec.priority, v.queued_at, v.version,
             codec.encode(v).decode())
