@@ -35,13 +35,15 @@ RESULTS = Path(__file__).parent / "results"
 def _free_base() -> int:
     for _ in range(200):
         base = random.randrange(20_000, 32_000)
-        if all(socket.socket().connect_ex(("127.0.0.1", base + o)) != 0 for o in (0, 1, 2, 3, 4, 22, 32)):
+        offsets = (0, 1, 2, 3, 4, 22, 32, *range(41, 49))  # the services, NATS, Postgres, extra workers
+        if all(socket.socket().connect_ex(("127.0.0.1", base + o)) != 0 for o in offsets):
             return base
     raise RuntimeError("no free ports")
 
 
 class Stack:
-    def __init__(self, slots: int, sync_always: bool, warm_images: str = "") -> None:
+    def __init__(self, slots: int | None, sync_always: bool, warm_images: str = "", workers: int | None = None,
+                 sandbox: str = "bwrap") -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="xr-bench-")) / ".xrunner"
         self.port = _free_base()
         argv = [
@@ -53,9 +55,10 @@ class Stack:
             str(self.dir),
             "--port",
             str(self.port),
-            "--slots",
-            str(slots),
-        ] + (["--sync-always"] if sync_always else []) + (["--warm-images", warm_images] if warm_images else [])
+            "--sandbox",
+            sandbox,
+        ] + (["--slots", str(slots)] if slots else []) + (["--workers", str(workers)] if workers else []) \
+          + (["--sync-always"] if sync_always else []) + (["--warm-images", warm_images] if warm_images else [])
         env = {k: v for k, v in os.environ.items() if not k.startswith("XR_")}
         self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         self.api = f"http://127.0.0.1:{self.port}"
@@ -85,25 +88,29 @@ class Stack:
 
 def sequential(stack: Stack, n: int, image: str | None = None, pause_s: float = 0.0) -> dict[str, object]:
     """Submit `true` (in `image` with the docker sandbox, if given), wait until it succeeded (polling every 2 ms),
-    n times, `pause_s` apart (e.g. for a warm pool to refill): client-observed latency."""
+    n times, `pause_s` apart (e.g. for a warm pool to refill, or to find what an idle pause costs): client-observed
+    latency of the whole job and of the submit request alone, and the submit's statuses (201: admitted in time)."""
     headers = {"Authorization": f"Bearer {stack.token('bench')}"}
     workload = {"kind": "docker", "image": image} if image else {"kind": "process"}
     body = {"workload": {**workload, "argv": ["true"]}}
-    wall, server, started = [], [], []
+    wall, server, started, submit = [], [], [], []
+    statuses: dict[int, int] = {}
     with httpx.Client(base_url=stack.api, headers=headers) as http:
         for _ in range(3):  # warm up connections and code paths
-            _run_one(http, body)
+            _run_one(http, body, [], {})
         for _ in range(n):
             time.sleep(pause_s)
             began = time.perf_counter()
-            job = _run_one(http, body)
+            job = _run_one(http, body, submit, statuses)
             wall.append((time.perf_counter() - began) * 1000)
             server.append(_ms(job["created_at"], job["finished_at"]))
             started.append(_ms(job["created_at"], job["started_at"]))
     return {
         "n": n,
+        "submit_to_succeeded_ms": percentiles(wall),
         "submit_to_succeeded_ms_median": round(statistics.median(wall), 2),
-        "submit_to_succeeded_ms_p90": round(sorted(wall)[int(0.9 * n)], 2),
+        "submit_request_ms": percentiles(submit),
+        "submit_statuses": statuses,
         "server_created_to_finished_ms_median": round(statistics.median(server), 2),
         "server_created_to_started_ms": percentiles(started),
         "samples_ms": wall,
@@ -143,8 +150,13 @@ async def api(stack: Stack, rate: float, seconds: float, batch_jobs: int) -> dic
             "batch_statuses": sorted({a.status_code for a in answers})}
 
 
-def _run_one(http: httpx.Client, body: dict[str, object]) -> dict[str, object]:
-    job = http.post("/v1/jobs", json=body).json()["job"]
+def _run_one(http: httpx.Client, body: dict[str, object], submit_ms: list[float],
+             statuses: dict[int, int]) -> dict[str, object]:
+    began = time.perf_counter()
+    response = http.post("/v1/jobs", json=body)
+    submit_ms.append((time.perf_counter() - began) * 1000)
+    statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+    job = response.json()["job"]
     while job["state"] not in ("succeeded", "failed"):
         time.sleep(0.002)
         job = http.get(f"/v1/jobs/{job['id']}").json()
@@ -166,7 +178,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--cmd", default="true")
     parser.add_argument("--tenants", type=int, default=1)
-    parser.add_argument("--slots", type=int, default=8)
+    parser.add_argument("--slots", type=int, default=0, help="per worker process (0: `xrunner up`'s default)")
+    parser.add_argument("--workers", type=int, default=0, help="worker processes (0: `xrunner up`'s default)")
+    parser.add_argument("--sandbox", default="bwrap", choices=["bwrap", "none"])
+    parser.add_argument("--tag", default="", help="appended to the result's name (e.g. before, after)")
     parser.add_argument("--sync-always", action="store_true")
     parser.add_argument("--batch", type=int, default=0, help="submit in batches of this size")
     parser.add_argument("--concurrency", type=int, default=64)
@@ -174,7 +189,9 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=0, help="warm containers of --image")
     parser.add_argument("--pause", type=float, default=0.0, help="sequential: seconds between jobs")
     args = parser.parse_args()
-    stack = Stack(args.slots, args.sync_always, f"{args.image}={args.warm}" if args.image and args.warm else "")
+    load_before = os.getloadavg()
+    stack = Stack(args.slots, args.sync_always, f"{args.image}={args.warm}" if args.image and args.warm else "",
+                  args.workers, args.sandbox)
     try:
         if args.scenario == "sequential":
             result = sequential(stack, args.jobs, args.image, args.pause)
@@ -191,18 +208,25 @@ def main() -> None:
         "scenario": args.scenario,
         "sync_always": args.sync_always,
         "slots": args.slots,
+        "workers": args.workers,
+        "sandbox": args.sandbox,
         "cmd": args.cmd,
         "image": args.image,
         "warm": args.warm,
         "pause_s": args.pause,
+        "load_average_before": load_before,
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": f"{os.cpu_count()} cores",
     }
     RESULTS.mkdir(exist_ok=True)
-    name = f"{args.scenario}-{args.jobs}-{args.cmd.replace(' ', '')}-slots{args.slots}"
+    name = f"{args.scenario}-{args.jobs}-{args.cmd.replace(' ', '')}"
+    name += f"-slots{args.slots}" if args.slots else ""
+    name += f"-workers{args.workers}" if args.workers else ""
+    name += "-unsandboxed" if args.sandbox == "none" else ""
     name += f"{'-batch' + str(args.batch) if args.batch else ''}{'-sync' if args.sync_always else ''}"
     name += f"-docker-warm{args.warm}" if args.image else ""
     name += f"-pause{args.pause:g}" if args.pause else ""
+    name += f"-{args.tag}" if args.tag else ""
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     shown = {k: v for k, v in result.items() if k != "samples_ms"}
     with (RESULTS / "SUMMARY.md").open("a") as f:
