@@ -11,8 +11,10 @@ from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import nats.errors
 import structlog
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from xrunner.contracts import codec, subjects
@@ -62,6 +64,17 @@ class Scheduler:
             if isinstance(event, ev.JobStarted) and view.state == "running" and view.version == seq:
                 self.metrics.started(event, view)
         self.wake.set()
+
+    def stored(self, seq: int, msg: Msg) -> None:
+        """A submission (or a tenant's configuration) the log just stored, from the live feed: fold it into the
+        working state now, so admission decides without waiting for the projection's transaction. The projection
+        folds it again later (a no-op: the job's version is past it); the decision is an append compare-and-set on
+        the job's history like any other."""
+        try:
+            event = codec.decode_event(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return  # the projection parks it
+        self.folded([(seq, event)])
 
     async def run(self) -> None:
         last_tick = last_stats = 0.0
