@@ -86,6 +86,32 @@ class Stack:
         self.proc.wait(60)
 
 
+class Profiler:
+    """`py-spy record` on some of the stack's services while a scenario runs: collapsed stacks (one line per stack
+    and its sample count) in bench/results/profiles/<name>-<service>.txt."""
+
+    def __init__(self, stack: Stack, services: list[str], name: str) -> None:
+        import psutil
+
+        RESULTS.joinpath("profiles").mkdir(parents=True, exist_ok=True)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        for child in psutil.Process(stack.proc.pid).children(recursive=True):
+            service = next((s for s in services if f"xrunner.{s}" in child.cmdline()), None)
+            if service is None:
+                continue
+            out = RESULTS / "profiles" / f"{name}-{service}-{child.pid}.txt"
+            argv = ["py-spy", "record", "--pid", str(child.pid), "--rate", "250", "--format", "raw", "-o", str(out)]
+            self.procs.append(subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), *argv[1:]],
+                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(1.0)  # py-spy attaches
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in self.procs:
+            proc.wait(30)
+
+
 def sequential(stack: Stack, n: int, image: str | None = None, pause_s: float = 0.0) -> dict[str, object]:
     """Submit `true` (in `image` with the docker sandbox, if given), wait until it succeeded (polling every 2 ms),
     n times, `pause_s` apart (e.g. for a warm pool to refill, or to find what an idle pause costs): client-observed
@@ -182,6 +208,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="worker processes (0: `xrunner up`'s default)")
     parser.add_argument("--sandbox", default="bwrap", choices=["bwrap", "none"])
     parser.add_argument("--tag", default="", help="appended to the result's name (e.g. before, after)")
+    parser.add_argument("--profile", default="", help="comma-separated services to record with py-spy")
     parser.add_argument("--sync-always", action="store_true")
     parser.add_argument("--batch", type=int, default=0, help="submit in batches of this size")
     parser.add_argument("--concurrency", type=int, default=64)
@@ -192,6 +219,7 @@ def main() -> None:
     load_before = os.getloadavg()
     stack = Stack(args.slots, args.sync_always, f"{args.image}={args.warm}" if args.image and args.warm else "",
                   args.workers, args.sandbox)
+    profiler = Profiler(stack, args.profile.split(","), f"{args.scenario}-{args.tag}") if args.profile else None
     try:
         if args.scenario == "sequential":
             result = sequential(stack, args.jobs, args.image, args.pause)
@@ -203,6 +231,8 @@ def main() -> None:
                                           False, batch=args.batch))
             result = {k: v for k, v in bench.__dict__.items() if k != "samples"}
     finally:
+        if profiler is not None:
+            profiler.stop()
         stack.stop()
     result |= {
         "scenario": args.scenario,
