@@ -57,7 +57,7 @@ async def lead(
         state = await load_state(conn, defaults(settings))
     scheduler = Scheduler(js, state, workers, settings, scheduler_id, wake)
     scheduler.dirty.update(state.jobs)
-    projector = Projector(js, pool, SchedulerProjection(state.defaults, scheduler), on_commit=wake)
+    projector = Projector(js, pool, SchedulerProjection(state.defaults, scheduler))
     await LiveFeed(js, [subjects.job_events(token="submitted"), subjects.tenant_events()], scheduler.stored).start()
     await asyncio.gather(projector.run(), scheduler.run(), DeadLetters(js, pool, state, wake).run(), lease.hold())
 
