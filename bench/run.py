@@ -143,6 +143,26 @@ def sequential(stack: Stack, n: int, image: str | None = None, pause_s: float = 
     }
 
 
+def submits(stack: Stack, n: int, pause_s: float = 0.0) -> dict[str, object]:
+    """POST /v1/jobs one at a time (keep-alive), `pause_s` apart, jobs to a pool no worker serves: the submit
+    request's own latency (admission included) and its statuses (201: admitted within the gateway's wait)."""
+    headers = {"Authorization": f"Bearer {stack.token('bench')}", "Content-Type": "application/json"}
+    body = b'{"workload": {"kind": "process", "argv": ["true"]}, "resources": {"pool": "nowhere"}}'
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    with httpx.Client(base_url=stack.api, headers=headers) as http:
+        for _ in range(5):  # warm up the connection and code paths
+            http.post("/v1/jobs", content=body)
+        for _ in range(n):
+            time.sleep(pause_s)
+            began = time.perf_counter()
+            response = http.post("/v1/jobs", content=body)
+            latencies.append((time.perf_counter() - began) * 1000)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+    return {"n": n, "submit_request_ms": percentiles(latencies), "submit_statuses": statuses,
+            "samples_ms": latencies}
+
+
 async def api(stack: Stack, rate: float, seconds: float, batch_jobs: int) -> dict[str, object]:
     """POST /v1/jobs at a fixed rate (open loop), then `batch_jobs` jobs through POST /v1/jobs/batch (1,000 a
     request, 10 at once): submit latency percentiles and how long the batch took to be durably accepted."""
@@ -198,7 +218,7 @@ def _ms(a: str, b: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=["sequential", "burst", "api"])
+    parser.add_argument("scenario", choices=["sequential", "submit", "burst", "api"])
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--jobs", type=int, default=20)
@@ -223,6 +243,8 @@ def main() -> None:
     try:
         if args.scenario == "sequential":
             result = sequential(stack, args.jobs, args.image, args.pause)
+        elif args.scenario == "submit":
+            result = submits(stack, args.jobs, args.pause)
         elif args.scenario == "api":
             result = asyncio.run(api(stack, args.rate, args.seconds, args.jobs))
         else:
