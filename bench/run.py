@@ -149,6 +149,7 @@ def submits(stack: Stack, n: int, pause_s: float = 0.0) -> dict[str, object]:
     headers = {"Authorization": f"Bearer {stack.token('bench')}", "Content-Type": "application/json"}
     body = b'{"workload": {"kind": "process", "argv": ["true"]}, "resources": {"pool": "nowhere"}}'
     latencies: list[float] = []
+    admission: list[float] = []  # the job's created_at (the gateway's clock) to its queued_at (the scheduler's)
     statuses: dict[int, int] = {}
     with httpx.Client(base_url=stack.api, headers=headers) as http:
         for _ in range(5):  # warm up the connection and code paths
@@ -159,8 +160,11 @@ def submits(stack: Stack, n: int, pause_s: float = 0.0) -> dict[str, object]:
             response = http.post("/v1/jobs", content=body)
             latencies.append((time.perf_counter() - began) * 1000)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-    return {"n": n, "submit_request_ms": percentiles(latencies), "submit_statuses": statuses,
-            "samples_ms": latencies}
+            job = response.json()["job"]
+            if job.get("queued_at"):
+                admission.append(_ms(job["created_at"], job["queued_at"]))
+    return {"n": n, "submit_request_ms": percentiles(latencies), "created_to_queued_ms": percentiles(admission),
+            "submit_statuses": statuses, "samples_ms": latencies}
 
 
 async def api(stack: Stack, rate: float, seconds: float, batch_jobs: int) -> dict[str, object]:
