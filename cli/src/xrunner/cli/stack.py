@@ -20,9 +20,10 @@ from xrunner.cli.supervisor import Child, Supervisor
 SERVICES = ("gateway", "realtime", "artifacts", "scheduler", "worker")
 SERVICE_START_TIMEOUT = 90.0
 # Out of the box the embedded stack runs 100 jobs at once: a pool of worker processes (one Python process spends
-# ~5 ms of CPU per job, so more than one keeps both cores busy), each with its share of the slots.
-DEFAULT_WORKERS = 4
-DEFAULT_SLOTS = 25
+# ~5 ms of CPU per job, so more than one keeps both cores busy), each with its share of the slots. On two cores,
+# 2 x 50 started a burst of 100 `sleep 1` sooner than 4 x 25 or 1 x 100 (docs/benchmarks.md).
+DEFAULT_WORKERS = 2
+DEFAULT_SLOTS = 50
 EXTRA_WORKER_PORTS = 40  # worker i > 0 listens on port + 40 + i (nats-server takes +22, Postgres +32)
 
 
