@@ -35,13 +35,15 @@ RESULTS = Path(__file__).parent / "results"
 def _free_base() -> int:
     for _ in range(200):
         base = random.randrange(20_000, 32_000)
-        if all(socket.socket().connect_ex(("127.0.0.1", base + o)) != 0 for o in (0, 1, 2, 3, 4, 22, 32)):
+        offsets = (0, 1, 2, 3, 4, 22, 32, *range(41, 49))  # the services, NATS, Postgres, extra workers
+        if all(socket.socket().connect_ex(("127.0.0.1", base + o)) != 0 for o in offsets):
             return base
     raise RuntimeError("no free ports")
 
 
 class Stack:
-    def __init__(self, slots: int, sync_always: bool, warm_images: str = "", sandbox: str = "bwrap") -> None:
+    def __init__(self, slots: int | None, sync_always: bool, warm_images: str = "", workers: int | None = None,
+                 sandbox: str = "bwrap") -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="xr-bench-")) / ".xrunner"
         self.port = _free_base()
         argv = [
@@ -53,11 +55,10 @@ class Stack:
             str(self.dir),
             "--port",
             str(self.port),
-            "--slots",
-            str(slots),
             "--sandbox",
             sandbox,
-        ] + (["--sync-always"] if sync_always else []) + (["--warm-images", warm_images] if warm_images else [])
+        ] + (["--slots", str(slots)] if slots else []) + (["--workers", str(workers)] if workers else []) \
+          + (["--sync-always"] if sync_always else []) + (["--warm-images", warm_images] if warm_images else [])
         env = {k: v for k, v in os.environ.items() if not k.startswith("XR_")}
         self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         self.api = f"http://127.0.0.1:{self.port}"
@@ -85,31 +86,85 @@ class Stack:
         self.proc.wait(60)
 
 
+class Profiler:
+    """`py-spy record` on some of the stack's services while a scenario runs: collapsed stacks (one line per stack
+    and its sample count) in bench/results/profiles/<name>-<service>.txt."""
+
+    def __init__(self, stack: Stack, services: list[str], name: str) -> None:
+        import psutil
+
+        RESULTS.joinpath("profiles").mkdir(parents=True, exist_ok=True)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        for child in psutil.Process(stack.proc.pid).children(recursive=True):
+            service = next((s for s in services if f"xrunner.{s}" in child.cmdline()), None)
+            if service is None:
+                continue
+            out = RESULTS / "profiles" / f"{name}-{service}-{child.pid}.txt"
+            argv = ["py-spy", "record", "--pid", str(child.pid), "--rate", "250", "--format", "raw", "-o", str(out)]
+            self.procs.append(subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), *argv[1:]],
+                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(1.0)  # py-spy attaches
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in self.procs:
+            proc.wait(30)
+
+
 def sequential(stack: Stack, n: int, image: str | None = None, pause_s: float = 0.0) -> dict[str, object]:
     """Submit `true` (in `image` with the docker sandbox, if given), wait until it succeeded (polling every 2 ms),
-    n times, `pause_s` apart (e.g. for a warm pool to refill): client-observed latency."""
+    n times, `pause_s` apart (e.g. for a warm pool to refill, or to find what an idle pause costs): client-observed
+    latency of the whole job and of the submit request alone, and the submit's statuses (201: admitted in time)."""
     headers = {"Authorization": f"Bearer {stack.token('bench')}"}
     workload = {"kind": "docker", "image": image} if image else {"kind": "process"}
     body = {"workload": {**workload, "argv": ["true"]}}
-    wall, server, started = [], [], []
+    wall, server, started, submit = [], [], [], []
+    statuses: dict[int, int] = {}
     with httpx.Client(base_url=stack.api, headers=headers) as http:
         for _ in range(3):  # warm up connections and code paths
-            _run_one(http, body)
+            _run_one(http, body, [], {})
         for _ in range(n):
             time.sleep(pause_s)
             began = time.perf_counter()
-            job = _run_one(http, body)
+            job = _run_one(http, body, submit, statuses)
             wall.append((time.perf_counter() - began) * 1000)
             server.append(_ms(job["created_at"], job["finished_at"]))
             started.append(_ms(job["created_at"], job["started_at"]))
     return {
         "n": n,
+        "submit_to_succeeded_ms": percentiles(wall),
         "submit_to_succeeded_ms_median": round(statistics.median(wall), 2),
-        "submit_to_succeeded_ms_p90": round(sorted(wall)[int(0.9 * n)], 2),
+        "submit_request_ms": percentiles(submit),
+        "submit_statuses": statuses,
         "server_created_to_finished_ms_median": round(statistics.median(server), 2),
         "server_created_to_started_ms": percentiles(started),
         "samples_ms": wall,
     }
+
+
+def submits(stack: Stack, n: int, pause_s: float = 0.0) -> dict[str, object]:
+    """POST /v1/jobs one at a time (keep-alive), `pause_s` apart, jobs to a pool no worker serves: the submit
+    request's own latency (admission included) and its statuses (201: admitted within the gateway's wait)."""
+    headers = {"Authorization": f"Bearer {stack.token('bench')}", "Content-Type": "application/json"}
+    body = b'{"workload": {"kind": "process", "argv": ["true"]}, "resources": {"pool": "nowhere"}}'
+    latencies: list[float] = []
+    admission: list[float] = []  # the job's created_at (the gateway's clock) to its queued_at (the scheduler's)
+    statuses: dict[int, int] = {}
+    with httpx.Client(base_url=stack.api, headers=headers) as http:
+        for _ in range(5):  # warm up the connection and code paths
+            http.post("/v1/jobs", content=body)
+        for _ in range(n):
+            time.sleep(pause_s)
+            began = time.perf_counter()
+            response = http.post("/v1/jobs", content=body)
+            latencies.append((time.perf_counter() - began) * 1000)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            job = response.json()["job"]
+            if job.get("queued_at"):
+                admission.append(_ms(job["created_at"], job["queued_at"]))
+    return {"n": n, "submit_request_ms": percentiles(latencies), "created_to_queued_ms": percentiles(admission),
+            "submit_statuses": statuses, "samples_ms": latencies}
 
 
 async def api(stack: Stack, rate: float, seconds: float, batch_jobs: int) -> dict[str, object]:
@@ -145,8 +200,13 @@ async def api(stack: Stack, rate: float, seconds: float, batch_jobs: int) -> dic
             "batch_statuses": sorted({a.status_code for a in answers})}
 
 
-def _run_one(http: httpx.Client, body: dict[str, object]) -> dict[str, object]:
-    job = http.post("/v1/jobs", json=body).json()["job"]
+def _run_one(http: httpx.Client, body: dict[str, object], submit_ms: list[float],
+             statuses: dict[int, int]) -> dict[str, object]:
+    began = time.perf_counter()
+    response = http.post("/v1/jobs", json=body)
+    submit_ms.append((time.perf_counter() - began) * 1000)
+    statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+    job = response.json()["job"]
     while job["state"] not in ("succeeded", "failed"):
         time.sleep(0.002)
         job = http.get(f"/v1/jobs/{job['id']}").json()
@@ -162,13 +222,17 @@ def _ms(a: str, b: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=["sequential", "burst", "api"])
+    parser.add_argument("scenario", choices=["sequential", "submit", "burst", "api"])
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--cmd", default="true")
     parser.add_argument("--tenants", type=int, default=1)
-    parser.add_argument("--slots", type=int, default=8)
+    parser.add_argument("--slots", type=int, default=0, help="per worker process (0: `xrunner up`'s default)")
+    parser.add_argument("--workers", type=int, default=0, help="worker processes (0: `xrunner up`'s default)")
+    parser.add_argument("--sandbox", default="bwrap", choices=["bwrap", "none"])
+    parser.add_argument("--tag", default="", help="appended to the result's name (e.g. before, after)")
+    parser.add_argument("--profile", default="", help="comma-separated services to record with py-spy")
     parser.add_argument("--sync-always", action="store_true")
     parser.add_argument("--batch", type=int, default=0, help="submit in batches of this size")
     parser.add_argument("--concurrency", type=int, default=64)
@@ -176,10 +240,15 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=0, help="warm containers of --image")
     parser.add_argument("--pause", type=float, default=0.0, help="sequential: seconds between jobs")
     args = parser.parse_args()
-    stack = Stack(args.slots, args.sync_always, f"{args.image}={args.warm}" if args.image and args.warm else "")
+    load_before = os.getloadavg()
+    stack = Stack(args.slots, args.sync_always, f"{args.image}={args.warm}" if args.image and args.warm else "",
+                  args.workers, args.sandbox)
+    profiler = Profiler(stack, args.profile.split(","), f"{args.scenario}-{args.tag}") if args.profile else None
     try:
         if args.scenario == "sequential":
             result = sequential(stack, args.jobs, args.image, args.pause)
+        elif args.scenario == "submit":
+            result = submits(stack, args.jobs, args.pause)
         elif args.scenario == "api":
             result = asyncio.run(api(stack, args.rate, args.seconds, args.jobs))
         else:
@@ -188,23 +257,32 @@ def main() -> None:
                                           False, batch=args.batch))
             result = {k: v for k, v in bench.__dict__.items() if k != "samples"}
     finally:
+        if profiler is not None:
+            profiler.stop()
         stack.stop()
     result |= {
         "scenario": args.scenario,
         "sync_always": args.sync_always,
         "slots": args.slots,
+        "workers": args.workers,
+        "sandbox": args.sandbox,
         "cmd": args.cmd,
         "image": args.image,
         "warm": args.warm,
         "pause_s": args.pause,
+        "load_average_before": load_before,
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": f"{os.cpu_count()} cores",
     }
     RESULTS.mkdir(exist_ok=True)
-    name = f"{args.scenario}-{args.jobs}-{args.cmd.replace(' ', '')}-slots{args.slots}"
+    name = f"{args.scenario}-{args.jobs}-{args.cmd.replace(' ', '')}"
+    name += f"-slots{args.slots}" if args.slots else ""
+    name += f"-workers{args.workers}" if args.workers else ""
+    name += "-unsandboxed" if args.sandbox == "none" else ""
     name += f"{'-batch' + str(args.batch) if args.batch else ''}{'-sync' if args.sync_always else ''}"
     name += f"-docker-warm{args.warm}" if args.image else ""
     name += f"-pause{args.pause:g}" if args.pause else ""
+    name += f"-{args.tag}" if args.tag else ""
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     shown = {k: v for k, v in result.items() if k != "samples_ms"}
     with (RESULTS / "SUMMARY.md").open("a") as f:

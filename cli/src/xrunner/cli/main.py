@@ -32,7 +32,7 @@ from xrunner.cli.session import (
     env_file,
     gateway,
 )
-from xrunner.cli.stack import Stack, StackOptions
+from xrunner.cli.stack import DEFAULT_SLOTS, DEFAULT_WORKERS, Stack, StackOptions
 from xrunner.contracts import codec
 from xrunner.contracts.spec import JobSpec, ProcessWorkload, Resources
 
@@ -44,12 +44,14 @@ def up(
     host: Annotated[str, typer.Option(help="Address every service listens on.")] = "127.0.0.1",
     nats_url: Annotated[str | None, typer.Option(envvar="XR_NATS_URL", help="Use this NATS instead.")] = None,
     database_url: Annotated[str | None, typer.Option(envvar="XR_DATABASE_URL", help="Use this Postgres.")] = None,
-    slots: Annotated[int, typer.Option(help="Concurrent jobs of the embedded worker.")] = 8,
+    slots: Annotated[int, typer.Option(help="Concurrent jobs of each worker process.")] = DEFAULT_SLOTS,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (each with --slots).")] = DEFAULT_WORKERS,
     sandbox: Annotated[str, typer.Option(help="bwrap (bubblewrap), or none to run jobs unsandboxed.")] = "bwrap",
     sync_always: Annotated[bool, typer.Option(help="fsync every JetStream write before acking it.")] = False,
     warm_images: Annotated[str, typer.Option(help="Docker containers started ahead: 'image=N,image2=M'.")] = "",
 ) -> None:
-    """Start nats-server, Postgres and every service (one OS process each) plus a worker; Ctrl-C stops all."""
+    """Start nats-server, Postgres and every service (one OS process each) plus --workers worker processes (100
+    concurrent jobs by default); Ctrl-C stops all."""
     data_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(
         StackOptions(
@@ -59,6 +61,7 @@ def up(
             nats_url=nats_url,
             database_url=database_url,
             slots=slots,
+            workers=workers,
             sandbox=sandbox,
             sync_always=sync_always,
             warm_images=warm_images,

@@ -19,6 +19,12 @@ from xrunner.cli.supervisor import Child, Supervisor
 
 SERVICES = ("gateway", "realtime", "artifacts", "scheduler", "worker")
 SERVICE_START_TIMEOUT = 90.0
+# Out of the box the embedded stack runs 100 jobs at once: a pool of worker processes (one Python process spends
+# ~5 ms of CPU per job, so more than one keeps both cores busy), each with its share of the slots. On two cores,
+# 2 x 50 started a burst of 100 `sleep 1` sooner than 4 x 25 or 1 x 100 (docs/benchmarks.md).
+DEFAULT_WORKERS = 2
+DEFAULT_SLOTS = 50
+EXTRA_WORKER_PORTS = 40  # worker i > 0 listens on port + 40 + i (nats-server takes +22, Postgres +32)
 
 
 @dataclass
@@ -28,7 +34,8 @@ class StackOptions:
     port: int = 8700
     nats_url: str | None = None
     database_url: str | None = None
-    slots: int = 8
+    slots: int = DEFAULT_SLOTS  # per worker process
+    workers: int = DEFAULT_WORKERS
     sandbox: str = "bwrap"
     sync_always: bool = False
     warm_images: str = ""
@@ -53,6 +60,13 @@ class Stack:
 
     def port_of(self, service: str) -> int:
         return self.opts.port + SERVICES.index(service)
+
+    def worker_port(self, index: int) -> int:
+        return self.port_of("worker") if index == 0 else self.opts.port + EXTRA_WORKER_PORTS + index
+
+    def worker_names(self) -> list[str]:
+        """`worker` for the first worker process (as before), `worker-2`, `worker-3` ... for the others."""
+        return ["worker" if i == 0 else f"worker-{i + 1}" for i in range(self.opts.workers)]
 
     def secret(self) -> str:
         return self._secret_file("secret")
@@ -113,16 +127,21 @@ class Stack:
             XR_ARTIFACTS_SIGNING_KEYS=f"k1:{self._secret_file('artifact-signing-key')}",
             XR_ARTIFACTS_PUBLIC_URL=self.artifacts_url,
             XR_GATEWAY_ARTIFACTS_URL=self.artifacts_url,
-            XR_WORKER_WORKER_ID=f"embedded-{self.opts.port}",  # stable: a restart cleans up its previous life
         )
-        self.supervisor.add(*(Child(name, partial(self._launch_service, name, env), layer=1, stop_timeout=40.0)
-                              for name in SERVICES))
+        children = [Child(name, partial(self._launch_service, name, name, self.port_of(name), env), layer=1,
+                          stop_timeout=40.0) for name in SERVICES if name != "worker"]
+        for i, name in enumerate(self.worker_names()):
+            # A stable id per worker process: a restart cleans up what its previous life left.
+            worker_env = {**env, "XR_WORKER_WORKER_ID": f"embedded-{self.opts.port}" + (f"-{i + 1}" if i else "")}
+            launch = partial(self._launch_service, name, "worker", self.worker_port(i), worker_env)
+            children.append(Child(name, launch, layer=1, stop_timeout=40.0))
+        self.supervisor.add(*children)
 
-    def _launch_service(self, name: str, env: dict[str, str]) -> embedded.Launched:
+    def _launch_service(self, name: str, service: str, port: int, env: dict[str, str]) -> embedded.Launched:
         log_file = self.opts.data_dir / "logs" / f"{name}.log"
-        env = {**env, f"XR_{name.upper()}_HTTP_PORT": str(self.port_of(name))}
-        proc = embedded.spawn([sys.executable, "-m", f"xrunner.{name}"], log_file, env=env)
-        url = f"http://{self.opts.host}:{self.port_of(name)}/readyz"
+        env = {**env, f"XR_{service.upper()}_HTTP_PORT": str(port)}
+        proc = embedded.spawn([sys.executable, "-m", f"xrunner.{service}"], log_file, env=env)
+        url = f"http://{self.opts.host}:{port}/readyz"
         return embedded.Launched(proc, partial(_serves, url), name, log_file, SERVICE_START_TIMEOUT)
 
     def wait_ready(self) -> None:

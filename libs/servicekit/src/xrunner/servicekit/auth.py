@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,8 @@ class Principal:
 HMAC = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"})
 REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub"]
+VERIFIED_FOR_S = 60.0  # a token verified this recently is not verified again (until its `exp`, at the latest)
+VERIFIED_KEPT = 4096
 
 
 class JwtVerifier:
@@ -62,6 +66,8 @@ class JwtVerifier:
         self._secret = secret
         self._keys = _file_keys(jwks_file) if jwks_file else None
         self._client = jwt.PyJWKClient(jwks_url, lifespan=300, timeout=5.0) if jwks_url else None
+        self._verified: dict[str, tuple[Principal, float]] = {}  # token -> principal, valid until (epoch s)
+        self._lock = threading.Lock()
 
     @property
     def fetches_keys(self) -> bool:
@@ -69,6 +75,21 @@ class JwtVerifier:
         return self._client is not None
 
     def verify(self, token: str) -> Principal:
+        """The token's principal. A client sends the same token with every request: one verified in the last
+        `VERIFIED_FOR_S` is taken from memory until then or its `exp` (plus leeway), whichever is first."""
+        now = time.time()
+        hit = self._verified.get(token)
+        if hit is not None and now < hit[1]:
+            return hit[0]
+        self._verified.pop(token, None)
+        who, exp = self._verify(token)
+        with self._lock:  # a verifier that fetches keys runs on threads
+            if len(self._verified) >= VERIFIED_KEPT:
+                self._verified.pop(next(iter(self._verified)))
+            self._verified[token] = who, min(exp + self.leeway_s, now + VERIFIED_FOR_S)
+        return who
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             key, algorithms = self._key_for(token)
             claims = jwt.decode(
@@ -82,7 +103,7 @@ class JwtVerifier:
             )
         except jwt.PyJWTError as exc:
             raise AuthError(str(exc)) from exc
-        return self._principal(claims)
+        return self._principal(claims), float(claims["exp"])
 
     def _key_for(self, token: str) -> tuple[Any, list[str]]:
         """The key to check `token` with and the one algorithm (or, for a secret, the pinned ones) it may use."""

@@ -24,7 +24,6 @@ import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import FetchTimeoutError
 from prometheus_client import Counter
 
 from xrunner.contracts import codec, subjects
@@ -33,6 +32,7 @@ from xrunner.servicekit.consumer import DEAD_LETTERS
 from xrunner.servicekit.db import check_schema
 from xrunner.servicekit.deadletter import describe, park, permanent
 from xrunner.servicekit.eventstore import read_raw
+from xrunner.servicekit.pull import pull
 
 FOLDED = Counter("xrunner_projection_events_total", "Events folded into a projection", ["projection"])
 RESTARTS = Counter("xrunner_projection_restarts_total", "Times a projection re-read its position", ["projection"])
@@ -169,12 +169,9 @@ class Projector:
         delivered = 0
         try:
             while True:
-                try:
-                    msgs = await sub.fetch(self.batch, timeout=1.0)
-                except (TimeoutError, FetchTimeoutError):
+                msgs = await pull(sub, self.batch, 1.0)
+                if not msgs:  # nothing new within the wait
                     self.caught_up.set()
-                    continue
-                if not msgs:  # a status reply instead of messages
                     continue
                 delivered = self._in_order(msgs, delivered)
                 await self._fold(msgs)

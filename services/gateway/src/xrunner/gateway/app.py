@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 
 from xrunner.gateway import dependencies
 from xrunner.gateway.bodies import JsonRequest
+from xrunner.gateway.decisions import Decisions
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.ratelimit import RateLimiter, edge_checks
 from xrunner.gateway.readmodel import JobsProjection, JobsTable
@@ -49,7 +50,8 @@ class Infra:
 
 def create_app(settings: GatewaySettings, infra: Infra) -> Litestar:
     """The gateway's HTTP app: routes, one guard, the dependencies handlers ask for, and problem+json errors."""
-    jobs = Jobs(EventStore(infra.js), infra.js, infra.nc, JobsTable(infra.pool), settings.decision_wait_s)
+    decisions = Decisions(infra.js)
+    jobs = Jobs(EventStore(infra.js), infra.js, decisions, JobsTable(infra.pool), settings.decision_wait_s)
     return Litestar(
         route_handlers=[*HANDLERS, *health_handlers(infra.ready, settings.metrics_token)],
         guards=[authorize(infra.verifier)],
@@ -62,6 +64,8 @@ def create_app(settings: GatewaySettings, infra: Infra) -> Litestar:
         cors_config=_cors(settings.cors_origins) if settings.cors_origins else None,
         plugins=[httperrors.DocumentProblems()],
         on_app_init=[_no_debug],
+        on_startup=[decisions.start],
+        on_shutdown=[decisions.stop],
     )
 
 

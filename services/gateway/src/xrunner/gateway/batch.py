@@ -4,16 +4,14 @@ and reports each spec's outcome at its index (queued, submitted, or refused with
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime
-
-from nats.aio.msg import Msg
 
 from xrunner.contracts import codec, lifecycle, subjects
 from xrunner.contracts.api import BatchItem, JobView
-from xrunner.contracts.events import Event, JobSubmitted
+from xrunner.contracts.events import JobSubmitted
 from xrunner.contracts.spec import JobSpec
-from xrunner.gateway.jobs import DECIDED, Jobs
+from xrunner.gateway.decisions import Decision
+from xrunner.gateway.jobs import Jobs
 from xrunner.servicekit.auth import Principal
 from xrunner.servicekit.eventstore import Appended
 from xrunner.servicekit.ids import new_id
@@ -31,30 +29,15 @@ async def submit_batch(jobs: Jobs, who: Principal, specs: list[JobSpec], key: st
     events = [JobSubmitted(event_id=new_id(), occurred_at=now, tenant=who.tenant, job_id=new_id(), spec=spec,
                            submitted_by=who.subject, idempotency_key=f"{key}:{i}" if key else None)
               for i, spec in enumerate(specs)]
-    wanted = {e.job_id for e in events}
-    decided: dict[str, str] = {}
-    all_decided = asyncio.Event()
-
-    async def on_event(msg: Msg) -> None:
-        _, job_id, token = subjects.parse_job_event(msg.subject)
-        if job_id in wanted and token in DECIDED and job_id not in decided:
-            decided[job_id] = msg.subject
-            if len(decided) == len(wanted):
-                all_decided.set()
-
-    sub = await jobs.nc.subscribe(subjects.job_events(who.tenant), cb=on_event)
+    ids = [e.job_id for e in events] if len(specs) <= WAIT_FOR_DECISIONS_UP_TO else []
+    futures = await jobs.decisions.expect(ids)  # before the appends: no decision can come first
     try:
         appended = await _append_all(jobs, who, events, key)
-        for event, result in zip(events, appended, strict=True):
-            if result.duplicate:
-                wanted.discard(event.job_id)
-        if len(decided) < len(wanted) and len(specs) <= WAIT_FOR_DECISIONS_UP_TO:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(all_decided.wait(), jobs.decision_wait_s)
+        duplicates = {e.job_id for e, a in zip(events, appended, strict=True) if a.duplicate}
+        decided = await jobs.decisions.wait({i: f for i, f in futures.items() if i not in duplicates},
+                                            jobs.decision_wait_s)
     finally:
-        await sub.unsubscribe()
-    if len(specs) > WAIT_FOR_DECISIONS_UP_TO:
-        decided.clear()
+        jobs.decisions.forget(ids)
     views = await asyncio.gather(*(_view(jobs, e, a, decided.get(e.job_id)) for e, a in zip(events, appended,
                                                                                            strict=True)))
     return [_item(i, view) for i, view in enumerate(views)]
@@ -71,21 +54,14 @@ async def _append_all(jobs: Jobs, who: Principal, events: list[JobSubmitted], ke
     return list(await asyncio.gather(*(one(i, e) for i, e in enumerate(events))))
 
 
-async def _view(jobs: Jobs, event: JobSubmitted, appended: Appended, decision: str | None) -> JobView:
+async def _view(jobs: Jobs, event: JobSubmitted, appended: Appended, decision: Decision | None) -> JobView:
     if appended.duplicate:  # an earlier request with the same key made this job
         raw = await jobs.js.get_msg(subjects.EVENTS_STREAM, appended.seq)
         original = codec.decode(raw.data or b"", JobSubmitted)
         view = await jobs.from_log(original.tenant, original.job_id)
         assert view is not None
         return view
-    history: list[tuple[int, Event]] = [(appended.seq, event)]
-    if decision is not None:  # a hint only (see Jobs.stored_decision): read the decision back from the stream
-        hint = asyncio.Event()
-        hint.set()
-        stored = await jobs.stored_decision(event.tenant, event.job_id, appended.seq, hint)
-        if stored is not None:
-            history.append(stored)
-    view = lifecycle.replay(history)
+    view = lifecycle.replay([(appended.seq, event), *([decision] if decision else [])])
     assert view is not None
     return view
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
 import msgspec
-from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -18,6 +14,7 @@ from xrunner.contracts import codec, lifecycle, subjects
 from xrunner.contracts.api import HistoryEntry, JobView
 from xrunner.contracts.events import Event, JobCancelRequested, JobEvent, JobSubmitted, tag_of
 from xrunner.contracts.spec import JobSpec
+from xrunner.gateway.decisions import Decisions
 from xrunner.gateway.readmodel import JobsTable, artifact_counts
 from xrunner.servicekit.auth import Principal
 from xrunner.servicekit.eventstore import ConflictError, EventStore
@@ -30,8 +27,6 @@ def _view(history: list[tuple[int, Event]]) -> JobView:
     return view
 
 
-# Events after which admission has decided (or the job moved on), so a submit can answer.
-DECIDED = {"queued", "rejected", "dispatched", "started", "succeeded", "failed", "cancelled", "expired"}
 CANCEL_TRIES = 5  # compare-and-set rounds before giving up on a job whose history keeps moving
 
 CancelOutcome = Literal["requested", "already_requested", "finished"]
@@ -39,12 +34,12 @@ CancelOutcome = Literal["requested", "already_requested", "finished"]
 
 @dataclass(frozen=True)
 class Jobs:
-    """The jobs service: the log (`store`, read back through `js`), core NATS for decision hints, and the read
-    model."""
+    """The jobs service: the log (`store`, read back through `js`), admission's decisions as they are stored, and
+    the read model."""
 
     store: EventStore
     js: JetStreamContext
-    nc: Client
+    decisions: Decisions
     table: JobsTable
     decision_wait_s: float
 
@@ -66,46 +61,28 @@ class Jobs:
             idempotency_key=idempotency_key,
             rerun_of=rerun_of,
         )
-        notified = asyncio.Event()
-
-        async def on_event(msg: Msg) -> None:
-            if subjects.parse_job_event(msg.subject).token in DECIDED:
-                notified.set()
-
-        sub = await self.nc.subscribe(subjects.job_events(who.tenant, job_id), cb=on_event)
+        futures = await self.decisions.expect([job_id])  # before the append: no decision can come first
         try:
             appended = await self.store.append(event, msg_id=msg_id, expect=0)
             if appended.duplicate:
                 raw = await self.js.get_msg(subjects.EVENTS_STREAM, appended.seq)
-                original = codec.decode(raw.data or b"", JobSubmitted)
-                return await self._as_of_now(original), False
-            decision = await self.stored_decision(who.tenant, job_id, appended.seq, notified)
+                return await self._as_of_now(codec.decode(raw.data or b"", JobSubmitted)), False
+            decision = (await self.decisions.wait(futures, self.decision_wait_s)).get(job_id)
         finally:
-            await sub.unsubscribe()
+            self.decisions.forget([job_id])
+        decision = decision or await self.next_event(who.tenant, job_id, appended.seq)
         return _view([(appended.seq, event), *([decision] if decision else [])]), True
 
-    async def stored_decision(self, tenant: str, job_id: str, after: int,
-                              notified: asyncio.Event) -> tuple[int, Event] | None:
-        """The first event after `after` in the job's history once admission has decided, within the wait.
-
-        A core-NATS notification only hints: it can arrive before the stream stored the event, and an append that
-        lost its compare-and-set is seen by subscribers too. So the answer is always read back from the stream."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.decision_wait_s
-        while (left := deadline - loop.time()) > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(notified.wait(), left)
-            notified.clear()
-            for pause in (0.0, 0.001, 0.002, 0.004, 0.008):
-                await asyncio.sleep(pause)
-                try:
-                    raw = await self.js.get_msg(subjects.EVENTS_STREAM, seq=after + 1,
-                                                subject=subjects.job_history(tenant, job_id), next=True, direct=True)
-                except NotFoundError:
-                    continue
-                assert raw.seq is not None
-                return raw.seq, codec.decode_event(raw.data or b"")
-        return None
+    async def next_event(self, tenant: str, job_id: str, after: int) -> tuple[int, Event] | None:
+        """The job's first event after `after` in the log, if any: what admission decided when the live feed did
+        not deliver it within the wait (it was being recreated), or nothing yet."""
+        try:
+            raw = await self.js.get_msg(subjects.EVENTS_STREAM, seq=after + 1,
+                                        subject=subjects.job_history(tenant, job_id), next=True, direct=True)
+        except NotFoundError:
+            return None
+        assert raw.seq is not None
+        return raw.seq, codec.decode_event(raw.data or b"")
 
     async def _as_of_now(self, submitted: JobSubmitted) -> JobView:
         view = await self.from_log(submitted.tenant, submitted.job_id)

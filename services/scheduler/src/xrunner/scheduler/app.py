@@ -13,6 +13,7 @@ import structlog
 from nats.js import JetStreamContext
 from prometheus_client import Gauge
 
+from xrunner.contracts import subjects
 from xrunner.contracts.stats import TenantLimits
 from xrunner.scheduler.deadletters import DeadLetters
 from xrunner.scheduler.leader import Lease
@@ -21,6 +22,7 @@ from xrunner.scheduler.projection import SchedulerProjection, load_state
 from xrunner.scheduler.settings import SchedulerSettings
 from xrunner.scheduler.workers import Workers
 from xrunner.servicekit.http import HttpServer, health_app
+from xrunner.servicekit.live import LiveFeed
 from xrunner.servicekit.projector import Projector
 from xrunner.servicekit.replay import rebuild_command
 from xrunner.servicekit.runtime import Runtime
@@ -55,7 +57,8 @@ async def lead(
         state = await load_state(conn, defaults(settings))
     scheduler = Scheduler(js, state, workers, settings, scheduler_id, wake)
     scheduler.dirty.update(state.jobs)
-    projector = Projector(js, pool, SchedulerProjection(state.defaults, scheduler), on_commit=wake)
+    projector = Projector(js, pool, SchedulerProjection(state.defaults, scheduler))
+    await LiveFeed(js, [subjects.job_events(token="submitted"), subjects.tenant_events()], scheduler.stored).start()
     await asyncio.gather(projector.run(), scheduler.run(), DeadLetters(js, pool, state, wake).run(), lease.hold())
 
 

@@ -11,8 +11,10 @@ from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import nats.errors
 import structlog
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from xrunner.contracts import codec, subjects
@@ -52,16 +54,35 @@ class Scheduler:
         self.rereleased: dict[Key, datetime] = {}
 
     def folded(self, batch: Sequence[tuple[int, ev.Event]]) -> None:
-        """Called by the projection for every folded batch: fold it into the working state (where the scheduler's
-        own appends may be already), and decide for those jobs soon."""
+        """Called by the projection for every folded batch and by the live feed: fold it into the working state
+        (where the scheduler's own appends and the feed's submissions may be already), and decide soon for the
+        jobs it changed. An event the working state already holds changes nothing and wakes nobody (most of what
+        the projection folds is the scheduler's own decisions)."""
+        changed = False
         for seq, event in batch:
+            before = self.state.jobs.get((event.tenant, event.job_id)) if isinstance(event, ev.JobEvent) else None
+            version = before.version if before is not None else 0  # the fold updates `before` in place
             view = self.state.apply(seq, event)
-            if view is None:
+            changed = changed or isinstance(event, ev.TenantConfigured)
+            if view is None or view.version == version:
                 continue
+            changed = True
             self.dirty.add((view.tenant, view.id))
             if isinstance(event, ev.JobStarted) and view.state == "running" and view.version == seq:
                 self.metrics.started(event, view)
-        self.wake.set()
+        if changed:
+            self.wake.set()
+
+    def stored(self, seq: int, msg: Msg) -> None:
+        """A submission (or a tenant's configuration) the log just stored, from the live feed: fold it into the
+        working state now, so admission decides without waiting for the projection's transaction. The projection
+        folds it again later (a no-op: the job's version is past it); the decision is an append compare-and-set on
+        the job's history like any other."""
+        try:
+            event = codec.decode_event(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return  # the projection parks it
+        self.folded([(seq, event)])
 
     async def run(self) -> None:
         last_tick = last_stats = 0.0

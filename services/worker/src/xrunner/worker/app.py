@@ -19,7 +19,6 @@ import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
-from nats.js.errors import FetchTimeoutError
 from prometheus_client import Gauge
 
 from xrunner.contracts import codec, subjects
@@ -29,6 +28,7 @@ from xrunner.servicekit.consumer import DEAD_LETTERS, durable
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.http import HttpServer, health_app
 from xrunner.servicekit.ids import new_id
+from xrunner.servicekit.pull import pull
 from xrunner.servicekit.runtime import Runtime
 from xrunner.worker.artifacts import Artifacts
 from xrunner.worker.lease import Lease, fence_marker
@@ -85,8 +85,8 @@ class Worker:
                 continue
             free = self.settings.slots - self.busy
             try:
-                msgs = await sub.fetch(min(free, 64), timeout=1.0)
-            except (TimeoutError, FetchTimeoutError):
+                msgs = await pull(sub, min(free, 64), 1.0)
+            except TimeoutError:  # the server never ended the pull: pull again
                 continue
             for msg in msgs:
                 self._take_slot()

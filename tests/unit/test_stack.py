@@ -1,0 +1,49 @@
+"""`xrunner up` out of the box: several supervised worker processes, each with its own id and port, whose slots add
+up to 100 concurrent jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xrunner.cli.stack import SERVICES, Stack, StackOptions
+from xrunner.cli.supervisor import Child, Supervisor
+
+
+@dataclass
+class Recorder(Supervisor):
+    """Records the children instead of launching them."""
+
+    added: list[Child] = field(default_factory=list)
+
+    def add(self, *children: Child) -> None:
+        self.added.extend(children)
+
+
+def planned(tmp_path: Path, **options: object) -> tuple[Stack, list[Child]]:
+    recorder = Recorder()
+    stack = Stack(StackOptions(data_dir=tmp_path, **options), recorder)  # type: ignore[arg-type]
+    stack.start_services("nats://127.0.0.1:1", "postgresql://x@127.0.0.1:2/x")
+    return stack, recorder.added
+
+
+def test_the_default_stack_runs_100_jobs_at_once_over_several_worker_processes(tmp_path: Path) -> None:
+    stack, children = planned(tmp_path)
+    workers = [c for c in children if c.name.startswith("worker")]
+    assert stack.opts.workers > 1
+    assert stack.opts.workers * stack.opts.slots >= 100
+    assert len(workers) == stack.opts.workers
+    assert {c.name for c in children} - {c.name for c in workers} == set(SERVICES) - {"worker"}
+
+
+def test_each_worker_process_has_its_own_id_and_port_and_is_supervised_in_the_services_layer(tmp_path: Path) -> None:
+    stack, children = planned(tmp_path, workers=3, slots=7)
+    workers = [c for c in children if c.name.startswith("worker")]
+    envs = [c.launch.args[3] for c in workers]  # type: ignore[attr-defined]
+    ports = [c.launch.args[2] for c in workers]  # type: ignore[attr-defined]
+    assert [c.name for c in workers] == ["worker", "worker-2", "worker-3"]
+    assert len({e["XR_WORKER_WORKER_ID"] for e in envs}) == 3
+    assert {e["XR_WORKER_SLOTS"] for e in envs} == {"7"}
+    service_ports = {stack.port_of(s) for s in SERVICES if s != "worker"}
+    assert len(set(ports)) == 3 and not set(ports) & service_ports
+    assert {c.layer for c in workers} == {1}
