@@ -40,6 +40,7 @@ async def pull(sub: JetStreamContext.PullSubscription, batch: int, wait_s: float
             return msgs
         while len(msgs) < batch and not core._pending_queue.empty():  # what already arrived
             msg = core._pending_queue.get_nowait()
+            core._pending_queue.task_done()  # as `next_msg` does: a drain waits for every message to be done
             core._pending_size -= len(msg.data)
             if _take(msg, msgs):
                 return msgs

@@ -58,8 +58,12 @@ async def lead(
     scheduler = Scheduler(js, state, workers, settings, scheduler_id, wake)
     scheduler.dirty.update(state.jobs)
     projector = Projector(js, pool, SchedulerProjection(state.defaults, scheduler))
-    await LiveFeed(js, [subjects.job_events(token="submitted"), subjects.tenant_events()], scheduler.stored).start()
-    await asyncio.gather(projector.run(), scheduler.run(), DeadLetters(js, pool, state, wake).run(), lease.hold())
+    feed = LiveFeed(js, [subjects.job_events(token="submitted"), subjects.tenant_events()], scheduler.stored)
+    await feed.start()  # submissions straight from the stream: admission need not wait for the projection
+    try:
+        await asyncio.gather(projector.run(), scheduler.run(), DeadLetters(js, pool, state, wake).run(), lease.hold())
+    finally:
+        await feed.stop()
 
 
 async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
