@@ -51,6 +51,7 @@ async def bench(system: System, args: argparse.Namespace) -> dict[str, Any]:
                   file=sys.stderr, flush=True)
         if isinstance(system, Xrunner):
             out["throttled_submits"] = system.throttled  # type: ignore[assignment]
+            out["resent_submits"] = system.resent  # type: ignore[assignment]
         return out
     finally:
         await system.stop()
@@ -82,10 +83,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     }
     for name in args.systems:
         measured = await bench(make(name, args), args)
-        throttled = measured.pop("throttled_submits", None)
+        for counter in ("throttled_submits", "resent_submits"):
+            count = measured.pop(counter, None)
+            if count is not None:
+                results.setdefault(counter, {})[name] = count
         results["systems"][name] = measured
-        if throttled is not None:
-            results.setdefault("throttled_submits", {})[name] = throttled
     return results
 
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -34,6 +35,7 @@ class Xrunner:
         self.pending: dict[str, asyncio.Future[Completion]] = {}
         self.early: dict[str, Completion] = {}  # ends pushed before their submit's response was read
         self.throttled = 0
+        self.resent = 0
 
     async def start(self) -> None:
         settings = await asyncio.to_thread(self._launch)
@@ -88,8 +90,13 @@ class Xrunner:
         if self.stream.done():
             raise RuntimeError("the event stream ended") from self.stream.exception()
         body = json.dumps({"workload": {"kind": "process", "argv": argv}}).encode()
+        headers = {"Content-Type": "application/json", "Idempotency-Key": uuid.uuid4().hex}
         while True:
-            response = await self.http.post("/v1/jobs", content=body, headers={"Content-Type": "application/json"})
+            try:
+                response = await self.http.post("/v1/jobs", content=body, headers=headers)
+            except httpx.TransportError:
+                self.resent += 1  # a dropped connection: the same key makes the resend safe (one job either way)
+                continue
             if response.status_code != 429:
                 break
             self.throttled += 1  # the gateway's per-tenant request rate: wait as told, and count it

@@ -56,12 +56,19 @@ class _Server(uvicorn.Server):
         yield
 
 
+# An idle keep-alive connection is kept this long: longer than clients keep theirs (httpx 5 s, browsers ~60 s), so a
+# client does not reuse a connection the server is closing at that instant (uvicorn's 5 s default raced httpx's 5 s
+# and lost requests as `ReadError` under the peers benchmark).
+KEEP_ALIVE_S = 75
+
+
 class HttpServer:
     """Serves an ASGI app with uvicorn inside the service's own event loop; `port` is known after start."""
 
     def __init__(self, app: Any, host: str, port: int) -> None:
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False,
-                                loop="none", http="httptools")
+                                loop="none", http="httptools",
+                                timeout_keep_alive=KEEP_ALIVE_S)
         self.server = _Server(config)
         self._task: asyncio.Task[None] | None = None
 
