@@ -20,7 +20,7 @@ from PIL import Image
 from xrunner.artifacts import archives, previews
 from xrunner.artifacts.index import preview_json
 from xrunner.artifacts.isolation import Isolated, Limits
-from xrunner.artifacts.previewer import outcome, previewed
+from xrunner.artifacts.previewer import EMPTY, outcome, previewed
 from xrunner.contracts import codec
 from xrunner.contracts.events import ArchiveEntry, ArtifactStored
 
@@ -245,3 +245,8 @@ async def test_a_child_derives_the_preview_and_a_hung_or_starved_one_gives_none_
 def test_a_preview_round_trips_through_msgpack_as_the_child_sends_it() -> None:
     preview = previews.Preview(kind="archive", entries=[ArchiveEntry("a", 1)], truncated=True)
     assert msgspec.msgpack.decode(msgspec.msgpack.encode(preview), type=previews.Preview) == preview
+
+
+@pytest.mark.parametrize("name", ["logs.txt", "data.json", "picture.png", "bundle.zip", "blob"])
+def test_the_previewers_shortcut_for_an_empty_artifact_is_what_deriving_it_gives(tmp_path: Path, name: str) -> None:
+    assert derive(tmp_path, name, b"") == EMPTY

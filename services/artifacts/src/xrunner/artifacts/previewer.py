@@ -106,6 +106,8 @@ class Previewer:
             return none("the object is not under its tenant's prefix"), "other"
         if stored.size > self.max_bytes:
             return none(f"larger than {self.max_bytes:,} bytes: no preview"), "other"
+        if stored.size == 0:  # what deriving an empty file gives, without a fetch and a sandbox round trip
+            return EMPTY, "text"
         with tempfile.TemporaryDirectory(prefix="xr-preview-") as scratch:
             try:
                 path = await self.objects.fetch(stored.key, Path(scratch))
@@ -118,6 +120,7 @@ class Previewer:
 
 
 MISSING = ("404", "NoSuchKey", "NotFound")
+EMPTY = Preview(kind="text", text="", line_count=0)  # e.g. the logs.txt of a job that printed nothing
 
 
 def _sniff_file(path: Path, name: str) -> str:
