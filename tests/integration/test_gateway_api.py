@@ -316,7 +316,9 @@ async def _explain_reason(gw: Gateway, job_id: str, reason: str) -> bool:
     [
         ({"queued": 10}, {}, "rejected", "tenant_queue_full"),
         ({}, {"queued": 1000}, "rejected", "global_queue_full"),
-        ({"rate_tokens": 0.0}, {}, "rejected", "rate_limited"),
+        # an empty bucket that refills once a minute: still empty however slowly the machine reaches the dry run
+        ({"rate_tokens": 0.0, "limits": TenantLimits(max_inflight=2, max_queued=10, submit_rate_per_s=1 / 60)}, {},
+         "rejected", "rate_limited"),
         ({}, {}, "admitted", None),
     ],
 )

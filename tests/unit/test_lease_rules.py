@@ -3,6 +3,8 @@ and fence count, and the lease numbers each service refuses to start with."""
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 
 from xrunner.scheduler.settings import SchedulerSettings
 from xrunner.worker.lease import Lease, count_fence, fence_marker, read_fences
-from xrunner.worker.reaper import Watch, renewals
+from xrunner.worker.reaper import Watch, renewals, watch
 from xrunner.worker.settings import WorkerSettings
 
 
@@ -70,3 +72,16 @@ def test_a_scheduler_loses_attempts_a_margin_after_the_lease_and_refuses_no_marg
     for lease, margin in ((5.0, 0.0), (1.0, 1.5)):
         with pytest.raises(ValueError):
             SchedulerSettings(worker_lease_s=lease, worker_fence_margin_s=margin).check_lease()
+
+
+@pytest.mark.parametrize(("written", "clean"), [(b"1.5\nclean\n", True), (b"1.5\n", False), (b"clean\n2.5\n", False)])
+def test_the_reaper_skips_its_cleanup_only_when_the_workers_last_line_says_it_stopped_cleanly(
+    written: bytes, clean: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read, write = os.pipe()
+    os.write(write, written)
+    os.close(write)
+    with os.fdopen(read, "rb") as stdin:
+        monkeypatch.setattr(sys, "stdin", stdin)
+        assert watch("w0", tmp_path, Watch(fence_after_s=3600, renewed_at=time.monotonic()), []) is clean
+    assert renewals(b"", written)[0] == [float(line) for line in written.split() if line != b"clean"]

@@ -90,7 +90,10 @@ def up(
         typer.echo(f"xrunner: {exc}", err=True)
         raise typer.Exit(1) from exc
     finally:
-        stack.stop()
+        exited = stack.stop()
+        if exited:
+            last = max(exited, key=exited.__getitem__)
+            typer.echo(f"xrunner: stopped in {exited[last]:.1f} s (the last to exit: {last})", err=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -15,6 +15,7 @@ import typer
 
 from xrunner.cli.client import ApiError, Client
 from xrunner.cli.edge import Edge
+from xrunner.servicekit import version
 from xrunner.servicekit.auth import SCOPES, mint
 
 app = typer.Typer(
@@ -23,6 +24,22 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"xrunner {version.describe()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                               help="Print the version (and the git revision in a checkout).")] = False,
+) -> None:
+    """xrunner: a distributed job runner."""
+
 
 tenants_app = typer.Typer(help="Tenants' shares and limits (needs an admin token).", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")

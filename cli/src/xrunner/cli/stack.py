@@ -157,11 +157,12 @@ class Stack:
                 log.writelines(f"{stamp} {line}\n" for line in lines)
         return lines
 
-    def stop(self) -> None:
-        """Stop the services first (they drain), then Postgres and NATS; nothing started here outlives this."""
+    def stop(self) -> dict[str, float]:
+        """Stop the services first (they drain), then Postgres and NATS; nothing started here outlives this.
+        Returns when each process had exited, in seconds since the stop began."""
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the shutdown short
             signal.signal(sig, signal.SIG_IGN)
-        self.supervisor.stop()
+        return self.supervisor.stop()
 
 
 def _serves(url: str) -> bool:

@@ -108,8 +108,10 @@ class Supervisor:
         child.current = child.launch()
         child.started_at, child.ready, child.restart_at = now, False, None
 
-    def stop(self) -> None:
-        """Stop every child, the highest layer first; nothing started here outlives this."""
+    def stop(self) -> dict[str, float]:
+        """Stop every child, the highest layer first; nothing started here outlives this. Returns when each
+        child had exited, in seconds since the stop began."""
+        began, exited = time.monotonic(), {}
         for layer in sorted({child.layer for child in self.children}, reverse=True):
             members = [c for c in self.children if c.layer == layer and c.current is not None]
             for child in members:
@@ -117,7 +119,9 @@ class Supervisor:
                     embedded.signal_group(child.proc, child.stop_signal)
             for child in members:
                 embedded.wait_or_kill(child.proc, child.stop_timeout)
+                exited[child.name] = round(time.monotonic() - began, 3)
                 embedded.kill_leftovers(child.proc)
+        return exited
 
 
 def _exit_status(code: int | None) -> str:

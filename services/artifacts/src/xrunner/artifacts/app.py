@@ -27,7 +27,7 @@ from xrunner.artifacts.routes import ArtifactRoutes
 from xrunner.artifacts.settings import ArtifactsSettings
 from xrunner.artifacts.signer import Signer
 from xrunner.artifacts.signing import Keyring
-from xrunner.servicekit import httperrors
+from xrunner.servicekit import httperrors, version
 from xrunner.servicekit.auth import JwtVerifier, verifier_from
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.guards import authorize
@@ -70,7 +70,7 @@ def create_app(settings: ArtifactsSettings, infra: Infra) -> Litestar:
         guards=[authorize(infra.verifier)],
         dependencies=dependencies.provide(Catalog(infra.pool), signer, infra.js),
         exception_handlers=httperrors.HANDLERS,
-        openapi_config=OpenAPIConfig(title="xrunner artifacts", version="1.0.0", path="/schema",
+        openapi_config=OpenAPIConfig(title="xrunner artifacts", version=version.VERSION, path="/schema",
                                      description="A job's files: lists, metadata, previews and signed downloads."),
         cors_config=_cors(settings.cors_origins) if settings.cors_origins else None,
         plugins=[httperrors.DocumentProblems()],

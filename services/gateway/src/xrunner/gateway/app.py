@@ -24,7 +24,7 @@ from xrunner.gateway.ratelimit import RateLimiter, edge_checks
 from xrunner.gateway.readmodel import JobsProjection, JobsTable
 from xrunner.gateway.routes import HANDLERS
 from xrunner.gateway.settings import GatewaySettings
-from xrunner.servicekit import httperrors
+from xrunner.servicekit import httperrors, version
 from xrunner.servicekit.auth import JwtVerifier, verifier_from
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.guards import authorize
@@ -76,7 +76,7 @@ def _openapi(artifacts_url: str) -> OpenAPIConfig:
                    f"signed downloads) are served by the artifacts API, documented at {where}; `JobView.artifacts` "
                    "counts them.")
     docs = ExternalDocumentation(url=f"{artifacts_url.rstrip('/')}/schema", description="The artifacts API")
-    return OpenAPIConfig(title="xrunner", version="1.0.0", path="/schema", description=description,
+    return OpenAPIConfig(title="xrunner", version=version.VERSION, path="/schema", description=description,
                          external_docs=docs if artifacts_url else None)
 
 

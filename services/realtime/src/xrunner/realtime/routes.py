@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from litestar import Request, Response, get
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 from litestar.response import ServerSentEventMessage, Stream
 from nats.js import JetStreamContext
 
@@ -96,7 +96,7 @@ def _resume_from(request: Request[Any, Any, State], query: int | None) -> int | 
 async def events(
     request: Request[Any, Any, State],
     job: Annotated[list[str] | None, Parameter(description="Only these jobs (repeatable)")] = None,
-    type_: Annotated[list[str] | None, Parameter(query="type", description="Only these event types")] = None,
+    type_: Annotated[list[str] | None, QueryParameter(name="type", description="Only these event types")] = None,
     since: Annotated[int | None, Parameter(ge=0, description="Resume after this stream sequence")] = None,
     ticket: Annotated[str | None, Parameter(description="A stream ticket from POST /v1/stream-tickets")] = None,
 ) -> Response[Any]:

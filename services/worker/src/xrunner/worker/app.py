@@ -178,15 +178,16 @@ class Worker:
             if self.lease.fenced(stop.fences):
                 stop.set("fenced")
 
-    async def drain(self) -> None:
+    async def drain(self) -> bool:
         """Stop pulling, let running attempts finish within the grace period, then stop them and hand them back
-        (the scheduler requeues them as soon as this worker's heartbeat is deleted)."""
+        (the scheduler requeues them as soon as this worker's heartbeat is deleted). True when every attempt ended."""
         self.draining = True
         _, pending = await asyncio.wait(self.tasks, timeout=self.settings.drain_grace_s) if self.tasks else ((), ())
         for stop in self.running.values():
             stop.set("shutdown")
         if pending:
-            await asyncio.wait(pending, timeout=self.settings.kill_grace_s + 5)
+            _, pending = await asyncio.wait(pending, timeout=self.settings.kill_grace_s + 5)
+        return not pending
 
 
 def _memory_mib() -> int:
@@ -255,7 +256,7 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
 
     async def stop() -> None:
         pulling.cancel()
-        await worker.drain()
+        clean = await worker.drain()
         if runtime.nc.is_connected:  # best effort: the heartbeat's TTL covers a worker that cannot say goodbye
             with contextlib.suppress(Exception):
                 kv = await js.key_value(subjects.WORKERS_BUCKET)
@@ -267,7 +268,7 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
         await worker.objects.close()
         for sandbox in worker.sandboxes.values():
             await sandbox.close()
-        reaper.stop()
+        reaper.stop(clean)
         await server.stop()
 
     return stop

@@ -37,6 +37,7 @@ from xrunner.worker.sandbox.process.cgroups import CgroupV1
 
 log = structlog.get_logger()
 
+CLEAN = b"clean\n"  # the worker's last line at a clean stop
 Cleanup = Callable[[str], int]  # kills what a worker id left behind; returns how many jobs it found
 Kill = Callable[[str], int]  # SIGKILLs a worker id's running jobs (a fence); returns how many it found
 
@@ -84,8 +85,12 @@ class Reaper:
                 log.error("the reaper is gone: nothing fences this worker's jobs any more", error=repr(exc))
             self.gone = True
 
-    def stop(self) -> None:
+    def stop(self, clean: bool) -> None:
+        """`clean`: the worker stopped every job it ran, so the reaper exits without looking for leftovers (a
+        stop then costs no docker client and no container listing); else it cleans up as after a crash."""
         with contextlib.suppress(OSError):
+            if clean:
+                os.write(self._write, CLEAN)
             os.close(self._write)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(10)
@@ -140,20 +145,23 @@ class Watch:
 
 
 def renewals(pending: bytes, chunk: bytes) -> tuple[list[float], bytes]:
-    """The send times in the complete lines of `pending + chunk`, and what is left of an incomplete line."""
+    """The send times in the complete lines of `pending + chunk` (not the clean-stop line), and what is left of an
+    incomplete line."""
     *lines, rest = (pending + chunk).split(b"\n")
-    return [float(line) for line in lines if line], rest
+    return [float(line) for line in lines if line and line != CLEAN.strip()], rest
 
 
-def watch(worker_id: str, lock_dir: Path, lapse: Watch, kills: list[Kill]) -> None:
-    """Follow the renewals on stdin until EOF (the worker is gone), fencing whenever the lease lapses."""
-    pending = b""
+def watch(worker_id: str, lock_dir: Path, lapse: Watch, kills: list[Kill]) -> bool:
+    """Follow the renewals on stdin until EOF (the worker is gone), fencing whenever the lease lapses. True when
+    the worker's last line said it stopped cleanly."""
+    pending, clean = b"", False
     while True:
         ready, _, _ = select.select([sys.stdin.fileno()], [], [], lapse.wait_s(time.monotonic()))
         if ready:
             chunk = os.read(sys.stdin.fileno(), 65_536)
             if not chunk:
-                return
+                return clean
+            clean = (pending + chunk).endswith(CLEAN)
             sent, pending = renewals(pending, chunk)
             for sent_at in sent:
                 lapse.renewed(sent_at, time.monotonic())
@@ -181,7 +189,8 @@ def reap(worker_id: str, lock_dir: Path, cleanups: list[Cleanup]) -> None:
 
 def main(worker_id: str, lock_dir: Path, fence_after_s: float, docker_urls: list[str]) -> None:
     lapse = Watch(fence_after_s, renewed_at=time.monotonic())
-    watch(worker_id, lock_dir, lapse, [kill_cgroups, *(kill_containers(url) for url in docker_urls)])
+    if watch(worker_id, lock_dir, lapse, [kill_cgroups, *(kill_containers(url) for url in docker_urls)]):
+        return
     reap(worker_id, lock_dir, [cleanup_cgroups, *(cleanup_containers(url) for url in docker_urls)])
 
 

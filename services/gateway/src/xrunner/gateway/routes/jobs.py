@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, JSONBody, Parameter, QueryParameter
 
 from xrunner.contracts.api import BatchAccepted, CancelJob, HistoryEntry, JobAccepted, JobList, JobView, SubmitBatch
 from xrunner.contracts.spec import JobSpec
@@ -67,7 +67,7 @@ class JobRoutes(Controller):
         who: Who,
         table: Table,
         states: Annotated[
-            list[str] | None, Parameter(query="state", description="Only jobs in these states (repeatable)")
+            list[str] | None, QueryParameter(name="state", description="Only jobs in these states (repeatable)")
         ] = None,
         label: Annotated[list[str] | None, Parameter(description="key=value; every one must match")] = None,
         created_after: Annotated[datetime | None, Parameter(description="Only jobs created after this")] = None,
@@ -93,8 +93,8 @@ class JobRoutes(Controller):
         self,
         who: Who,
         service: JobsService,
-        data: JobSpec,
-        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", max_length=255)] = None,
+        data: JSONBody[JobSpec],
+        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key", max_length=255)] = None,
     ) -> Response[JobAccepted]:
         """Submit a job. 201 when admission queued it, 202 when it has not decided yet, 429 when it refused."""
         refuse_too_large(data)
@@ -111,8 +111,8 @@ class JobRoutes(Controller):
         self,
         who: Who,
         service: JobsService,
-        data: SubmitBatch,
-        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", max_length=200)] = None,
+        data: JSONBody[SubmitBatch],
+        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key", max_length=200)] = None,
     ) -> Response[BatchAccepted]:
         """Submit up to 1,000 jobs; each result says whether that job was queued, is awaiting admission, or was
         refused (with its problem). With an Idempotency-Key, a repeat returns the same jobs."""
@@ -126,7 +126,9 @@ class JobRoutes(Controller):
         return await find_job(service, who, job_id)
 
     @post("/{job_id:str}/cancel", status_code=202, opt=WRITE)
-    async def cancel(self, who: Who, service: JobsService, job_id: JOB_ID, data: CancelJob | None = None) -> JobView:
+    async def cancel(
+        self, who: Who, service: JobsService, job_id: JOB_ID, data: JSONBody[CancelJob | None] = None
+    ) -> JobView:
         """Ask the job to stop (idempotent); 409 `job_finished` when it has already ended."""
         await find_job(service, who, job_id)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from litestar import Controller, get, post
+from litestar.params import JSONBody
 
 from xrunner.contracts.spec import JobSpec
 from xrunner.contracts.stats import DryRun, Explain, StatsView
@@ -42,7 +43,7 @@ class StatsRoutes(Controller):
         )
 
     @post("/jobs/dry-run", status_code=200, opt=WRITE)
-    async def dry_run(self, who: Who, js: Stream, data: JobSpec) -> DryRun:
+    async def dry_run(self, who: Who, js: Stream, data: JSONBody[JobSpec]) -> DryRun:
         """What admission would decide for this spec now; appends nothing."""
         refuse_too_large(data)
         snap = await snapshot.read(js, [who.tenant])

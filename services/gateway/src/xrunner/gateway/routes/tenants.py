@@ -7,7 +7,7 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, get, put
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 
 from xrunner.contracts.api import ConfigureTenant
 from xrunner.contracts.events import TenantConfigured
@@ -26,7 +26,7 @@ class TenantRoutes(Controller):
     tags = ["tenants"]
 
     @put("/{tenant:str}", opt=ADMIN)
-    async def configure(self, who: Who, store: Store, tenant: TENANT, data: ConfigureTenant) -> TenantLimits:
+    async def configure(self, who: Who, store: Store, tenant: TENANT, data: JSONBody[ConfigureTenant]) -> TenantLimits:
         """Set a tenant's share and limits; the scheduler applies them from the log."""
         event = TenantConfigured(
             event_id=new_id(),
