@@ -205,7 +205,9 @@ def reachable(objects: list[Obj], deployment: Obj) -> set[tuple[str, int]]:
 def selects(selector: Obj, labels: dict[str, str]) -> bool:
     if not selector.get("matchLabels", {}).items() <= labels.items():
         return False
-    return all(labels.get(e["key"]) in e["values"] for e in selector.get("matchExpressions", []) if e["operator"] == "In")
+    expressions = selector.get("matchExpressions", [])
+    assert all(e["operator"] == "In" for e in expressions)
+    return all(labels.get(e["key"]) in e["values"] for e in expressions)
 
 
 DNS = {("kube-system", 53)}

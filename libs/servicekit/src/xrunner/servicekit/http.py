@@ -88,9 +88,8 @@ class HttpServer:
     """Serves an ASGI app with uvicorn inside the service's own event loop; `port` is known after start."""
 
     def __init__(self, app: Any, host: str, port: int) -> None:
-        config = uvicorn.Config(counted(app), host=host, port=port, log_level="warning", lifespan="on", access_log=False,
-                                loop="none", http="httptools",
-                                timeout_keep_alive=KEEP_ALIVE_S)
+        config = uvicorn.Config(counted(app), host=host, port=port, log_level="warning", lifespan="on",
+                                access_log=False, loop="none", http="httptools", timeout_keep_alive=KEEP_ALIVE_S)
         self.server = _Server(config)
         self._task: asyncio.Task[None] | None = None
 
