@@ -1,8 +1,9 @@
 """What a FastStream subscriber costs per message against the hand-written consumer the services use, on the same
 work: a durable JetStream pull consumer with explicit acks (the workers' run queue shape), batches of 256, each
-message decoded as an event with msgspec and acked. N messages are stored first; then one consumer takes them all (also nats-py's plain `fetch`, which FastStream uses),
-and the client process's CPU time and the wall time are measured until the last one is handled. Runs alternate.
-Writes bench/results/faststream-overhead.json (summarised in docs/benchmarks.md, decided on in docs/decisions.md).
+message decoded as an event with msgspec and acked. N messages are stored first; then one consumer takes them all
+(also nats-py's plain `fetch`, which FastStream uses), and the client process's CPU time and the wall time are
+measured until the last one is handled. Runs alternate. Writes bench/results/faststream-overhead.json (summarised in
+docs/benchmarks.md, decided on in docs/decisions.md).
 
     .venv/bin/python bench/faststream_overhead.py --messages 20000 --runs 3
 """
