@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypeVar
 
 import msgspec
 
-from xrunner.contracts.events import ALL_EVENT_TYPES, AnyEvent, Event
+from xrunner.contracts.events import ALL_EVENT_TYPES, AnyEvent, Event, tag_of
 
 T = TypeVar("T")
 
@@ -22,6 +23,30 @@ def encode(obj: Any) -> bytes:
 def decode_event(data: bytes) -> Event:
     """Decode any known event; raises msgspec.DecodeError/ValidationError on unknown or malformed data."""
     return _event_decoder.decode(data)
+
+
+class _Envelope(msgspec.Struct, kw_only=True):
+    """What every event carries, whatever its type: enough to pass over one this version does not know."""
+
+    type: str
+    event_id: str
+    occurred_at: datetime
+
+
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+KNOWN_TAGS = frozenset(tag_of(t) for t in ALL_EVENT_TYPES)
+
+
+def unknown_event(data: bytes) -> tuple[str, Event] | None:
+    """For an event of a type this version does not know (a newer writer's): its type, and a bare `Event` that
+    every fold passes over. None when `data` is a known type (valid or not) or no event at all."""
+    try:
+        envelope = _envelope_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if envelope.type in KNOWN_TAGS:
+        return None
+    return envelope.type, Event(event_id=envelope.event_id, occurred_at=envelope.occurred_at)
 
 
 def decode(data: bytes, type_: type[T]) -> T:

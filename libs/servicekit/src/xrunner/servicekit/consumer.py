@@ -1,5 +1,5 @@
 """Binds a durable pull consumer (a work queue's, acked explicitly), and counts what any consumer could not decode or
-apply."""
+apply, and the events of types it does not know (a newer writer's), which it passes over."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from prometheus_client import Counter
 
 DEAD_LETTERS = Counter("xrunner_dead_letters_total", "Messages a consumer could not decode or apply, and passed",
                        ["consumer"])
+UNKNOWN_EVENTS = Counter("xrunner_unknown_events_total", "Events of a type this version does not know, passed over",
+                         ["consumer", "type"])
 
 
 async def durable(js: JetStreamContext, stream: str, config: ConsumerConfig) -> JetStreamContext.PullSubscription:

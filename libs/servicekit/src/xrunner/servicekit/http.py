@@ -11,11 +11,15 @@ import uvicorn
 from litestar import Litestar, MediaType, Response, get
 from litestar.params import HeaderParameter
 from litestar.types import ControllerRouterHandler
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, Counter
 
 from xrunner.servicekit import metrics as exposure
 
 ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
+RESPONSES = Counter("xrunner_http_responses_total", "HTTP responses sent, by status class (2xx, 4xx, 5xx ...)",
+                    ["code"])
 
 
 def health_handlers(ready: ReadyCheck, metrics_token: str = "") -> list[ControllerRouterHandler]:
@@ -48,6 +52,24 @@ def health_app(ready: ReadyCheck, metrics_token: str, extra: Sequence[Controller
     return Litestar(route_handlers=[*health_handlers(ready, metrics_token), *extra], openapi_config=None)
 
 
+def counted(app: ASGIApp) -> ASGIApp:
+    """`app`, counting each HTTP response by its status class as it starts (a stream counts when it opens)."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def counting_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                RESPONSES.labels(f"{message['status'] // 100}xx").inc()
+            await send(message)
+
+        await app(scope, receive, counting_send)
+
+    return wrapped
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its signal handling: the service's runtime decides when and in which order to stop."""
 
@@ -66,9 +88,8 @@ class HttpServer:
     """Serves an ASGI app with uvicorn inside the service's own event loop; `port` is known after start."""
 
     def __init__(self, app: Any, host: str, port: int) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False,
-                                loop="none", http="httptools",
-                                timeout_keep_alive=KEEP_ALIVE_S)
+        config = uvicorn.Config(counted(app), host=host, port=port, log_level="warning", lifespan="on",
+                                access_log=False, loop="none", http="httptools", timeout_keep_alive=KEEP_ALIVE_S)
         self.server = _Server(config)
         self._task: asyncio.Task[None] | None = None
 

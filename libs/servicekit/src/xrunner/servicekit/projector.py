@@ -24,18 +24,20 @@ import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
-from xrunner.contracts import codec, subjects
+from xrunner.contracts import subjects
 from xrunner.contracts.events import Event
 from xrunner.servicekit.consumer import DEAD_LETTERS
 from xrunner.servicekit.db import check_schema
 from xrunner.servicekit.deadletter import describe, park, permanent
-from xrunner.servicekit.eventstore import read_raw
+from xrunner.servicekit.eventstore import decode_or_pass, read_raw
 from xrunner.servicekit.pull import pull
 
 FOLDED = Counter("xrunner_projection_events_total", "Events folded into a projection", ["projection"])
 RESTARTS = Counter("xrunner_projection_restarts_total", "Times a projection re-read its position", ["projection"])
+PENDING = Gauge("xrunner_projection_pending_events", "Events in the log past what the projection has folded, as of "
+                "its last fetch", ["projection"])
 
 MAX_BACKOFF_S = 5.0
 
@@ -124,7 +126,8 @@ async def fold_or_park(
 def decode(projection: str, seq: int, data: bytes) -> tuple[int, Event] | None:
     """The event at `seq`, or None (counted) when it cannot be decoded: a projection passes it and goes on."""
     try:
-        return seq, codec.decode_event(data)
+        event = decode_or_pass(data, projection)
+        return None if type(event) is Event else (seq, event)  # a type this version does not know: passed
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         DEAD_LETTERS.labels(projection).inc()
         log.error("undecodable event skipped", projection=projection, seq=seq, error=str(exc))
@@ -171,10 +174,12 @@ class Projector:
             while True:
                 msgs = await pull(sub, self.batch, 1.0)
                 if not msgs:  # nothing new within the wait
+                    PENDING.labels(self.projection.name).set(0)
                     self.caught_up.set()
                     continue
                 delivered = self._in_order(msgs, delivered)
                 await self._fold(msgs)
+                PENDING.labels(self.projection.name).set(msgs[-1].metadata.num_pending)
                 if msgs[-1].metadata.num_pending == 0:
                     self.caught_up.set()
         finally:
@@ -218,7 +223,9 @@ class Projector:
         batch: list[tuple[int, Event]] = []
         for seq, msg in by_seq.items():
             try:
-                batch.append((seq, codec.decode_event(msg.data)))
+                event = decode_or_pass(msg.data, self.projection.name)
+                if type(event) is not Event:  # a type this version does not know is passed (counted)
+                    batch.append((seq, event))
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 await park(self.js, self.projection.name, seq, msg.subject, msg.data, exc)
 

@@ -28,6 +28,9 @@ BACKLOG = Gauge("xrunner_backlog_jobs", "Queued jobs", ["tenant"])
 OLDEST = Gauge("xrunner_oldest_waiting_seconds", "Age of the oldest queued job", ["tenant"])
 POOL_BACKLOG = Gauge("xrunner_pool_backlog_jobs", "Queued jobs that can only run in this pool", ["pool"])
 POOL_OLDEST = Gauge("xrunner_pool_oldest_waiting_seconds", "Age of the pool's oldest queued job", ["pool"])
+POOL_WORKERS = Gauge("xrunner_pool_workers", "Live, non-draining workers in the pool", ["pool"])
+POOL_SLOTS = Gauge("xrunner_pool_slots", "The pool's slots (its live workers' together)", ["pool"])
+POOL_FREE = Gauge("xrunner_pool_free_slots", "The pool's slots not taken by a dispatched or running job", ["pool"])
 
 WINDOW_S = 10.0
 
@@ -84,3 +87,6 @@ class Metrics:
             QUEUE_DEPTH.labels(p.pool).set(p.dispatched)
             POOL_BACKLOG.labels(p.pool).set(p.queued)
             POOL_OLDEST.labels(p.pool).set(p.oldest_wait_s)
+            POOL_WORKERS.labels(p.pool).set(p.workers)
+            POOL_SLOTS.labels(p.pool).set(p.slots)
+            POOL_FREE.labels(p.pool).set(p.free_slots)

@@ -10,11 +10,13 @@ from datetime import datetime
 
 import nats.errors
 from nats.js import JetStreamContext
+from prometheus_client import Counter
 
 from xrunner.contracts import codec, subjects
 from xrunner.contracts.messages import WorkerHeartbeat
 
 BUCKET_CHECK_S = 1.0
+SILENT = Counter("xrunner_workers_lost_total", "Workers whose heartbeats stopped for longer than the lease", ["pool"])
 
 
 class Workers:
@@ -23,8 +25,12 @@ class Workers:
         self._seen: dict[str, tuple[float, WorkerHeartbeat]] = {}
 
     def live(self) -> list[WorkerHeartbeat]:
+        """The workers heard from within the lease; one silent for longer is forgotten (and counted) until it
+        beats again. A worker that stops cleanly deletes its key and is not counted."""
         horizon = time.monotonic() - self.lease_s
-        return [hb for at, hb in self._seen.values() if at >= horizon]
+        for key in [key for key, (at, _) in self._seen.items() if at < horizon]:
+            SILENT.labels(self._seen.pop(key)[1].pool).inc()
+        return [hb for _, hb in self._seen.values()]
 
     async def watch(self) -> None:
         """Follow the bucket, and start over when it was re-created: a restarted nats-server loses memory
