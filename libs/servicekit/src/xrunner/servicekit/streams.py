@@ -54,7 +54,7 @@ def kv_configs() -> list[KeyValueConfig]:
 
 
 async def declare(
-    js: JetStreamContext, events_max_age_s: float = 30 * 86_400, logs_max_age_s: float = 7 * 86_400
+    js: JetStreamContext, events_max_age_s: float = 33 * 86_400, logs_max_age_s: float = 7 * 86_400
 ) -> None:
     """Create or update every stream and bucket so that they match this release's definitions."""
     for config in stream_configs(events_max_age_s, logs_max_age_s):

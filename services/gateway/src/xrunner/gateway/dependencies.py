@@ -9,6 +9,7 @@ from nats.js import JetStreamContext
 
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.readmodel import JobsTable
+from xrunner.servicekit.archive import Archive
 from xrunner.servicekit.auth import Principal
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.guards import principal
@@ -22,9 +23,11 @@ Table: TypeAlias = NamedDependency[JobsTable]  # the read model, for lists
 Stream: TypeAlias = NamedDependency[JetStreamContext]  # the log and the scheduler's snapshot, read directly
 Store: TypeAlias = NamedDependency[EventStore]
 TicketSecret: TypeAlias = NamedDependency[str]  # signs stream tickets; empty: tickets are not configured
+LogArchive: TypeAlias = NamedDependency[Archive | None]  # the log's archive, when the deployment keeps one
 
 
-def provide(jobs: Jobs, js: JetStreamContext, ticket_secret: str) -> dict[str, Provide]:
+def provide(jobs: Jobs, js: JetStreamContext, ticket_secret: str, archive: Archive | None = None
+            ) -> dict[str, Provide]:
     """The providers, by the names above; everything but `who` is built once, in `create_app`."""
     return {
         "who": Provide(principal, sync_to_thread=False),
@@ -33,6 +36,7 @@ def provide(jobs: Jobs, js: JetStreamContext, ticket_secret: str) -> dict[str, P
         "js": _value(js),
         "store": _value(jobs.store),
         "ticket_secret": _value(ticket_secret),
+        "archive": _value(archive),
     }
 
 
