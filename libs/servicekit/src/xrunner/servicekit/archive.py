@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO
@@ -69,8 +69,8 @@ def matches(pattern: str, subject: str) -> bool:
 class Archive:
     """The segments in `blobs`."""
 
-    def __init__(self, blobs: Blobs) -> None:
-        self.blobs = blobs
+    def __init__(self, blobs: Blobs, segment_events: int = SEGMENT_EVENTS) -> None:
+        self.blobs, self.segment_events = blobs, segment_events
 
     async def segments(self) -> list[Segment]:
         found = [Segment.parse(key) for key in await self.blobs.keys(PREFIX)]
@@ -107,7 +107,7 @@ class Archive:
         if first_kept > start and (done or first_kept > 1):
             log.error("events were dropped before they were archived", first_missing=start, first_kept=first_kept)
         written: list[Segment] = []
-        cutter = _Cutter()
+        cutter = _Cutter(self.segment_events)
         async for msgs in batches(js, [subjects.EVENTS_ALL], start_seq=max(start, first_kept)):
             for msg in msgs:
                 stored = msg.metadata.timestamp
@@ -116,7 +116,7 @@ class Archive:
                 if cutter.full_or_other_hour(stored):
                     written += await self._flush(cutter)
                 cutter.add(msg.metadata.sequence.stream, stored, encode_line(msg))
-        return written
+        return written + await self._flush(cutter)  # its hour is whole: no event can be stored in it any more
 
     async def _flush(self, cutter: _Cutter) -> list[Segment]:
         segment = cutter.segment()
@@ -152,17 +152,21 @@ async def read_log(js: JetStreamContext, archive: Archive | None, subject: str,
 
 
 async def job_history(js: JetStreamContext, archive: Archive | None, tenant: str, job_id: str, *,
-                      until: datetime | None = None, through: int | None = None) -> list[tuple[int, bytes]]:
-    """A job's events, the archived ones too: those are looked for from the hour its id was made in (a job id is
-    a ULID) up to time `until` or sequence `through`, in the segments the stream no longer holds."""
+                      through: int | None = None, past: Callable[[bytes], bool] | None = None
+                      ) -> list[tuple[int, bytes]]:
+    """A job's events, the archived ones too. Those are looked for from the hour its id was made in (a job id is a
+    ULID), in the segments of what the stream no longer holds, up to sequence `through` or to the first event that
+    is `past` the caller's point (then nothing after it is read)."""
     subject = subjects.job_history(tenant, job_id)
     kept = await first_kept(js) if archive is not None else 1
     archived: list[tuple[int, bytes]] = []
     created = ids.created_at(job_id)
     if archive is not None and kept > 1 and created is not None:
         before = kept if through is None else min(kept, through + 1)
-        archived = [(r.seq, bytes(r.payload)) async for r in
-                    archive.records([subject], before_seq=before, since=created - HOUR, until=until)]
+        async for record in archive.records([subject], before_seq=before, since=created - HOUR):
+            archived.append((record.seq, bytes(record.payload)))
+            if past is not None and past(archived[-1][1]):
+                return archived
     return archived + [item async for item in read_raw(js, subjects.EVENTS_STREAM, subject, kept)]
 
 
@@ -179,7 +183,8 @@ async def export(js: JetStreamContext, archive: Archive | None, flt: Filter, out
 class _Cutter:
     """The segment being written: its lines, compressed as they come."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
         self._reset()
 
     def _reset(self) -> None:
@@ -189,7 +194,7 @@ class _Cutter:
         self.hour: datetime | None = None
 
     def full_or_other_hour(self, stored: datetime) -> bool:
-        return self.count > 0 and (self.count >= SEGMENT_EVENTS or _hour(stored) != self.hour)
+        return self.count > 0 and (self.count >= self.limit or _hour(stored) != self.hour)
 
     def add(self, seq: int, stored: datetime, line: bytes) -> None:
         if self.count == 0:

@@ -60,6 +60,9 @@ async def job_as_of(js: JetStreamContext, archive: Archive | None, tenant: str, 
                     point: Point) -> JobView | None:
     """The tenant's job at `point`, its archived events too; None when the tenant has no such job or it did not
     exist yet."""
-    through, until = (point, None) if isinstance(point, int) else (None, point)
-    raw = await archive_reader.job_history(js, archive, tenant, job_id, through=through, until=until)
+    if isinstance(point, int):
+        raw = await archive_reader.job_history(js, archive, tenant, job_id, through=point)
+    else:
+        raw = await archive_reader.job_history(js, archive, tenant, job_id,
+                                               past=lambda data: codec.decode_event(data).occurred_at > point)
     return view_as_of([(seq, codec.decode_event(data)) for seq, data in raw], point)
