@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import msgspec
@@ -16,8 +16,9 @@ from integration.test_history_export import append_jobs
 from support import wait_until
 
 from xrunner.contracts import lifecycle
-from xrunner.contracts.events import ArtifactStored, Event
+from xrunner.contracts.events import ArtifactExpired, ArtifactStored, Event
 from xrunner.servicekit.auth import JwtVerifier, mint
+from xrunner.servicekit.ids import new_id
 
 SECRET = "a-test-secret-of-at-least-32-bytes"
 
@@ -44,7 +45,8 @@ def folded(history: list[tuple[int, Event]]) -> object:
     """What the API must answer for a prefix: the fold, with the prefix's artifacts counted."""
     view = lifecycle.replay(history)
     assert view is not None
-    view.artifacts = sum(isinstance(event, ArtifactStored) for _, event in history)
+    view.artifacts = sum(isinstance(event, ArtifactStored) - isinstance(event, ArtifactExpired)
+                         for _, event in history)
     return msgspec.to_builtins(view)
 
 
@@ -87,3 +89,18 @@ async def test_a_bad_point_is_refused_naming_the_field(infra: GatewayInfra, http
         response = await http.get(f"/v1/jobs/{job}", params={"as_of": bad}, headers=auth())
         assert response.status_code == 400, (bad, response.text)
         assert "as_of" in response.text, bad
+
+
+async def test_events_appended_after_a_first_as_of_are_seen_by_the_next(
+    infra: GatewayInfra, http: httpx.AsyncClient
+) -> None:
+    job = (await append_jobs(infra.store, "acme", 2))[1]  # one that stored an artifact
+    history = await infra.store.history("acme", job)
+    first = await http.get(f"/v1/jobs/{job}", params={"as_of": history[-1][0]}, headers=auth())
+    assert first.json()["state"] == "succeeded"
+    expired = ArtifactExpired(event_id=new_id(), occurred_at=datetime.now(UTC), tenant="acme", job_id=job,
+                              attempt=2, artifact_id="a1")
+    appended = await infra.store.append(expired, msg_id=expired.event_id, expect=history[-1][0])
+    later = await http.get(f"/v1/jobs/{job}", params={"as_of": appended.seq}, headers=auth())
+    assert later.json() == folded([*history, (appended.seq, expired)])
+    assert later.json()["artifacts"] == first.json()["artifacts"] - 1

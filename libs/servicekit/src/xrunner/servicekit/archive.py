@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO
 
 import structlog
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from xrunner.contracts import subjects
-from xrunner.servicekit import history, ids
+from xrunner.servicekit import directget, history, ids
 from xrunner.servicekit.blobs import Blobs
 from xrunner.servicekit.eventstore import read_raw
 from xrunner.servicekit.history import Filter, Record, batches, decode_line, encode_line, encode_record
@@ -151,23 +152,19 @@ async def read_log(js: JetStreamContext, archive: Archive | None, subject: str,
         yield item
 
 
-async def job_history(js: JetStreamContext, archive: Archive | None, tenant: str, job_id: str, *,
-                      through: int | None = None, past: Callable[[bytes], bool] | None = None
-                      ) -> list[tuple[int, bytes]]:
+async def job_history(nc: Client, js: JetStreamContext, archive: Archive | None, tenant: str,
+                      job_id: str) -> list[tuple[int, bytes]]:
     """A job's events, the archived ones too. Those are looked for from the hour its id was made in (a job id is a
-    ULID), in the segments of what the stream no longer holds, up to sequence `through` or to the first event that
-    is `past` the caller's point (then nothing after it is read)."""
+    ULID), in the segments of what the stream no longer holds: a job older than the stream costs a scan of the
+    segments since it was made."""
     subject = subjects.job_history(tenant, job_id)
     kept = await first_kept(js) if archive is not None else 1
     archived: list[tuple[int, bytes]] = []
     created = ids.created_at(job_id)
     if archive is not None and kept > 1 and created is not None:
-        before = kept if through is None else min(kept, through + 1)
-        async for record in archive.records([subject], before_seq=before, since=created - HOUR):
-            archived.append((record.seq, bytes(record.payload)))
-            if past is not None and past(archived[-1][1]):
-                return archived
-    return archived + [item async for item in read_raw(js, subjects.EVENTS_STREAM, subject, kept)]
+        archived = [(record.seq, bytes(record.payload))
+                    async for record in archive.records([subject], before_seq=kept, since=created - HOUR)]
+    return archived + [item async for item in directget.read(nc, subjects.EVENTS_STREAM, subject, kept)]
 
 
 async def export(js: JetStreamContext, archive: Archive | None, flt: Filter, out: IO[bytes]) -> int:

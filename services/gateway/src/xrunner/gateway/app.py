@@ -17,6 +17,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from xrunner.gateway import dependencies
+from xrunner.gateway.asof import Histories
 from xrunner.gateway.bodies import JsonRequest
 from xrunner.gateway.decisions import Decisions
 from xrunner.gateway.jobs import Jobs
@@ -59,7 +60,8 @@ def create_app(settings: GatewaySettings, infra: Infra) -> Litestar:
     return Litestar(
         route_handlers=[*HANDLERS, *health_handlers(infra.ready, settings.metrics_token)],
         guards=[authorize(infra.verifier)],
-        dependencies=dependencies.provide(jobs, infra.js, settings.ticket_secret or settings.jwt_secret, archive),
+        dependencies=dependencies.provide(jobs, infra.js, settings.ticket_secret or settings.jwt_secret,
+                                          Histories(infra.nc, infra.js, archive)),
         exception_handlers=httperrors.HANDLERS,
         openapi_config=_openapi(settings.artifacts_url),
         request_max_body_size=settings.max_body_bytes,

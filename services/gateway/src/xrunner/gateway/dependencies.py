@@ -7,9 +7,9 @@ from typing import TypeAlias, TypeVar
 from litestar.di import NamedDependency, Provide
 from nats.js import JetStreamContext
 
+from xrunner.gateway.asof import Histories
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.readmodel import JobsTable
-from xrunner.servicekit.archive import Archive
 from xrunner.servicekit.auth import Principal
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.guards import principal
@@ -23,11 +23,10 @@ Table: TypeAlias = NamedDependency[JobsTable]  # the read model, for lists
 Stream: TypeAlias = NamedDependency[JetStreamContext]  # the log and the scheduler's snapshot, read directly
 Store: TypeAlias = NamedDependency[EventStore]
 TicketSecret: TypeAlias = NamedDependency[str]  # signs stream tickets; empty: tickets are not configured
-LogArchive: TypeAlias = NamedDependency[Archive | None]  # the log's archive, when the deployment keeps one
+JobHistories: TypeAlias = NamedDependency[Histories]  # jobs' histories for `as_of`, the archived events too
 
 
-def provide(jobs: Jobs, js: JetStreamContext, ticket_secret: str, archive: Archive | None = None
-            ) -> dict[str, Provide]:
+def provide(jobs: Jobs, js: JetStreamContext, ticket_secret: str, histories: Histories) -> dict[str, Provide]:
     """The providers, by the names above; everything but `who` is built once, in `create_app`."""
     return {
         "who": Provide(principal, sync_to_thread=False),
@@ -36,7 +35,7 @@ def provide(jobs: Jobs, js: JetStreamContext, ticket_secret: str, archive: Archi
         "js": _value(js),
         "store": _value(jobs.store),
         "ticket_secret": _value(ticket_secret),
-        "archive": _value(archive),
+        "histories": _value(histories),
     }
 
 

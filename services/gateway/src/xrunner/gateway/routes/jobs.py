@@ -14,7 +14,7 @@ from xrunner.contracts.spec import JobSpec
 from xrunner.gateway.asof import job_as_of, parse_point
 from xrunner.gateway.batch import submit_batch
 from xrunner.gateway.bodies import refuse_any_too_large, refuse_too_large
-from xrunner.gateway.dependencies import JobsService, LogArchive, Stream, Table, Who
+from xrunner.gateway.dependencies import JobHistories, JobsService, Table, Who
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.listing import BadCursor
 from xrunner.servicekit.auth import Principal
@@ -125,12 +125,12 @@ class JobRoutes(Controller):
         return Response(BatchAccepted(results=results), status_code=202)
 
     @get("/{job_id:str}", opt=READ)
-    async def get_job(self, who: Who, service: JobsService, js: Stream, archive: LogArchive, job_id: JOB_ID,
+    async def get_job(self, who: Who, service: JobsService, histories: JobHistories, job_id: JOB_ID,
                       as_of: AS_OF = None) -> JobView:
         """One job of the caller's tenant; with `as_of`, as it was at that event of the log."""
         if as_of is None:
             return await find_job(service, who, job_id)
-        view = await job_as_of(js, archive, who.tenant, job_id, parse_point(as_of))
+        view = await job_as_of(histories, who.tenant, job_id, parse_point(as_of))
         if view is None:
             raise job_not_found(job_id)
         return view
