@@ -24,7 +24,6 @@ from nats.js import JetStreamContext
 from xrunner.contracts import subjects
 from xrunner.servicekit import directget, history, ids
 from xrunner.servicekit.blobs import Blobs
-from xrunner.servicekit.eventstore import read_raw
 from xrunner.servicekit.history import Filter, Record, batches, decode_line, encode_line, encode_record
 from xrunner.servicekit.settings import CommonSettings
 
@@ -148,8 +147,9 @@ async def read_log(js: JetStreamContext, archive: Archive | None, subject: str,
     if archive is not None and start_seq < kept:
         async for record in archive.records([subject], start_seq, before_seq=kept):
             yield record.seq, bytes(record.payload)
-    async for item in read_raw(js, subjects.EVENTS_STREAM, subject, max(start_seq, kept)):
-        yield item
+    async for msgs in batches(js, [subject], start_seq=max(start_seq, kept)):  # no per-message wait: a whole log
+        for msg in msgs:
+            yield msg.metadata.sequence.stream, msg.data
 
 
 async def job_history(nc: Client, js: JetStreamContext, archive: Archive | None, tenant: str,
