@@ -27,4 +27,7 @@ def created_at(ulid: str) -> datetime | None:
     ms = 0
     for c in ulid[:10]:
         ms = ms * 32 + _ALPHABET.index(c)
-    return datetime.fromtimestamp(ms / 1000, UTC)
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC)
+    except (ValueError, OverflowError, OSError):  # a well-formed id from past the year 9999
+        return None
