@@ -1,14 +1,17 @@
 """Export and import of the log as NDJSON against real NATS and Postgres: a tenant's exported history imported into
-a fresh log folds into the same read model; a re-import appends nothing; a bad line is refused before anything is
-appended, naming the line."""
+a fresh log folds into the same gateway read model and scheduler projection; a re-import appends nothing; a bad line
+is refused before anything is appended, naming the line."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +38,13 @@ from xrunner.contracts.events import (
     JobSucceeded,
 )
 from xrunner.contracts.spec import JobSpec, ProcessWorkload
-from xrunner.servicekit import history, streams
+from xrunner.scheduler.app import projection
+from xrunner.scheduler.settings import SchedulerSettings
+from xrunner.servicekit import db, history, streams
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.ids import new_id
 from xrunner.servicekit.importer import import_history
+from xrunner.servicekit.projector import Projector
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -98,28 +104,67 @@ async def folded(pool: asyncpg.Pool, tenant: str, jobs: list[str]) -> dict[str, 
     return await wait_until(all_final, timeout=20, what=f"{tenant}'s jobs folded")
 
 
+@dataclass
+class Side(GatewayInfra):
+    """A stack's log and gateway read model, and where its database is."""
+
+    database_url: str = ""
+
+
 @pytest.fixture
-async def target(tmp_path: Path, pg_server: PgServer) -> AsyncIterator[GatewayInfra]:
+async def target(tmp_path: Path, pg_server: PgServer) -> AsyncIterator[Side]:
     """A second stack's log and read model: its own nats-server and database."""
     name = f"target_{new_id()}"
     embedded.create_database(pg_server.host, pg_server.port, name, template="xr_template")
     with nats_server(tmp_path / "target-nats") as url:
         async with gateway_infra(url, pg_server.url(name), "target") as infra:
-            yield infra
+            yield Side(**vars(infra), database_url=pg_server.url(name))
 
 
 @pytest.fixture
-async def source(fresh_nats_url: str, database_url: str) -> AsyncIterator[GatewayInfra]:
+async def source(fresh_nats_url: str, database_url: str) -> AsyncIterator[Side]:
     async with gateway_infra(fresh_nats_url, database_url, "source") as infra:
-        yield infra
+        yield Side(**vars(infra), database_url=database_url)
+
+
+@contextlib.asynccontextmanager
+async def scheduler_projection(infra: GatewayInfra, database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """The scheduler's projection folding the same log into its own schema of the same database."""
+    pool = await db.create_pool(database_url, "scheduler")
+    async with pool.acquire() as conn:
+        await db.migrate(conn, "scheduler", db.migration_files(files("xrunner.scheduler") / "sql"))
+    task = asyncio.create_task(Projector(infra.js, pool, projection(SchedulerSettings())).run())
+    try:
+        yield pool
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await pool.close()
+
+
+async def scheduler_rows(pool: asyncpg.Pool, tenant: str, count: int) -> list[dict[str, Any]]:
+    """The scheduler's rows of a tenant's jobs once all `count` are final, without what is a sequence of the log."""
+
+    async def final() -> list[dict[str, Any]] | None:
+        rows = await pool.fetch("SELECT * FROM scheduler.jobs WHERE tenant = $1 ORDER BY id", tenant)
+        if len(rows) < count or any(r["state"] not in ("succeeded", "cancelled") for r in rows):
+            return None
+        kept = [{k: v for k, v in dict(r).items() if k not in ("version", "dispatched_seq", "view")} for r in rows]
+        for row, r in zip(kept, rows, strict=True):
+            row["view"] = {k: v for k, v in json.loads(r["view"]).items() if "seq" not in k and k != "version"}
+        return kept
+
+    return await wait_until(final, timeout=20, what=f"the scheduler folded {tenant}'s jobs")
 
 
 async def test_a_tenants_export_imported_into_a_fresh_log_folds_into_the_same_views(
-    source: GatewayInfra, target: GatewayInfra
+    source: Side, target: Side
 ) -> None:
     jobs = await append_jobs(source.store, "acme", 12)
     await append_jobs(source.store, "other", 3)
     expected = await folded(source.pool, "acme", jobs)
+    async with scheduler_projection(source, source.database_url) as pool:
+        scheduled = await scheduler_rows(pool, "acme", 12)
 
     exported = io.BytesIO()
     assert await history.export(source.js, history.Filter(tenant="acme"), exported) == 4 * 5 + 8 * 8
@@ -130,13 +175,13 @@ async def test_a_tenants_export_imported_into_a_fresh_log_folds_into_the_same_vi
 
     assert await folded(target.pool, "acme", jobs) == expected
     assert await views(target.pool, "other") == {}
+    async with scheduler_projection(target, target.database_url) as pool:
+        assert await scheduler_rows(pool, "acme", 12) == scheduled
     again = await import_history(target.js, io.BytesIO(exported.getvalue()))
     assert (again.appended, again.skipped) == (0, 84)
 
 
-async def test_an_imported_event_keeps_its_original_sequence_in_a_header(
-    source: GatewayInfra, target: GatewayInfra
-) -> None:
+async def test_an_imported_event_keeps_its_original_sequence_in_a_header(source: Side, target: Side) -> None:
     [job] = await append_jobs(source.store, "acme", 1)
     original = [seq for seq, _ in await source.store.history("acme", job)]
     exported = io.BytesIO()
@@ -147,7 +192,7 @@ async def test_an_imported_event_keeps_its_original_sequence_in_a_header(
     assert [int(m.headers[history.ORIGINAL_SEQ_HEADER]) for m in imported if m.headers] == original
 
 
-async def test_an_export_filters_by_event_type_and_time(source: GatewayInfra) -> None:
+async def test_an_export_filters_by_event_type_and_time(source: Side) -> None:
     jobs = await append_jobs(source.store, "acme", 3)
     out = io.BytesIO()
     await history.export(source.js, history.Filter(tenant="acme", types=("job.succeeded.v1", "queued")), out)
