@@ -139,7 +139,7 @@ async def run(jobs: int, job_events: int, requests: int) -> dict[str, object]:
         await streams.declare(js)
         data = ndjson(jobs)
         clock = Clock(nats=nats.pid)
-        imported = await import_history(js, io.BytesIO(data))
+        imported = await import_history(nc, io.BytesIO(data), history.check(io.BytesIO(data)))
         result["import"] = clock.rate(imported.appended)
         out = io.BytesIO()
         clock = Clock(nats=nats.pid)

@@ -170,14 +170,18 @@ async def test_a_tenants_export_imported_into_a_fresh_log_folds_into_the_same_vi
     assert await history.export(source.js, history.Filter(tenant="acme"), exported) == 4 * 5 + 8 * 8
     assert history.check(io.BytesIO(exported.getvalue())).scopes == {
         subjects.job_history("acme", job) for job in jobs}
-    result = await import_history(target.js, io.BytesIO(exported.getvalue()))
+    checked = history.check(io.BytesIO(exported.getvalue()))
+    result = await import_history(target.nc, io.BytesIO(exported.getvalue()), checked)
     assert (result.appended, result.skipped) == (84, 0)
 
     assert await folded(target.pool, "acme", jobs) == expected
     assert await views(target.pool, "other") == {}
+    for job in jobs:  # each history was appended whole, in one atomic batch: consecutive sequences
+        seqs = [seq for seq, _ in await target.store.history("acme", job)]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     async with scheduler_projection(target, target.database_url) as pool:
         assert await scheduler_rows(pool, "acme", 12) == scheduled
-    again = await import_history(target.js, io.BytesIO(exported.getvalue()))
+    again = await import_history(target.nc, io.BytesIO(exported.getvalue()), checked)
     assert (again.appended, again.skipped) == (0, 84)
 
 
@@ -186,7 +190,7 @@ async def test_an_imported_event_keeps_its_original_sequence_in_a_header(source:
     original = [seq for seq, _ in await source.store.history("acme", job)]
     exported = io.BytesIO()
     await history.export(source.js, history.Filter(job=job), exported)
-    await import_history(target.js, io.BytesIO(exported.getvalue()))
+    await import_history(target.nc, io.BytesIO(exported.getvalue()), history.check(io.BytesIO(exported.getvalue())))
     imported = [await target.js.get_msg(subjects.EVENTS_STREAM, seq) for seq, _ in
                 await target.store.history("acme", job)]
     assert [int(m.headers[history.ORIGINAL_SEQ_HEADER]) for m in imported if m.headers] == original

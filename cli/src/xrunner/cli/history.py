@@ -112,7 +112,7 @@ def import_(
     start = time.perf_counter()
     try:
         with file.open("rb") as src:
-            result = asyncio.run(_import(nats_url(data_dir), src))
+            result = asyncio.run(_import(nats_url(data_dir), src, checked))
     except ImportFailed as exc:
         typer.echo(f"xrunner: {file}: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -120,9 +120,9 @@ def import_(
                f"{len(checked.scopes)} histories, in {time.perf_counter() - start:.2f} s", err=True)
 
 
-async def _import(url: str, src: IO[bytes]) -> Imported:
+async def _import(url: str, src: IO[bytes], checked: history.Checked) -> Imported:
     nc = await streams.connect(url, "xrunner-import")
     try:
-        return await import_history(nc.jetstream(), src)
+        return await import_history(nc, src, checked)
     finally:
         await nc.close()

@@ -142,10 +142,14 @@ async def batches(
 
 @dataclass
 class Checked:
-    """What a valid file holds."""
+    """What a valid file holds: how many events, and the line of each history's last event."""
 
     events: int = 0
-    scopes: set[str] = field(default_factory=set)
+    last_line: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def scopes(self) -> set[str]:
+        return set(self.last_line)
 
 
 def scope(event: Event, subject: str) -> str:
@@ -183,11 +187,12 @@ def lines(src: IO[bytes]) -> Iterator[tuple[int, bytes]]:
 
 
 def check(src: IO[bytes]) -> Checked:
-    """Validate a whole file without keeping it in memory (only the scopes it touches); raises BadLine."""
+    """Validate a whole file without keeping it in memory (only where each history it touches ends); raises
+    BadLine."""
     checked, previous = Checked(), 0
     for number, line in lines(src):
         record, event = parse(number, line, previous)
         previous = record.seq
         checked.events += 1
-        checked.scopes.add(scope(event, record.subject))
+        checked.last_line[scope(event, record.subject)] = number
     return checked
