@@ -17,9 +17,10 @@ from xrunner.contracts.events import JobQueued, JobSubmitted
 from xrunner.contracts.spec import JobSpec, ProcessWorkload
 from xrunner.gateway.asof import parse_point, prefix, view_as_of
 from xrunner.servicekit import history
-from xrunner.servicekit.archive import Segment, matches
+from xrunner.servicekit.archive import Segment, check_retention, matches
 from xrunner.servicekit.ids import created_at, new_id
 from xrunner.servicekit.problems import ProblemError
+from xrunner.servicekit.settings import CommonSettings
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -129,3 +130,9 @@ def test_events_keeps_its_job_timeline_and_gains_export_and_import() -> None:
     result = CliRunner().invoke(app, ["events", "--help"])
     assert result.exit_code == 0
     assert "--job" in result.output and "export" in result.output and "import" in result.output
+
+
+def test_the_stream_must_keep_events_until_the_archiver_wrote_them() -> None:
+    check_retention(CommonSettings())  # the defaults: 33 days kept, 30 archived
+    with pytest.raises(ValueError, match="drops events before they are archived"):
+        check_retention(CommonSettings(events_max_age_s=30 * 86_400.0))
