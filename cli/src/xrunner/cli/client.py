@@ -76,8 +76,9 @@ class Client:
     def rerun(self, job_id: str) -> JobAccepted:
         return codec.decode(self._send("POST", f"/v1/jobs/{job_id}/rerun").content, JobAccepted)
 
-    def get(self, job_id: str) -> JobView:
-        return codec.decode(self._send("GET", f"/v1/jobs/{job_id}").content, JobView)
+    def get(self, job_id: str, as_of: str | None = None) -> JobView:
+        params = {"as_of": as_of} if as_of is not None else {}
+        return codec.decode(self._send("GET", f"/v1/jobs/{job_id}", params=params).content, JobView)
 
     def logs(self, job_id: str, offset: int = 0) -> JobLog:
         response = self._send("GET", f"/v1/jobs/{job_id}/logs", params={"offset": offset, "format": "json"})

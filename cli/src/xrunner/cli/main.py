@@ -15,6 +15,7 @@ from xrunner.cli import (
     artifacts,  # noqa: F401  (its command registers on the app)
     attach,  # noqa: F401  (its command registers on the app)
     embedded,
+    history,  # noqa: F401  (its commands register on the app)
     projections,  # noqa: F401  (its commands register on the app)
     views,  # noqa: F401  (its commands register on the app)
 )
@@ -157,10 +158,14 @@ def submit(
 
 
 @app.command()
-def get(job_id: str, data_dir: DataDir = DEFAULT_DATA) -> None:
-    """Show a job as JSON."""
+def get(
+    job_id: str,
+    at: Annotated[str | None, typer.Option(help="As of this event: a sequence (see `events --job`) or a time.")] = None,
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Show a job as JSON; with --at, as it was at that point of its history."""
     with api_errors():
-        typer.echo(codec.encode(gateway(data_dir).get(job_id)).decode())
+        typer.echo(codec.encode(gateway(data_dir).get(job_id, at)).decode())
 
 
 @app.command()

@@ -1,5 +1,6 @@
-"""`xrunner projections list|rebuild`: the projections a stack keeps, and a check that each is a pure fold of the
-log (refold it into a scratch schema and compare with the live one).
+"""`xrunner projections list|rebuild|snapshot`: the projections a stack keeps, a check that each is a pure fold of
+the log (refold it into a scratch schema, from sequence 1 or from a snapshot, and compare with the live one), and
+snapshots to start rebuilds from.
 
 Each service owns its projection code, so the CLI runs the service's own `rebuild` command (`python -m
 xrunner.<service> rebuild`) against the stack's NATS and Postgres (from the environment or `.xrunner/env`)."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -36,18 +38,35 @@ def list_projections() -> None:
 @projections_app.command("rebuild")
 def rebuild(
     service: Annotated[str, typer.Argument(help=" | ".join(REBUILDABLE))],
+    from_snapshot: Annotated[bool, typer.Option(help="Start from the projection's snapshot; fold only the tail.")]
+    = False,
     data_dir: DataDir = DEFAULT_DATA,
 ) -> None:
-    """Refold the whole log into `<schema>_rebuild` and report whether it equals the live projection."""
+    """Refold the whole log (the archive's part too) into `<schema>_rebuild` and report whether it equals the live
+    projection; with --from-snapshot, start from the snapshot `projections snapshot` took."""
+    raise typer.Exit(_run(service, "rebuild-from-snapshot" if from_snapshot else "rebuild", data_dir))
+
+
+@projections_app.command("snapshot")
+def snapshot(
+    service: Annotated[str, typer.Argument(help=" | ".join(REBUILDABLE))],
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Copy the live projection with its position into `<schema>_snapshot`, where `rebuild --from-snapshot`
+    starts."""
+    raise typer.Exit(_run(service, "snapshot", data_dir))
+
+
+def _run(service: str, command: str, data_dir: Path) -> int:
+    """`python -m xrunner.<service> <command>` against the stack's NATS and Postgres; its exit code."""
     if service not in REBUILDABLE:
         raise typer.BadParameter(f"one of {', '.join(REBUILDABLE)}")
     saved = saved_env(data_dir)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XR_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XR_") or k.startswith("XR_ARCHIVE_")}
     for name in ("XR_NATS_URL", "XR_DATABASE_URL"):
         value = os.environ.get(name) or saved.get(name)
         if not value:
             raise typer.BadParameter(f"set {name}, or run `xrunner up` in this directory first")
         env[name] = value
     env["XR_LOG_LEVEL"] = "warning"
-    result = subprocess.run([sys.executable, "-m", f"xrunner.{service}", "rebuild"], env=env, check=False)
-    raise typer.Exit(result.returncode)
+    return subprocess.run([sys.executable, "-m", f"xrunner.{service}", command], env=env, check=False).returncode

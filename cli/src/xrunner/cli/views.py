@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -39,12 +40,7 @@ def _argv(spec: JobSpec) -> list[str]:
     return list(workload.argv) if isinstance(workload, ProcessWorkload) else [workload.image, *workload.argv]
 
 
-@app.command()
-def events(
-    job: Annotated[str, typer.Option("--job", help="The job whose history to print.")],
-    as_json: JsonFlag = False,
-    data_dir: DataDir = DEFAULT_DATA,
-) -> None:
+def events(job: str, as_json: bool, data_dir: Path) -> None:
     """Print a job's history: sequence, time, event, attempt and the event's key fields."""
     with api_errors():
         entries = gateway(data_dir).events(job)

@@ -911,7 +911,10 @@ export interface operations {
     };
     V1JobsJobIdGetJob: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The job as of this point of its history: a sequence of the log (the `seq` of `GET /v1/jobs/{job_id}/events`) or an RFC 3339 date-time (its events that occurred by then) */
+                as_of?: string | null;
+            };
             header?: never;
             path: {
                 /** @description A job id */

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import UTC, datetime
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lowercase
 
@@ -17,3 +18,16 @@ def new_id(now_ms: int | None = None) -> str:
         value, rem = divmod(value, 32)
         chars.append(_ALPHABET[rem])
     return "".join(reversed(chars))
+
+
+def created_at(ulid: str) -> datetime | None:
+    """When a `new_id` was made (its first 48 bits); None when `ulid` is not one."""
+    if len(ulid) != 26 or any(c not in _ALPHABET for c in ulid):
+        return None
+    ms = 0
+    for c in ulid[:10]:
+        ms = ms * 32 + _ALPHABET.index(c)
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC)
+    except (ValueError, OverflowError, OSError):  # a well-formed id from past the year 9999
+        return None

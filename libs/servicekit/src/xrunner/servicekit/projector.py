@@ -28,10 +28,11 @@ from prometheus_client import Counter, Gauge
 
 from xrunner.contracts import subjects
 from xrunner.contracts.events import Event
+from xrunner.servicekit.archive import Archive, read_log
 from xrunner.servicekit.consumer import DEAD_LETTERS
 from xrunner.servicekit.db import check_schema
 from xrunner.servicekit.deadletter import describe, park, permanent
-from xrunner.servicekit.eventstore import decode_or_pass, read_raw
+from xrunner.servicekit.eventstore import decode_or_pass
 from xrunner.servicekit.pull import pull
 
 FOLDED = Counter("xrunner_projection_events_total", "Events folded into a projection", ["projection"])
@@ -246,15 +247,18 @@ class Projector:
             self.on_commit.set()
 
 
-async def rebuild(js: JetStreamContext, conn: asyncpg.Connection, projection: Projection, schema: str) -> int:
-    """Fold the whole log from sequence 1 into `schema` (whose tables must exist and be empty)."""
+async def rebuild(js: JetStreamContext, conn: asyncpg.Connection, projection: Projection, schema: str,
+                  archive: Archive | None = None) -> int:
+    """Fold the log into `schema`, from sequence 1 (its tables exist and are empty) or from the position its tables
+    hold (a snapshot restored into it); with an archive, the events the stream no longer holds are read there."""
     check_schema(schema)
     folded = 0
     batch: list[tuple[int, Event]] = []
     async with conn.transaction():
         await conn.execute(f"SET LOCAL search_path TO {schema}, public")
+        start = await position(conn, projection.name) + 1
         for subject in projection.filter_subjects:
-            async for seq, data in read_raw(js, subjects.EVENTS_STREAM, subject):
+            async for seq, data in read_log(js, archive, subject, start):
                 if (item := decode(projection.name, seq, data)) is not None:
                     batch.append(item)
         batch.sort(key=lambda item: item[0])

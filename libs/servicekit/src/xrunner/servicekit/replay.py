@@ -13,7 +13,9 @@ from typing import Any, Protocol, runtime_checkable
 import asyncpg
 from nats.js import JetStreamContext
 
-from xrunner.servicekit import db
+from xrunner.servicekit import db, snapshot
+from xrunner.servicekit.archive import Archive
+from xrunner.servicekit.blobs import open_blobs
 from xrunner.servicekit.projector import Projection, rebuild
 from xrunner.servicekit.runtime import Command, Runtime
 
@@ -42,13 +44,19 @@ async def rebuild_and_compare(
     live_schema: str,
     migrations: Traversable,
     tables: Sequence[tuple[str, str]],
+    *,
+    archive: Archive | None = None,
+    from_snapshot: bool = False,
 ) -> Comparison:
-    """Fold the log into `<live_schema>_rebuild` (recreated) and compare `tables` — (name, ORDER BY key) pairs —
-    row by row with the live schema. Run it when the live projection has caught up (no writes in flight)."""
+    """Fold the log into `<live_schema>_rebuild` (recreated; with `from_snapshot`, filled with the live schema's
+    snapshot and folded from its position on) and compare `tables` — (name, ORDER BY key) pairs — row by row with
+    the live schema. Run it when the live projection has caught up (no writes in flight)."""
     scratch = db.check_schema(f"{live_schema}_rebuild")
     await conn.execute(f"DROP SCHEMA IF EXISTS {scratch} CASCADE")
     await db.migrate(conn, scratch, db.migration_files(migrations))
-    folded = await rebuild(js, conn, projection, scratch)
+    if from_snapshot:
+        await snapshot.restore(conn, live_schema, scratch, projection.name)
+    folded = await rebuild(js, conn, projection, scratch, archive)
     counts: dict[str, tuple[int, int]] = {}
     differences: list[str] = []
     for table, order in tables:
@@ -74,9 +82,11 @@ class WithSchema(Protocol):
 
 
 def rebuild_command(package: str, projection: Callable[[Any], Projection],
-                    tables: Sequence[tuple[str, str]]) -> Command:
+                    tables: Sequence[tuple[str, str]], *, from_snapshot: bool = False) -> Command:
     """The `rebuild` command of the service in `package` (its migrations in `<package>/sql`): refold the whole log
-    with `projection(settings)` into `<schema>_rebuild`, print the comparison of `tables`; exit 0 when equal."""
+    (or, `from_snapshot`, its tail after the projection's snapshot) with `projection(settings)` into
+    `<schema>_rebuild`, reading the archive for what the stream no longer holds; print the comparison of `tables`;
+    exit 0 when equal."""
 
     async def command(runtime: Runtime) -> int:
         settings = runtime.settings
@@ -84,9 +94,34 @@ def rebuild_command(package: str, projection: Callable[[Any], Projection],
         migrations = files(package) / "sql"
         js = await runtime.connect_nats()
         pool = await runtime.connect_postgres(settings.schema, migrations)
-        async with pool.acquire() as conn:
-            result = await rebuild_and_compare(js, conn, projection(settings), settings.schema, migrations, tables)
+        blobs = open_blobs(runtime.settings)
+        try:
+            async with pool.acquire() as conn:
+                result = await rebuild_and_compare(
+                    js, conn, projection(settings), settings.schema, migrations, tables,
+                    archive=Archive(blobs) if blobs else None, from_snapshot=from_snapshot)
+        except snapshot.NoSnapshot as exc:
+            print(exc)
+            return 2
+        finally:
+            if blobs is not None:
+                await blobs.close()
         print(result.report())
         return 0 if result.equal else 1
+
+    return command
+
+
+def snapshot_command(package: str, projection: Callable[[Any], Projection]) -> Command:
+    """The `snapshot` command of the service in `package`: copy its projection, with its position, beside it."""
+
+    async def command(runtime: Runtime) -> int:
+        settings = runtime.settings
+        assert isinstance(settings, WithSchema), f"{runtime.service} keeps no projection"
+        pool = await runtime.connect_postgres(settings.schema, files(package) / "sql")
+        async with pool.acquire() as conn:
+            at = await snapshot.take(conn, settings.schema, projection(settings).name)
+        print(f"snapshot of {settings.schema} at position {at} in {snapshot.snapshot_schema(settings.schema)}")
+        return 0
 
     return command

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import msgspec
 
@@ -33,9 +33,20 @@ class CommonSettings(msgspec.Struct, kw_only=True, frozen=True):
     jwks_url: str = ""  # ... or fetched (and cached) from a URL; set one of jwt_secret, jwks_file, jwks_url
     jwt_leeway_s: float = 30.0  # clock skew tolerated for exp and nbf
     metrics_token: str = ""  # the bearer token that shows per-tenant series on /metrics; empty: nobody sees them
-    events_max_age_s: float = 30 * 86_400.0
+    # The log keeps events this long; with an archive it must outlast `archive_after_s` by a margin (docs/replay.md).
+    events_max_age_s: float = 33 * 86_400.0
     logs_max_age_s: float = 7 * 86_400.0
     sync_always: bool = False
+    # The log's archive (docs/replay.md#archive-and-snapshots): "" none, "local" (archive_dir) or "s3".
+    archive_store: Literal["", "local", "s3"] = ""
+    archive_dir: str = ""
+    archive_bucket: str = ""
+    archive_s3_endpoint_url: str = ""
+    archive_s3_region: str = "us-east-1"
+    archive_s3_access_key_id: str = ""
+    archive_s3_secret_access_key: str = ""
+    archive_after_s: float = 30 * 86_400.0  # events stored longer ago than this are archived
+    archive_interval_s: float = 600.0  # how often the archiver (in the artifacts service) looks
 
 
 def load_settings(cls: type[S], service: str, environ: Mapping[str, str]) -> S:

@@ -25,7 +25,8 @@ def stream_configs(events_max_age_s: float, logs_max_age_s: float) -> list[Strea
     """The log (history, age-limited), the run queues (work-queue), the job logs and the dead letters (events a
     projection could not apply, kept as long as the log)."""
 
-    def stream(name: str, subject: str, retention: RetentionPolicy, max_age: float | None) -> StreamConfig:
+    def stream(name: str, subject: str, retention: RetentionPolicy, max_age: float | None,
+               atomic: bool = False) -> StreamConfig:
         return StreamConfig(
             name=name,
             subjects=[subject],
@@ -34,10 +35,11 @@ def stream_configs(events_max_age_s: float, logs_max_age_s: float) -> list[Strea
             storage=StorageType.FILE,
             duplicate_window=DUPLICATE_WINDOW_S,
             allow_direct=True,
+            allow_atomic=atomic or None,
         )
 
-    return [
-        stream(subjects.EVENTS_STREAM, subjects.EVENTS_ALL, RetentionPolicy.LIMITS, events_max_age_s),
+    return [  # the log takes atomic batches: an import appends a job's whole history at once
+        stream(subjects.EVENTS_STREAM, subjects.EVENTS_ALL, RetentionPolicy.LIMITS, events_max_age_s, atomic=True),
         stream(subjects.RUN_STREAM, subjects.RUN_ALL, RetentionPolicy.WORK_QUEUE, None),
         stream(subjects.LOGS_STREAM, subjects.LOGS_ALL, RetentionPolicy.LIMITS, logs_max_age_s),
         stream(subjects.DEAD_STREAM, subjects.DEAD_ALL, RetentionPolicy.LIMITS, events_max_age_s),
@@ -54,7 +56,7 @@ def kv_configs() -> list[KeyValueConfig]:
 
 
 async def declare(
-    js: JetStreamContext, events_max_age_s: float = 30 * 86_400, logs_max_age_s: float = 7 * 86_400
+    js: JetStreamContext, events_max_age_s: float = 33 * 86_400, logs_max_age_s: float = 7 * 86_400
 ) -> None:
     """Create or update every stream and bucket so that they match this release's definitions."""
     for config in stream_configs(events_max_age_s, logs_max_age_s):

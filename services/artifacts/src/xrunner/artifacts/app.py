@@ -28,12 +28,14 @@ from xrunner.artifacts.settings import ArtifactsSettings
 from xrunner.artifacts.signer import Signer
 from xrunner.artifacts.signing import Keyring
 from xrunner.servicekit import httperrors, version
+from xrunner.servicekit.archive import Archive, Archiver
 from xrunner.servicekit.auth import JwtVerifier, verifier_from
+from xrunner.servicekit.blobs import open_blobs
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.guards import authorize
 from xrunner.servicekit.http import HttpServer, ReadyCheck, health_handlers
 from xrunner.servicekit.projector import Projector
-from xrunner.servicekit.replay import rebuild_command
+from xrunner.servicekit.replay import rebuild_command, snapshot_command
 from xrunner.servicekit.runtime import Runtime
 
 MIGRATIONS = files("xrunner.artifacts") / "sql"
@@ -98,6 +100,9 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     runtime.spawn(Projector(js, pool, ArtifactIndex()).run(), "projector")
     sweeper = Sweeper(Catalog(pool), store, EventStore(js), settings.sweep_interval_s, settings.sweep_batch)
     runtime.spawn(sweeper.run(), "retention")
+    archive = open_blobs(settings)  # the log's archive: written here, read by every reader of old events
+    if archive is not None:
+        runtime.spawn(Archiver(js, Archive(archive), settings).run(), "archiver")
     isolated = Isolated(Limits(settings.preview_timeout_s, settings.preview_cpu_s, settings.preview_memory_bytes))
     if settings.previews:
         previewer = Previewer(js, pool, store, isolated, max_bytes=settings.preview_max_bytes)
@@ -111,8 +116,18 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
         await server.stop()
         await isolated.close()
         await store.close()
+        if archive is not None:
+            await archive.close()
 
     return stop
 
 
-rebuild = rebuild_command("xrunner.artifacts", lambda _: ArtifactIndex(), [("artifacts", "id"), ("tenants", "tenant")])
+def projection(_: object) -> ArtifactIndex:
+    """The projection `rebuild` and `snapshot` work on."""
+    return ArtifactIndex()
+
+
+TABLES = [("artifacts", "id"), ("tenants", "tenant")]  # what a rebuild compares, with the key to order rows by
+rebuild = rebuild_command("xrunner.artifacts", projection, TABLES)
+rebuild_from_snapshot = rebuild_command("xrunner.artifacts", projection, TABLES, from_snapshot=True)
+snapshot = snapshot_command("xrunner.artifacts", projection)

@@ -17,6 +17,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from xrunner.gateway import dependencies
+from xrunner.gateway.asof import Histories
 from xrunner.gateway.bodies import JsonRequest
 from xrunner.gateway.decisions import Decisions
 from xrunner.gateway.jobs import Jobs
@@ -25,12 +26,14 @@ from xrunner.gateway.readmodel import JobsProjection, JobsTable
 from xrunner.gateway.routes import HANDLERS
 from xrunner.gateway.settings import GatewaySettings
 from xrunner.servicekit import httperrors, version
+from xrunner.servicekit.archive import Archive
 from xrunner.servicekit.auth import JwtVerifier, verifier_from
+from xrunner.servicekit.blobs import open_blobs
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.guards import authorize
 from xrunner.servicekit.http import HttpServer, ReadyCheck, health_handlers
 from xrunner.servicekit.projector import Projector
-from xrunner.servicekit.replay import rebuild_command
+from xrunner.servicekit.replay import rebuild_command, snapshot_command
 from xrunner.servicekit.runtime import Runtime
 
 MIGRATIONS = files("xrunner.gateway") / "sql"
@@ -52,10 +55,13 @@ def create_app(settings: GatewaySettings, infra: Infra) -> Litestar:
     """The gateway's HTTP app: routes, one guard, the dependencies handlers ask for, and problem+json errors."""
     decisions = Decisions(infra.js)
     jobs = Jobs(EventStore(infra.js), infra.js, decisions, JobsTable(infra.pool), settings.decision_wait_s)
+    blobs = open_blobs(settings)  # the log's archive, for a job as of an event the stream no longer holds
+    archive = Archive(blobs) if blobs is not None else None
     return Litestar(
         route_handlers=[*HANDLERS, *health_handlers(infra.ready, settings.metrics_token)],
         guards=[authorize(infra.verifier)],
-        dependencies=dependencies.provide(jobs, infra.js, settings.ticket_secret or settings.jwt_secret),
+        dependencies=dependencies.provide(jobs, infra.js, settings.ticket_secret or settings.jwt_secret,
+                                          Histories(infra.nc, infra.js, archive)),
         exception_handlers=httperrors.HANDLERS,
         openapi_config=_openapi(settings.artifacts_url),
         request_max_body_size=settings.max_body_bytes,
@@ -65,7 +71,7 @@ def create_app(settings: GatewaySettings, infra: Infra) -> Litestar:
         plugins=[httperrors.DocumentProblems()],
         on_app_init=[_no_debug],
         on_startup=[decisions.start],
-        on_shutdown=[decisions.stop],
+        on_shutdown=[decisions.stop, *([blobs.close] if blobs is not None else [])],
     )
 
 
@@ -111,4 +117,12 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     return server.stop
 
 
-rebuild = rebuild_command("xrunner.gateway", lambda _: JobsProjection(), [("jobs", "tenant, id")])
+def projection(_: object) -> JobsProjection:
+    """The projection `rebuild` and `snapshot` work on."""
+    return JobsProjection()
+
+
+TABLES = [("jobs", "tenant, id")]  # what a rebuild compares, with the key to order rows by
+rebuild = rebuild_command("xrunner.gateway", projection, TABLES)
+rebuild_from_snapshot = rebuild_command("xrunner.gateway", projection, TABLES, from_snapshot=True)
+snapshot = snapshot_command("xrunner.gateway", projection)

@@ -7,6 +7,7 @@ from typing import TypeAlias, TypeVar
 from litestar.di import NamedDependency, Provide
 from nats.js import JetStreamContext
 
+from xrunner.gateway.asof import Histories
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.readmodel import JobsTable
 from xrunner.servicekit.auth import Principal
@@ -22,9 +23,10 @@ Table: TypeAlias = NamedDependency[JobsTable]  # the read model, for lists
 Stream: TypeAlias = NamedDependency[JetStreamContext]  # the log and the scheduler's snapshot, read directly
 Store: TypeAlias = NamedDependency[EventStore]
 TicketSecret: TypeAlias = NamedDependency[str]  # signs stream tickets; empty: tickets are not configured
+JobHistories: TypeAlias = NamedDependency[Histories]  # jobs' histories for `as_of`, the archived events too
 
 
-def provide(jobs: Jobs, js: JetStreamContext, ticket_secret: str) -> dict[str, Provide]:
+def provide(jobs: Jobs, js: JetStreamContext, ticket_secret: str, histories: Histories) -> dict[str, Provide]:
     """The providers, by the names above; everything but `who` is built once, in `create_app`."""
     return {
         "who": Provide(principal, sync_to_thread=False),
@@ -33,6 +35,7 @@ def provide(jobs: Jobs, js: JetStreamContext, ticket_secret: str) -> dict[str, P
         "js": _value(js),
         "store": _value(jobs.store),
         "ticket_secret": _value(ticket_secret),
+        "histories": _value(histories),
     }
 
 

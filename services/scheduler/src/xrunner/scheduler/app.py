@@ -24,7 +24,7 @@ from xrunner.scheduler.workers import Workers
 from xrunner.servicekit.http import HttpServer, health_app
 from xrunner.servicekit.live import LiveFeed
 from xrunner.servicekit.projector import Projector
-from xrunner.servicekit.replay import rebuild_command
+from xrunner.servicekit.replay import rebuild_command, snapshot_command
 from xrunner.servicekit.runtime import Runtime
 
 log = structlog.get_logger()
@@ -88,5 +88,12 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     return stop
 
 
-rebuild = rebuild_command("xrunner.scheduler", lambda s: SchedulerProjection(defaults(s)),
-                          [("jobs", "tenant, id"), ("tenants", "tenant")])
+def projection(settings: SchedulerSettings) -> SchedulerProjection:
+    """The projection `rebuild` and `snapshot` work on."""
+    return SchedulerProjection(defaults(settings))
+
+
+TABLES = [("jobs", "tenant, id"), ("tenants", "tenant")]  # what a rebuild compares, with the key to order rows by
+rebuild = rebuild_command("xrunner.scheduler", projection, TABLES)
+rebuild_from_snapshot = rebuild_command("xrunner.scheduler", projection, TABLES, from_snapshot=True)
+snapshot = snapshot_command("xrunner.scheduler", projection)

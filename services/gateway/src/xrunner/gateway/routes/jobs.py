@@ -11,9 +11,10 @@ from litestar.params import HeaderParameter, JSONBody, Parameter, QueryParameter
 
 from xrunner.contracts.api import BatchAccepted, CancelJob, HistoryEntry, JobAccepted, JobList, JobView, SubmitBatch
 from xrunner.contracts.spec import JobSpec
+from xrunner.gateway.asof import job_as_of, parse_point
 from xrunner.gateway.batch import submit_batch
 from xrunner.gateway.bodies import refuse_any_too_large, refuse_too_large
-from xrunner.gateway.dependencies import JobsService, Table, Who
+from xrunner.gateway.dependencies import JobHistories, JobsService, Table, Who
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.listing import BadCursor
 from xrunner.servicekit.auth import Principal
@@ -22,6 +23,9 @@ from xrunner.servicekit.guards import READ, WRITE
 from xrunner.servicekit.problems import ProblemError
 
 JOB_ID = Annotated[str, Parameter(pattern=r"^[0-9a-z]{1,64}$", description="A job id")]
+AS_OF = Annotated[str | None, Parameter(max_length=64, description=(
+    "The job as of this point of its history: a sequence of the log (the `seq` of `GET /v1/jobs/{job_id}/events`) "
+    "or an RFC 3339 date-time (its events that occurred by then)"))]
 STATES = "submitted|queued|rejected|dispatched|running|succeeded|failed|timed_out|cancelled|expired"
 
 
@@ -121,9 +125,15 @@ class JobRoutes(Controller):
         return Response(BatchAccepted(results=results), status_code=202)
 
     @get("/{job_id:str}", opt=READ)
-    async def get_job(self, who: Who, service: JobsService, job_id: JOB_ID) -> JobView:
-        """One job of the caller's tenant."""
-        return await find_job(service, who, job_id)
+    async def get_job(self, who: Who, service: JobsService, histories: JobHistories, job_id: JOB_ID,
+                      as_of: AS_OF = None) -> JobView:
+        """One job of the caller's tenant; with `as_of`, as it was at that event of the log."""
+        if as_of is None:
+            return await find_job(service, who, job_id)
+        view = await job_as_of(histories, who.tenant, job_id, parse_point(as_of))
+        if view is None:
+            raise job_not_found(job_id)
+        return view
 
     @post("/{job_id:str}/cancel", status_code=202, opt=WRITE)
     async def cancel(

@@ -1,0 +1,119 @@
+"""Whole objects by key, for what the log archives (`archive`): a local directory or an S3 bucket (aioboto3), chosen
+by the `archive_*` settings every service shares."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol
+
+import aioboto3
+from botocore.config import Config
+
+from xrunner.servicekit.settings import CommonSettings
+
+
+class Blobs(Protocol):
+    async def put(self, key: str, body: bytes) -> None: ...
+
+    async def get(self, key: str) -> bytes: ...
+
+    async def keys(self, prefix: str) -> list[str]:
+        """Every key that starts with `prefix`."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class LocalBlobs:
+    """Objects as files below `root`, each written aside then renamed (whole or absent)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    async def put(self, key: str, body: bytes) -> None:
+        await asyncio.to_thread(self._put, self.root / key, body)
+
+    async def get(self, key: str) -> bytes:
+        return await asyncio.to_thread((self.root / key).read_bytes)
+
+    async def keys(self, prefix: str) -> list[str]:
+        def listed() -> list[str]:
+            found = (p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
+            return sorted(k for k in found if k.startswith(prefix) and not k.rsplit("/", 1)[-1].startswith("."))
+
+        return await asyncio.to_thread(listed)
+
+    async def close(self) -> None:
+        return None
+
+    @staticmethod
+    def _put(path: Path, body: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".put-")
+        with os.fdopen(fd, "wb") as out:
+            out.write(body)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+
+
+class S3Blobs:
+    """Objects in an S3 bucket through one long-lived aioboto3 client."""
+
+    def __init__(self, bucket: str, *, endpoint_url: str = "", region: str = "us-east-1", access_key_id: str = "",
+                 secret_access_key: str = "") -> None:
+        self.bucket = bucket
+        self._session = aioboto3.Session(aws_access_key_id=access_key_id or None,
+                                         aws_secret_access_key=secret_access_key or None, region_name=region)
+        self._endpoint_url = endpoint_url or None
+        self._config = Config(connect_timeout=10, read_timeout=60, retries={"max_attempts": 5, "mode": "standard"},
+                              s3={"addressing_style": "path" if endpoint_url else "auto"})
+        self._stack = contextlib.AsyncExitStack()
+        self._client: Any = None
+        self._lock = asyncio.Lock()
+
+    async def put(self, key: str, body: bytes) -> None:
+        s3 = await self._s3()
+        await s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/gzip")
+
+    async def get(self, key: str) -> bytes:
+        answer = await (await self._s3()).get_object(Bucket=self.bucket, Key=key)
+        async with answer["Body"] as body:
+            data: bytes = await body.read()
+        return data
+
+    async def keys(self, prefix: str) -> list[str]:
+        paginator = (await self._s3()).get_paginator("list_objects_v2")
+        return [item["Key"] async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+                for item in page.get("Contents", [])]
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._client = None
+            await self._stack.aclose()
+
+    async def _s3(self) -> Any:
+        async with self._lock:
+            if self._client is None:
+                client = self._session.client("s3", endpoint_url=self._endpoint_url, config=self._config)
+                self._client = await self._stack.enter_async_context(client)
+            return self._client
+
+
+def open_blobs(settings: CommonSettings) -> Blobs | None:
+    """The archive's store as the settings name it; None when there is no archive."""
+    if settings.archive_store == "":
+        return None
+    if settings.archive_store == "local":
+        if not settings.archive_dir:
+            raise ValueError("XR_ARCHIVE_STORE=local needs XR_ARCHIVE_DIR")
+        return LocalBlobs(settings.archive_dir)
+    if not settings.archive_bucket:
+        raise ValueError("XR_ARCHIVE_STORE=s3 needs XR_ARCHIVE_BUCKET")
+    return S3Blobs(settings.archive_bucket, endpoint_url=settings.archive_s3_endpoint_url,
+                   region=settings.archive_s3_region, access_key_id=settings.archive_s3_access_key_id,
+                   secret_access_key=settings.archive_s3_secret_access_key)
