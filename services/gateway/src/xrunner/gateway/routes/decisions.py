@@ -10,12 +10,12 @@ import msgspec
 from litestar import get
 from nats.js import JetStreamContext
 
-from xrunner.contracts import codec, subjects
+from xrunner.contracts import codec, lifecycle, subjects
 from xrunner.contracts import events as ev
 from xrunner.contracts.decisions import JobDecisions, QueuedAhead
 from xrunner.gateway import diagnosis, reasons, snapshot
 from xrunner.gateway.dependencies import JobsService, Stream, Who
-from xrunner.gateway.routes.jobs import JOB_ID, find_job, job_not_found
+from xrunner.gateway.routes.jobs import JOB_ID, job_not_found
 from xrunner.servicekit.eventstore import read_raw
 from xrunner.servicekit.guards import READ
 
@@ -49,9 +49,9 @@ async def get_decisions(who: Who, service: JobsService, js: Stream, job_id: JOB_
     """The scheduler's decisions about the job with their inputs (for each dispatch: its tenant's standing, the
     competing tenants, how placement saw every pool, and the dispatches that went before it while it waited); while
     it is queued, why it waits and the jobs of your tenant ahead of it."""
-    view = await find_job(service, who, job_id)
     history = await service.store.history(who.tenant, job_id)
-    if not history:
+    view = lifecycle.replay(history)  # the log's view: the read model may not have folded the latest decisions
+    if view is None:
         raise job_not_found(job_id)
     before, skipped = {}, {}
     for seq, entered in reasons.queue_entries(history).items():
