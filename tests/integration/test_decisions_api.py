@@ -5,20 +5,24 @@ appending its events and publishing its snapshot directly."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
-from integration.test_gateway_api import (
-    Gateway,
-    common,
-    global_stats,
-    gw,  # noqa: F401  (the fixture)
-    tenant_stats,
-)
+import pytest
+from integration.gateway_app import gateway_infra, serve
+from integration.test_gateway_api import AUDIENCE, ISSUER, SECRET, Gateway, common, global_stats, tenant_stats
 
 from xrunner.contracts.decisions import DispatchWhy, PoolFit, Standing
 from xrunner.contracts.events import JobDispatched
 from xrunner.contracts.stats import STATS_GLOBAL_KEY, QueuedJob, tenant_stats_key
-from xrunner.servicekit.auth import SCOPES
+from xrunner.servicekit.auth import SCOPES, JwtVerifier
+
+@pytest.fixture
+async def gw(fresh_nats_url: str, database_url: str) -> AsyncIterator[Gateway]:
+    async with gateway_infra(fresh_nats_url, database_url, "gateway-decisions-test") as infra, \
+            serve(infra, JwtVerifier(SECRET, issuer=ISSUER, audience=AUDIENCE)) as http:
+        yield Gateway(http, infra.js, infra.store)
+
 
 POOL = PoolFit(pool="default", workers=1, slots=2, free=1, cpu_millis=4000, memory_mib=8192, gpu=0,
                workloads=["process"], outcome="chosen", reason="free slots: 1")
