@@ -17,6 +17,7 @@ from xrunner.contracts.events import JobDispatched
 from xrunner.contracts.stats import STATS_GLOBAL_KEY, QueuedJob, tenant_stats_key
 from xrunner.servicekit.auth import SCOPES, JwtVerifier
 
+
 @pytest.fixture
 async def gw(fresh_nats_url: str, database_url: str) -> AsyncIterator[Gateway]:
     async with gateway_infra(fresh_nats_url, database_url, "gateway-decisions-test") as infra, \
