@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -41,6 +42,12 @@ def rebuild(
     """Refold the whole log into `<schema>_rebuild` and report whether it equals the live projection."""
     if service not in REBUILDABLE:
         raise typer.BadParameter(f"one of {', '.join(REBUILDABLE)}")
+    raise typer.Exit(run_service_command(data_dir, service, "rebuild"))
+
+
+def stack_env(data_dir: Path) -> dict[str, str]:
+    """What a service's one-off command needs: the stack's NATS and Postgres (from the environment or
+    `.xrunner/env`), and no other XR_ setting of this shell."""
     saved = saved_env(data_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith("XR_")}
     for name in ("XR_NATS_URL", "XR_DATABASE_URL"):
@@ -49,5 +56,11 @@ def rebuild(
             raise typer.BadParameter(f"set {name}, or run `xrunner up` in this directory first")
         env[name] = value
     env["XR_LOG_LEVEL"] = "warning"
-    result = subprocess.run([sys.executable, "-m", f"xrunner.{service}", "rebuild"], env=env, check=False)
-    raise typer.Exit(result.returncode)
+    return env
+
+
+def run_service_command(data_dir: Path, service: str, *command: str) -> int:
+    """Run `python -m xrunner.<service> <command...>` against the stack; its exit code."""
+    result = subprocess.run([sys.executable, "-m", f"xrunner.{service}", *command], env=stack_env(data_dir),
+                            check=False)
+    return result.returncode

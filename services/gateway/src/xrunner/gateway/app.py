@@ -30,6 +30,7 @@ from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.guards import authorize
 from xrunner.servicekit.http import HttpServer, ReadyCheck, health_handlers
 from xrunner.servicekit.projector import Projector
+from xrunner.servicekit.redrive import redrive_command
 from xrunner.servicekit.replay import rebuild_command
 from xrunner.servicekit.runtime import Runtime
 
@@ -112,3 +113,4 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
 
 
 rebuild = rebuild_command("xrunner.gateway", lambda _: JobsProjection(), [("jobs", "tenant, id")])
+redrive = redrive_command("xrunner.gateway", lambda _: JobsProjection())
