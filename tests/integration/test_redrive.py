@@ -85,7 +85,8 @@ async def test_a_poison_event_is_parked_listed_and_re_driven_once_after_the_fix(
         "gateway.jobs", poison_seq, subjects.job_events("acme", jobs[1], "dispatched"))
     assert letter["error"].startswith("KeyError")
     shown = await asyncio.to_thread(xrunner, "deadletters", "show", str(letter["dead_seq"]), **cli)
-    assert json.loads(shown.output)["payload"] == (await own_js.get_msg(subjects.EVENTS_STREAM, poison_seq)).data.decode()
+    stored = await own_js.get_msg(subjects.EVENTS_STREAM, poison_seq)
+    assert json.loads(shown.output)["payload"] == (stored.data or b"").decode()
 
     async with pool.acquire() as conn:
         with pytest.raises(CannotRedrive, match="still cannot be applied"):
