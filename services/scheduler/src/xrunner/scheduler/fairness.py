@@ -82,9 +82,9 @@ def dominant(cpu: float, mem: float, gpu: float, total: tuple[float, float, floa
 
 
 def plan(state: SchedulerState, pools: Mapping[str, Pool], now: datetime,
-         round_free: Mapping[str, int] | None = None) -> Plan:
-    """Which queued jobs start now and where (and why, for each pick); why the others wait. `round_free`: the
-    pools' free slots when they are known already (a replay takes the recorded ones)."""
+         round_free: Mapping[str, int] | None = None, explain: bool = True) -> Plan:
+    """Which queued jobs start now and where (and, with `explain`, why for each pick); why the others wait.
+    `round_free`: the pools' free slots when they are known already (a replay takes the recorded ones)."""
     total = capacity(pools)
     active: dict[str, int] = {}
     tenants = _tenants(state, pools, total, now, active)
@@ -98,13 +98,14 @@ def plan(state: SchedulerState, pools: Mapping[str, Pool], now: datetime,
         if tenant.room <= 0:
             _wait_all(result, tenant.queue, "tenant_at_max_inflight", None)
             continue
-        standing = tenant.standing()
-        found = _pick(tenant, pools, free, now, result)
+        standing = tenant.standing() if explain else None
+        found = _pick(tenant, pools, free, now, result, explain)
         if found is None:
             continue
         picked, position, fits = found
-        last = result.picks[-1]
-        result.picks[-1] = Pick(last.key, last.pool, _why(standing, position, fits, heap, tenants))
+        if standing is not None:
+            last = result.picks[-1]
+            result.picks[-1] = Pick(last.key, last.pool, _why(standing, position, fits, heap, tenants))
         tenant.room -= 1
         tenant.busy = True
         r = picked.spec.resources
@@ -171,7 +172,7 @@ def _why(standing: Standing, position: int, fits: list[PoolFit], heap: list[tupl
 
 
 def _pick(
-    tenant: _Tenant, pools: Mapping[str, Pool], free: dict[str, int], now: datetime, result: Plan
+    tenant: _Tenant, pools: Mapping[str, Pool], free: dict[str, int], now: datetime, result: Plan, explain: bool
 ) -> tuple[JobView, int, list[PoolFit]] | None:
     """Take the tenant's first job that can start now (looking at most LOOKAHEAD jobs deep); with its position in
     the queue and how placement saw every pool."""
@@ -185,7 +186,7 @@ def _pick(
             result.waiting[key] = (chosen[1], None)
             continue
         pool = chosen[0]
-        fits = placement.assess(need_of(view), pools, free, result.round_free, pool)
+        fits = placement.assess(need_of(view), pools, free, result.round_free, pool) if explain else []
         free[pool] -= 1
         del tenant.queue[index]
         result.waiting.pop(key, None)
