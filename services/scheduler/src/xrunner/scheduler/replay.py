@@ -14,7 +14,7 @@ its compare-and-set (the live scheduler reloaded the job); it is not a differenc
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -162,14 +162,3 @@ def verify(log: Log, defaults: TenantLimits, since: int = 0) -> Verification:
     for seq, event in log:
         replayer.feed(seq, event)
     return replayer.finish()
-
-
-def rounds_of(log: Log) -> Iterator[tuple[datetime, DispatchWhy]]:
-    """Each recorded round once: its time and the `why` of its first recorded dispatch."""
-    seen: set[tuple[datetime, int]] = set()
-    for _, event in log:
-        if isinstance(event, ev.JobDispatched) and event.why is not None:
-            key = (event.occurred_at, event.why.basis)
-            if key not in seen:
-                seen.add(key)
-                yield event.occurred_at, event.why
