@@ -237,7 +237,8 @@ class Sim:
 
     def dispatch(self, picks: Iterable[fairness.Pick]) -> list[Key]:
         """Append `job.dispatched` for each pick, as the scheduler does (attempt + 1)."""
-        return [i.key for i in self.carry_out(reconcile.dispatches(self.state, picks, self.now, self._event_id))]
+        intents = reconcile.dispatches(self.state, picks, self.now, self._event_id, basis=self.projected)
+        return [i.key for i in self.carry_out(intents)]
 
     def cancel(self, key: Key) -> None:
         """A cancel request for a job that has not started, and the scheduler's `job.cancelled`."""

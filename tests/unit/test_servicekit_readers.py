@@ -58,7 +58,7 @@ def test_the_cursor_ends_where_the_output_read_so_far_ends() -> None:
 
 def test_the_gateways_named_queries_load_by_name_and_are_no_migrations() -> None:
     queries = load_queries("xrunner.gateway")
-    assert set(queries) == {"upsert_jobs", "get_job", "list_jobs", "count_artifacts"}
+    assert set(queries) == {"upsert_jobs", "get_job", "list_jobs", "count_artifacts", "forget_job"}
     assert all(sql and not sql.startswith("-- name:") for sql in queries.values())
     assert queries["get_job"].startswith("SELECT")
     versions = [version for version, _ in db.migration_files(files("xrunner.gateway") / "sql")]

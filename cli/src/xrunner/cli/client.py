@@ -18,6 +18,7 @@ from xrunner.contracts.api import (
     JobView,
     Problem,
 )
+from xrunner.contracts.decisions import JobDecisions
 from xrunner.contracts.spec import JobSpec
 from xrunner.contracts.stats import DryRun, Explain, StatsView, TenantLimits
 
@@ -95,6 +96,9 @@ class Client:
 
     def explain(self, job_id: str) -> Explain:
         return codec.decode(self._send("GET", f"/v1/jobs/{job_id}/explain").content, Explain)
+
+    def decisions(self, job_id: str) -> JobDecisions:
+        return codec.decode(self._send("GET", f"/v1/jobs/{job_id}/decisions").content, JobDecisions)
 
     def dry_run(self, spec: JobSpec) -> DryRun:
         response = self._send("POST", "/v1/jobs/dry-run", content=codec.encode(spec), headers=_JSON)

@@ -14,6 +14,8 @@ import typer
 from xrunner.cli import (
     artifacts,  # noqa: F401  (its command registers on the app)
     attach,  # noqa: F401  (its command registers on the app)
+    deadletters,  # noqa: F401  (its commands register on the app)
+    decisions,  # noqa: F401  (its command registers on the app)
     embedded,
     history,  # noqa: F401  (its commands register on the app)
     projections,  # noqa: F401  (its commands register on the app)

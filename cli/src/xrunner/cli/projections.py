@@ -61,6 +61,12 @@ def _run(service: str, command: str, data_dir: Path) -> int:
     """`python -m xrunner.<service> <command>` against the stack's NATS and Postgres; its exit code."""
     if service not in REBUILDABLE:
         raise typer.BadParameter(f"one of {', '.join(REBUILDABLE)}")
+    return run_service_command(data_dir, service, command)
+
+
+def stack_env(data_dir: Path) -> dict[str, str]:
+    """What a service's one-off command needs: the stack's NATS and Postgres (from the environment or
+    `.xrunner/env`), and no other XR_ setting of this shell."""
     saved = saved_env(data_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith("XR_") or k.startswith("XR_ARCHIVE_")}
     for name in ("XR_NATS_URL", "XR_DATABASE_URL"):
@@ -69,4 +75,11 @@ def _run(service: str, command: str, data_dir: Path) -> int:
             raise typer.BadParameter(f"set {name}, or run `xrunner up` in this directory first")
         env[name] = value
     env["XR_LOG_LEVEL"] = "warning"
-    return subprocess.run([sys.executable, "-m", f"xrunner.{service}", command], env=env, check=False).returncode
+    return env
+
+
+def run_service_command(data_dir: Path, service: str, *command: str) -> int:
+    """Run `python -m xrunner.<service> <command...>` against the stack; its exit code."""
+    result = subprocess.run([sys.executable, "-m", f"xrunner.{service}", *command], env=stack_env(data_dir),
+                            check=False)
+    return result.returncode

@@ -11,6 +11,7 @@ from typing import Literal
 
 import msgspec
 
+from xrunner.contracts.decisions import DispatchWhy
 from xrunner.contracts.spec import JobSpec, Sandbox
 
 RejectCause = Literal["tenant_queue_full", "global_queue_full", "rate_limited", "invalid"]
@@ -61,10 +62,12 @@ class JobRejected(JobEvent, tag="job.rejected.v1", frozen=True):
 class JobDispatched(JobEvent, tag="job.dispatched.v1", frozen=True):
     """Attempt `attempt` was released into `xr.run.<pool>`. Writer: scheduler.
 
-    `retries_used` counts the earlier attempts that failed and were retried (worker losses do not count)."""
+    `retries_used` counts the earlier attempts that failed and were retried (worker losses do not count); `why`
+    records the plan's and placement's inputs and outcome (absent from events written before it existed)."""
 
     pool: str
     retries_used: int = 0
+    why: DispatchWhy | None = None
 
 
 class JobStarted(JobEvent, tag="job.started.v1", frozen=True):

@@ -166,7 +166,8 @@ export interface JobRejected {
 /**
  * Attempt `attempt` was released into `xr.run.<pool>`. Writer: scheduler.
  *
- * `retries_used` counts the earlier attempts that failed and were retried (worker losses do not count).
+ * `retries_used` counts the earlier attempts that failed and were retried (worker losses do not count); `why`
+ * records the plan's and placement's inputs and outcome (absent from events written before it existed).
  */
 export interface JobDispatched {
   attempt?: number;
@@ -177,6 +178,74 @@ export interface JobDispatched {
   retries_used?: number;
   tenant: string;
   type: "job.dispatched.v1";
+  why?: DispatchWhy | null;
+}
+/**
+ * The inputs and the outcome of the decision that dispatched this attempt.
+ *
+ * `basis`: the log position the scheduler's state had folded (its own later decisions and the submissions it
+ * already saw apply on top). `rank` of `picks`: the order of this pick in its dispatch round. `queue_position`:
+ * the job's place in its tenant's queue (priority, then FIFO) when picked; past 1 the jobs ahead could not start
+ * (backfill). `competing`: the other tenants with queued jobs, in the order the plan would serve them next (at
+ * most `COMPETING_KEPT`; `competing_more` counts the rest). `filtered` counts the pools left out by a constraint
+ * (`pool`, `workload`, `gpu_reserved`), `exhausted` the pools without room by dimension (`cpu`, `memory`, `gpu`,
+ * `slots`).
+ */
+export interface DispatchWhy {
+  basis?: number;
+  competing?: Standing[];
+  competing_more?: number;
+  exhausted?: {
+    [k: string]: number;
+  };
+  filtered?: {
+    [k: string]: number;
+  };
+  picks?: number;
+  pools?: PoolFit[];
+  pools_evaluated?: number;
+  queue_position?: number;
+  rank?: number;
+  tenant: Standing;
+  workers_evaluated?: number;
+}
+/**
+ * A tenant as the fair plan ranked it when a pick was made: the smaller `rank_share` goes first, and a tenant
+ * with nothing in flight (`idle`) goes before any other.
+ *
+ * `running_share` is the dominant share (the largest of cpu, memory and gpu) of its dispatched and running jobs
+ * in the live capacity, counting the picks made earlier in the same round; `usage_share` is half the dominant
+ * share of its decayed recent usage (resource-seconds with a 300 s half-life, per second of half-life);
+ * `rank_share` = (running_share + usage_share) / weight.
+ */
+export interface Standing {
+  idle: boolean;
+  inflight: number;
+  max_inflight: number;
+  queued: number;
+  rank_share: number;
+  running_share: number;
+  tenant: string;
+  usage_share: number;
+  weight: number;
+}
+/**
+ * One pool placement evaluated for the job: its shape (its smallest live worker), its slots and the free ones
+ *     when the round began, and what placement made of it: `dimension` names the constraint that filtered it or the
+ * dimension it was exhausted in, `reason` says it in a sentence.
+ */
+export interface PoolFit {
+  cpu_millis: number;
+  dimension?: string;
+  free: number;
+  gpu: number;
+  memory_mib: number;
+  outcome?: "chosen" | "exhausted" | "filtered" | "passed";
+  pool: string;
+  reason?: string;
+  slots: number;
+  workers: number;
+  workloads?: string[];
 }
 /**
  * A worker began attempt `attempt`. Writer: worker.

@@ -90,6 +90,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/jobs/{job_id}/decisions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** GetDecisions */
+        get: operations["V1JobsJobIdDecisionsGetDecisions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/jobs/{job_id}/events": {
         parameters: {
             query?: never;
@@ -263,6 +280,46 @@ export interface components {
             /** @default 1 */
             weight: number;
         };
+        /** Decision */
+        Decision: {
+            /** Format: date-time */
+            at: string;
+            attempt: number;
+            kind: string;
+            seq: number;
+            summary: string;
+            waited_s?: number | null;
+            went_before?: components["schemas"]["WentBefore"][];
+            /** @default 0 */
+            went_before_more: number;
+            why?: components["schemas"]["DispatchWhy"] | null;
+        };
+        /** DispatchWhy */
+        DispatchWhy: {
+            /** @default 0 */
+            basis: number;
+            competing?: components["schemas"]["Standing"][];
+            /** @default 0 */
+            competing_more: number;
+            exhausted?: {
+                [key: string]: number;
+            };
+            filtered?: {
+                [key: string]: number;
+            };
+            /** @default 1 */
+            picks: number;
+            pools?: components["schemas"]["PoolFit"][];
+            /** @default 0 */
+            pools_evaluated: number;
+            /** @default 1 */
+            queue_position: number;
+            /** @default 1 */
+            rank: number;
+            tenant: components["schemas"]["Standing"];
+            /** @default 0 */
+            workers_evaluated: number;
+        };
         /** DockerWorkload */
         DockerWorkload: {
             argv?: string[];
@@ -321,6 +378,17 @@ export interface components {
             created: boolean;
             job: components["schemas"]["JobView"];
         };
+        /** JobDecisions */
+        JobDecisions: {
+            ahead?: components["schemas"]["QueuedAhead"][];
+            decisions?: components["schemas"]["Decision"][];
+            job_id: string;
+            position?: number | null;
+            state: string;
+            /** @default  */
+            waiting_detail: string;
+            waiting_reason?: string | null;
+        };
         /** JobList */
         JobList: {
             jobs: components["schemas"]["JobView"][];
@@ -375,6 +443,26 @@ export interface components {
             version: number;
             worker_id?: string | null;
         };
+        /** PoolFit */
+        PoolFit: {
+            cpu_millis: number;
+            /** @default  */
+            dimension: string;
+            free: number;
+            gpu: number;
+            memory_mib: number;
+            /**
+             * @default passed
+             * @enum {string}
+             */
+            outcome: "chosen" | "passed" | "exhausted" | "filtered";
+            pool: string;
+            /** @default  */
+            reason: string;
+            slots: number;
+            workers: number;
+            workloads?: string[];
+        };
         /** PoolStats */
         PoolStats: {
             cpu_millis: number;
@@ -418,6 +506,12 @@ export interface components {
             /** @default false */
             tty: boolean;
         };
+        /** QueuedAhead */
+        QueuedAhead: {
+            job_id: string;
+            position: number;
+            reason: string;
+        };
         /** QueuedJob */
         QueuedJob: {
             /** @default  */
@@ -452,6 +546,18 @@ export interface components {
             retry_on_exit_codes?: number[];
             /** @default true */
             retry_on_worker_lost: boolean;
+        };
+        /** Standing */
+        Standing: {
+            idle: boolean;
+            inflight: number;
+            max_inflight: number;
+            queued: number;
+            rank_share: number;
+            running_share: number;
+            tenant: string;
+            usage_share: number;
+            weight: number;
         };
         /** StatsView */
         StatsView: {
@@ -499,6 +605,16 @@ export interface components {
             rate_tokens: number;
             recent_usage: number;
             running: number;
+            tenant: string;
+        };
+        /** WentBefore */
+        WentBefore: {
+            /** Format: date-time */
+            at: string;
+            job_id?: string | null;
+            pool: string;
+            reason: string;
+            seq: number;
             tenant: string;
         };
         /** Whoami */
@@ -1030,6 +1146,101 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["JobView"];
+                };
+            };
+            /** @description `invalid_request` and other problems */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthenticated` and other problems */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden` and other problems */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found` and other problems */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `conflict` and other problems */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large` and other problems */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type` and other problems */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_requests` and other problems */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    V1JobsJobIdDecisionsGetDecisions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A job id */
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobDecisions"];
                 };
             };
             /** @description `invalid_request` and other problems */

@@ -43,6 +43,7 @@ class Runtime:
         self.stopping = asyncio.Event()
         self.failed = False
         self.http_port = 0
+        self.args: list[str] = []  # a one-off command's arguments (after its name)
 
     @property
     def nc(self) -> Client:
@@ -181,8 +182,9 @@ def main(
     if not args:
         sys.exit(run_service(runtime, start, fast_loop))
     command = (commands or {}).get(args[0])
-    if command is None or len(args) > 1:
+    if command is None:
         sys.exit(f"usage: python -m xrunner.{service} [{' | '.join(commands or {})}]")
+    runtime.args = args[1:]
     sys.exit(uvloop.run(_once(runtime, command)))
 
 

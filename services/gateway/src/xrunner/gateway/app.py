@@ -33,6 +33,7 @@ from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.guards import authorize
 from xrunner.servicekit.http import HttpServer, ReadyCheck, health_handlers
 from xrunner.servicekit.projector import Projector
+from xrunner.servicekit.redrive import redrive_command
 from xrunner.servicekit.replay import rebuild_command, snapshot_command
 from xrunner.servicekit.runtime import Runtime
 
@@ -126,3 +127,4 @@ TABLES = [("jobs", "tenant, id")]  # what a rebuild compares, with the key to or
 rebuild = rebuild_command("xrunner.gateway", projection, TABLES)
 rebuild_from_snapshot = rebuild_command("xrunner.gateway", projection, TABLES, from_snapshot=True)
 snapshot = snapshot_command("xrunner.gateway", projection)
+redrive = redrive_command("xrunner.gateway", projection)

@@ -36,6 +36,10 @@ class JobsProjection:
         counts = artifact_counts(batch)
         await conn.executemany(QUERIES["count_artifacts"], [(*key, n) for key, n in counts.items() if n])
 
+    async def forget(self, conn: asyncpg.Connection, tenant: str, job_id: str) -> None:
+        """Drop the job's row, so that its history can be folded again (a dead letter's re-drive)."""
+        await conn.execute(QUERIES["forget_job"], tenant, job_id)
+
 
 def artifact_delta(event: Event) -> int:
     """How an event changes its job's artifact count: every attempt's stored artifacts count until they expire."""

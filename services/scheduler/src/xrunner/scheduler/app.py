@@ -23,7 +23,7 @@ from xrunner.scheduler.settings import SchedulerSettings
 from xrunner.scheduler.workers import Workers
 from xrunner.servicekit.http import HttpServer, health_app
 from xrunner.servicekit.live import LiveFeed
-from xrunner.servicekit.projector import Projector
+from xrunner.servicekit.projector import Projector, position
 from xrunner.servicekit.replay import rebuild_command, snapshot_command
 from xrunner.servicekit.runtime import Runtime
 
@@ -55,7 +55,9 @@ async def lead(
     log.info("this scheduler is now active", scheduler_id=scheduler_id)
     async with pool.acquire() as conn:  # the working state; the projection loads its own copy
         state = await load_state(conn, defaults(settings))
+        basis = await position(conn, SchedulerProjection.name)
     scheduler = Scheduler(js, state, workers, settings, scheduler_id, wake)
+    scheduler.basis = basis
     scheduler.dirty.update(state.jobs)
     projector = Projector(js, pool, SchedulerProjection(state.defaults, scheduler))
     feed = LiveFeed(js, [subjects.job_events(token="submitted"), subjects.tenant_events()], scheduler.stored)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from xrunner.contracts.api import JobView
+from xrunner.contracts.decisions import COMPETING_KEPT, DispatchWhy, PoolFit, Standing
 from xrunner.contracts.spec import workload_kind
 from xrunner.contracts.stats import WaitReason
 from xrunner.scheduler import placement
@@ -31,12 +32,14 @@ ACTIVE = ("dispatched", "running")
 class Pick:
     key: Key
     pool: str
+    why: DispatchWhy | None = None  # the plan's and placement's inputs (rank, picks and basis come from reconcile)
 
 
 @dataclass
 class Plan:
     picks: list[Pick] = field(default_factory=list)
     waiting: dict[Key, tuple[WaitReason, str | None]] = field(default_factory=dict)
+    round_free: dict[str, int] = field(default_factory=dict)  # the pools' free slots when the round began
 
 
 @dataclass
@@ -47,6 +50,14 @@ class _Tenant:
     share: float
     queue: list[JobView]
     busy: bool = False
+    usage: float = 0.0  # the part of `share` that is recent usage
+    max_inflight: int = 0
+
+    def standing(self) -> Standing:
+        return Standing(tenant=self.name, idle=not self.busy, rank_share=round(self.share / self.weight, 6),
+                        running_share=round(self.share - self.usage, 6), usage_share=round(self.usage, 6),
+                        weight=self.weight, inflight=self.max_inflight - self.room, max_inflight=self.max_inflight,
+                        queued=len(self.queue))
 
 
 def need_of(view: JobView) -> Need:
@@ -70,13 +81,15 @@ def dominant(cpu: float, mem: float, gpu: float, total: tuple[float, float, floa
     return max(cpu / total[0], mem / total[1], gpu / total[2])
 
 
-def plan(state: SchedulerState, pools: Mapping[str, Pool], now: datetime) -> Plan:
-    """Which queued jobs start now and where; why the others wait."""
+def plan(state: SchedulerState, pools: Mapping[str, Pool], now: datetime,
+         round_free: Mapping[str, int] | None = None, explain: bool = True) -> Plan:
+    """Which queued jobs start now and where (and, with `explain`, why for each pick); why the others wait.
+    `round_free`: the pools' free slots when they are known already (a replay takes the recorded ones)."""
     total = capacity(pools)
     active: dict[str, int] = {}
     tenants = _tenants(state, pools, total, now, active)
-    free = placement.free_slots(pools, active)
-    result = Plan()
+    free = placement.free_slots(pools, active) if round_free is None else dict(round_free)
+    result = Plan(round_free=dict(free))
     heap = [(t.busy, t.share / t.weight, t.name) for t in tenants.values() if t.queue]
     heapq.heapify(heap)
     while heap:
@@ -85,9 +98,14 @@ def plan(state: SchedulerState, pools: Mapping[str, Pool], now: datetime) -> Pla
         if tenant.room <= 0:
             _wait_all(result, tenant.queue, "tenant_at_max_inflight", None)
             continue
-        picked = _pick(tenant, pools, free, now, result)
-        if picked is None:
+        standing = tenant.standing() if explain else None
+        found = _pick(tenant, pools, free, now, result, explain)
+        if found is None:
             continue
+        picked, position, fits = found
+        if standing is not None:
+            last = result.picks[-1]
+            result.picks[-1] = Pick(last.key, last.pool, _why(standing, position, fits, heap, tenants))
         tenant.room -= 1
         tenant.busy = True
         r = picked.spec.resources
@@ -131,14 +149,33 @@ def _tenants(
         )
         queue.sort(key=queue_order)
         room = rec.limits.max_inflight - inflight.get(name, 0)
-        out[name] = _Tenant(name, max(rec.limits.weight, 1e-9), room, share, queue, busy=inflight.get(name, 0) > 0)
+        usage = share - dominant(use[0], use[1], use[2], total)
+        out[name] = _Tenant(name, max(rec.limits.weight, 1e-9), room, share, queue, busy=inflight.get(name, 0) > 0,
+                            usage=usage, max_inflight=rec.limits.max_inflight)
     return out
 
 
+def _why(standing: Standing, position: int, fits: list[PoolFit], heap: list[tuple[bool, float, str]],
+         tenants: Mapping[str, _Tenant]) -> DispatchWhy:
+    """The pick's record: its tenant's standing, the tenants the plan would serve next, and placement's metrics."""
+    nearest = heapq.nsmallest(COMPETING_KEPT, heap)
+    filtered: dict[str, int] = {}
+    exhausted: dict[str, int] = {}
+    for fit in fits:
+        if fit.outcome in ("filtered", "exhausted"):
+            counts = filtered if fit.outcome == "filtered" else exhausted
+            counts[fit.dimension] = counts.get(fit.dimension, 0) + 1
+    return DispatchWhy(
+        tenant=standing, competing=[tenants[name].standing() for *_, name in nearest],
+        competing_more=len(heap) - len(nearest), queue_position=position, pools_evaluated=len(fits),
+        workers_evaluated=sum(f.workers for f in fits), filtered=filtered, exhausted=exhausted, pools=fits)
+
+
 def _pick(
-    tenant: _Tenant, pools: Mapping[str, Pool], free: dict[str, int], now: datetime, result: Plan
-) -> JobView | None:
-    """Take the tenant's first job that can start now (looking at most LOOKAHEAD jobs deep)."""
+    tenant: _Tenant, pools: Mapping[str, Pool], free: dict[str, int], now: datetime, result: Plan, explain: bool
+) -> tuple[JobView, int, list[PoolFit]] | None:
+    """Take the tenant's first job that can start now (looking at most LOOKAHEAD jobs deep); with its position in
+    the queue and how placement saw every pool."""
     for index, view in enumerate(tenant.queue[:LOOKAHEAD]):
         key = (view.tenant, view.id)
         if view.reason == "backoff" and (view.not_before is None or view.not_before > now):
@@ -149,11 +186,12 @@ def _pick(
             result.waiting[key] = (chosen[1], None)
             continue
         pool = chosen[0]
+        fits = placement.assess(need_of(view), pools, free, result.round_free, pool) if explain else []
         free[pool] -= 1
         del tenant.queue[index]
         result.waiting.pop(key, None)
         result.picks.append(Pick(key, pool))
-        return view
+        return view, index + 1, fits
     _wait_all(result, tenant.queue, "next_round", None, only_missing=True)  # beyond the lookahead
     tenant.queue = []
     return None

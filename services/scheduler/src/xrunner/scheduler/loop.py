@@ -52,12 +52,20 @@ class Scheduler:
         self.metrics = Metrics()
         self.since = time.monotonic()
         self.rereleased: dict[Key, datetime] = {}
+        self.basis = 0  # the position of the projection's last batch folded here (what decisions record)
 
     def folded(self, batch: Sequence[tuple[int, ev.Event]]) -> None:
-        """Called by the projection for every folded batch and by the live feed: fold it into the working state
-        (where the scheduler's own appends and the feed's submissions may be already), and decide soon for the
-        jobs it changed. An event the working state already holds changes nothing and wakes nobody (most of what
-        the projection folds is the scheduler's own decisions)."""
+        """Called by the projection for every folded batch: the working state now holds the log up to its last
+        event (a replay of the decisions takes it as their basis)."""
+        if batch:
+            self.basis = max(self.basis, batch[-1][0])
+        self._fold(batch)
+
+    def _fold(self, batch: Sequence[tuple[int, ev.Event]]) -> None:
+        """Fold a batch of the projection's or one event of the live feed into the working state (where the
+        scheduler's own appends and the feed's submissions may be already), and decide soon for the jobs it
+        changed. An event the working state already holds changes nothing and wakes nobody (most of what the
+        projection folds is the scheduler's own decisions)."""
         changed = False
         for seq, event in batch:
             before = self.state.jobs.get((event.tenant, event.job_id)) if isinstance(event, ev.JobEvent) else None
@@ -82,7 +90,7 @@ class Scheduler:
             event = codec.decode_event(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return  # the projection parks it
-        self.folded([(seq, event)])
+        self._fold([(seq, event)])
 
     async def run(self) -> None:
         last_tick = last_stats = 0.0
@@ -111,6 +119,7 @@ class Scheduler:
                 settled=time.monotonic() - self.since > self.settings.lost_after_s,
                 drain_rate_per_s=self.metrics.dispatch_rate(),
                 rereleased=self.rereleased,
+                basis=self.basis,
             )
             intents = reconcile(self.state, self.workers.live(), now, self.settings, inputs, new_id)
             await self.carry_out(intents, now)

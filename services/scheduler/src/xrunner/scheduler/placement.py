@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from xrunner.contracts.decisions import PoolFit
 from xrunner.contracts.messages import WorkerHeartbeat
 from xrunner.contracts.stats import WaitReason
 
@@ -102,3 +103,37 @@ def choose(
 
 def free_slots(pools: Mapping[str, Pool], active: Mapping[str, int]) -> dict[str, int]:
     return {name: max(0, p.slots - active.get(name, 0)) for name, p in pools.items()}
+
+
+def _unfit(need: Need, pool: Pool) -> tuple[Literal["filtered", "exhausted"], str, str] | None:
+    """Why `pool` can never run `need` (its kind, the constraint or dimension, a sentence), or None when it can."""
+    if need.pool is not None and pool.name != need.pool:
+        return "filtered", "pool", f"the job asks for pool {need.pool}"
+    if need.workload not in pool.workloads:
+        return "filtered", "workload", f"its workers do not all run {need.workload} workloads"
+    for dimension, needed, has in (("cpu", need.cpu_millis, pool.cpu_millis), ("memory", need.memory_mib,
+                                   pool.memory_mib), ("gpu", need.gpu, pool.gpu)):
+        if needed > has:
+            return "exhausted", dimension, f"needs {needed} {dimension}, its smallest worker has {has}"
+    return None
+
+
+def assess(need: Need, pools: Mapping[str, Pool], free: Mapping[str, int], round_free: Mapping[str, int],
+           chosen: str) -> list[PoolFit]:
+    """Every pool as placement saw it when `chosen` was picked for `need`: chosen, passed (fits and has room, but a
+    preferred pool came first), exhausted (in a dimension of its shape, or in slots) or filtered (by a
+    constraint). `free` is the pools' free slots at the pick, `round_free` when the round began."""
+    preferred = {p.name for p in candidates(need, pools)}
+    out = []
+    for pool in sorted(pools.values(), key=lambda p: p.size):
+        unfit = _unfit(need, pool)
+        if unfit is None and pool.name not in preferred:
+            unfit = "filtered", "gpu_reserved", "a GPU pool is kept for GPU jobs while another pool fits"
+        if unfit is None and pool.name != chosen:
+            room = free.get(pool.name, 0)
+            unfit = ("exhausted", "slots", "no free slot") if room <= 0 else ("passed", "", "a smaller pool fits")
+        outcome, dimension, reason = unfit or ("chosen", "", f"free slots: {free.get(pool.name, 0)}")
+        out.append(PoolFit(pool=pool.name, workers=pool.workers, slots=pool.slots, free=round_free.get(pool.name, 0),
+                           cpu_millis=pool.cpu_millis, memory_mib=pool.memory_mib, gpu=pool.gpu,
+                           workloads=sorted(pool.workloads), outcome=outcome, dimension=dimension, reason=reason))
+    return out

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import ClassVar, Literal, Protocol, TypeVar
 
+import msgspec
+
 from xrunner.contracts import events as ev
 from xrunner.contracts.api import JobView
 from xrunner.contracts.messages import WorkerHeartbeat
@@ -52,6 +54,7 @@ class Round:
     settled: bool = False
     drain_rate_per_s: float = 1.0
     rereleased: Mapping[Key, datetime] = field(default_factory=dict)
+    basis: int = 0  # the log position the state had folded (recorded in each dispatch's `why`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +157,7 @@ def reconcile(
     if any(isinstance(i, Append) for i in decided):
         return decided
     plan = fairness.plan(state, placement.pools_from(beats), now)
-    return decided + dispatches(state, plan.picks, now, ids)
+    return decided + dispatches(state, plan.picks, now, ids, inputs.basis)
 
 
 def react(state: SchedulerState, inputs: Round, now: datetime, rules: Rules, ids: Ids) -> list[Intent]:
@@ -291,15 +294,19 @@ def _rerelease(state: SchedulerState, view: JobView, inputs: Round, now: datetim
     return Rerelease(key, view.attempt, f"dispatched at {dispatch[1].isoformat()} and not started")
 
 
-def dispatches(state: SchedulerState, picks: Iterable[fairness.Pick], now: datetime, ids: Ids) -> list[Intent]:
-    """`job.dispatched` (the next attempt) for each pick of the fair plan that is still queued."""
+def dispatches(state: SchedulerState, picks: Iterable[fairness.Pick], now: datetime, ids: Ids,
+               basis: int = 0) -> list[Intent]:
+    """`job.dispatched` (the next attempt) for each pick of the fair plan that is still queued, with its why."""
     out: list[Intent] = []
-    for pick in picks:
+    picked = list(picks)
+    for rank, pick in enumerate(picked, 1):
         view = state.jobs.get(pick.key)
         if view is None or view.state != "queued":
             continue
+        why = None if pick.why is None else msgspec.structs.replace(pick.why, basis=basis, rank=rank,
+                                                                     picks=len(picked))
         event = _event(view, ev.JobDispatched, now, ids, attempt=view.attempt + 1, pool=pick.pool,
-                       retries_used=view.retries_used)
+                       retries_used=view.retries_used, why=why)
         out.append(Dispatch(event, view.version, f"the fair plan picked it for pool {pick.pool}"))
     return out
 

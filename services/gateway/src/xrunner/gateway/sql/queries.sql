@@ -11,6 +11,10 @@ ON CONFLICT (tenant, id) DO UPDATE
   SET state = excluded.state, updated_at = excluded.updated_at, version = excluded.version, view = excluded.view
   WHERE jobs.version < excluded.version
 
+-- name: forget_job
+-- A dead letter's re-drive folds the job again from its history.
+DELETE FROM jobs WHERE tenant = $1 AND id = $2
+
 -- name: get_job
 SELECT view::text AS view, artifacts FROM jobs WHERE tenant = $1 AND id = $2
 
