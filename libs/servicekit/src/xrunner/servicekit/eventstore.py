@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import nats.errors
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import APIError, NotFoundError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
 from xrunner.contracts import codec, subjects
 from xrunner.contracts.events import Event, JobEvent
+from xrunner.servicekit import tracing
 
 WRONG_LAST_SEQUENCE = 10071  # JetStream's error code for a failed Nats-Expected-Last-Subject-Sequence
+# A stream leader's election takes seconds (nats-server's raft: a 4-9 s election timeout); appends retry past it.
+APPEND_RETRY_S = 20.0
+TRY_TIMEOUT_S = 2.0  # one publish waits this long for its ack before it is sent again
+RETRY_CAP_S = 0.5
 
 
 class ConflictError(Exception):
@@ -28,22 +37,25 @@ class Appended:
 class EventStore:
     """The log `XR_EVENTS`: one writer per event type, one compare-and-set scope per job."""
 
-    def __init__(self, js: JetStreamContext) -> None:
-        self.js = js
+    def __init__(self, js: JetStreamContext, retry_s: float = APPEND_RETRY_S) -> None:
+        self.js, self.retry_s = js, retry_s
 
     async def append(self, event: Event, *, msg_id: str, expect: int | None = None) -> Appended:
         """Append `event` once (`msg_id` dedupes retries). With `expect`, only if the job's last event is at
-        sequence `expect` (0: the job has no event yet); otherwise raise ConflictError."""
-        headers = {"Nats-Msg-Id": msg_id}
+        sequence `expect` (0: the job has no event yet); otherwise raise ConflictError.
+
+        An append the stream could not take (no leader while a JetStream cluster elects one, a lost node's ack that
+        never comes) is sent again for up to `retry_s`: the server checks the message id before the expected
+        sequence, so a retry of an append that was stored answers as a duplicate of it."""
+        headers = tracing.headers({"Nats-Msg-Id": msg_id})  # the job's trace, when one is current
         if expect is not None:
             if not isinstance(event, JobEvent):
                 raise TypeError("compare-and-set is scoped to a job; pass a job event")
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expect)
             headers["Nats-Expected-Last-Subject-Sequence-Subject"] = subjects.job_history(event.tenant, event.job_id)
         try:
-            ack = await self.js.publish(
-                subjects.event_subject(event), codec.encode(event), stream=subjects.EVENTS_STREAM, headers=headers
-            )
+            ack = await publish(self.js, subjects.event_subject(event), codec.encode(event),
+                                stream=subjects.EVENTS_STREAM, headers=headers, retry_s=self.retry_s)
         except APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise ConflictError(str(exc.description)) from exc
@@ -63,6 +75,27 @@ class EventStore:
         """Events on `subject` (wildcards allowed) from `start_seq`, decoded; stops at the current end."""
         async for seq, data in read_raw(self.js, subjects.EVENTS_STREAM, subject, start_seq):
             yield seq, codec.decode_event(data)
+
+
+async def publish(
+    js: JetStreamContext, subject: str, data: bytes, *, stream: str, headers: dict[str, str],
+    retry_s: float = APPEND_RETRY_S,
+) -> PubAck:
+    """Publish to `stream` and wait for its ack; what the stream could not take for a passing reason (no leader
+    while a JetStream cluster elects one, an ack lost with a node, a reconnect) is sent again, with the same headers
+    (`Nats-Msg-Id` dedupes it), for up to `retry_s`. Other refusals raise at once."""
+    deadline = time.monotonic() + retry_s
+    for attempt in itertools.count():
+        try:
+            return await js.publish(subject, data, timeout=TRY_TIMEOUT_S, stream=stream, headers=dict(headers))
+        except APIError as exc:
+            if not isinstance(exc, ServiceUnavailableError) or time.monotonic() >= deadline:
+                raise
+        except (nats.errors.TimeoutError, NoStreamResponseError):
+            if time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(min(RETRY_CAP_S, 0.05 * 2**attempt))
+    raise AssertionError("unreachable")
 
 
 async def read_raw(

@@ -10,10 +10,12 @@ from typing import Annotated, Any
 import uvicorn
 from litestar import Litestar, MediaType, Response, get
 from litestar.params import HeaderParameter
-from litestar.types import ControllerRouterHandler
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, ControllerRouterHandler, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from xrunner.servicekit import metrics as exposure
+from xrunner.servicekit import tracing
 
 ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
 
@@ -46,6 +48,28 @@ def health_handlers(ready: ReadyCheck, metrics_token: str = "") -> list[Controll
 def health_app(ready: ReadyCheck, metrics_token: str, extra: Sequence[ControllerRouterHandler] = ()) -> Litestar:
     """An app with only the shared endpoints (plus `extra`), for services without a public API."""
     return Litestar(route_handlers=[*health_handlers(ready, metrics_token), *extra], openapi_config=None)
+
+
+def traced(app: ASGIApp) -> ASGIApp:
+    """ASGI middleware: each HTTP request runs in a span of the client's `traceparent` (a new trace without one), so
+    what it logs and every event it appends carry the trace; the response's `traceparent` names that span."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        sent = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"traceparent"), None)
+        with tracing.span(sent) as here:
+
+            async def send_traced(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    headers = [*message.get("headers", []), (b"traceparent", here.header().encode())]
+                    message = {**message, "headers": headers}
+                await send(message)
+
+            await app(scope, receive, send_traced)
+
+    return middleware
 
 
 class _Server(uvicorn.Server):
