@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 import uvicorn
 from litestar import Litestar, MediaType, Response, get
-from litestar.params import HeaderParameter
 from litestar.enums import ScopeType
+from litestar.params import HeaderParameter
 from litestar.types import ASGIApp, ControllerRouterHandler, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST
 
