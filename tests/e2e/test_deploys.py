@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import signal
 import time
 import uuid
@@ -15,17 +16,18 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from integration.cluster import Cluster
+from integration.cluster import SECRET, Cluster
 from support import wait_until, worker_id
 
 from xrunner.cli.edge import SseParser
 from xrunner.contracts import events as ev
 from xrunner.servicekit import streams
+from xrunner.servicekit.auth import SCOPES, mint
 from xrunner.servicekit.eventstore import EventStore
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
-JOBS = 500
+JOBS = 500  # at least; submitted at 8/s for as long as the restarts take
 TENANT = "deploys"
 PAIRS = {"gateway-a": "gateway-b", "gateway-b": "gateway-a", "realtime-a": "realtime-b", "realtime-b": "realtime-a"}
 ORDER = ("gateway-a", "gateway-b", "realtime-a", "realtime-b", "scheduler-a", "scheduler-b", "worker-a", "worker-b",
@@ -45,11 +47,13 @@ class Load:
     while_restarting: list[str] = field(default_factory=list)  # from the one being restarted (in flight then)
 
     async def run(self, until: asyncio.Event, rate_per_s: float) -> None:
+        """At `rate_per_s` until `until` is set (the restarts are over) and at least JOBS were submitted."""
         gate = asyncio.Semaphore(8)
         tasks = []
-        for i in range(JOBS):
-            if not until.is_set():  # paced while the restarts go on; the rest at once when they are over
-                await asyncio.sleep(1 / rate_per_s)
+        for i in itertools.count():
+            if until.is_set() and i >= JOBS:
+                break
+            await asyncio.sleep(1 / rate_per_s)
             await gate.acquire()
             serving = [g for g in ("gateway-a", "gateway-b") if g not in self.out_of_rotation]
             task = asyncio.create_task(self.one(serving[i % len(serving)]))
@@ -163,12 +167,12 @@ async def test_restarting_each_service_alone_under_load_loses_nothing_and_the_ot
     cluster: Cluster,
 ) -> None:
     start_suite(cluster)
-    clients = {g: cluster.client(TENANT) for g in ("gateway-a", "gateway-b")}
-    for name, client in clients.items():
-        client.base_url = httpx.URL(cluster.api(name))
-    token = clients["gateway-a"].headers["Authorization"].removeprefix("Bearer ")
+    token = mint(SECRET, tenant=TENANT, subject="deployer", scopes=list(SCOPES), issuer="xrunner",
+                 audience="xrunner", ttl_s=900, now=int(time.time()))
+    clients = {g: httpx.AsyncClient(base_url=cluster.api(g), headers={"Authorization": f"Bearer {token}"},
+                                    timeout=30) for g in ("gateway-a", "gateway-b")}
     load, done = Load(cluster, clients), asyncio.Event()
-    running = asyncio.create_task(load.run(done, rate_per_s=JOBS / 40))
+    running = asyncio.create_task(load.run(done, rate_per_s=8.0))
     ready_s: dict[str, float] = {}
     complaints: list[str] = []
     try:
@@ -183,6 +187,8 @@ async def test_restarting_each_service_alone_under_load_loses_nothing_and_the_ot
                 await wait_until(lambda w=watcher: w.received > 0, timeout=30, what=f"events through {twin}")
                 before = watcher.received
             ready_s[name] = await restart(cluster, name, settings_of(cluster, name))
+            if name in clients:  # back in rotation at its new address (a new pod's)
+                clients[name].base_url = httpx.URL(cluster.api(name))
             load.out_of_rotation = set()
             if watcher is not None:
                 await wait_until(lambda w=watcher, b=before: w.received > b, timeout=30,
@@ -201,7 +207,7 @@ async def test_restarting_each_service_alone_under_load_loses_nothing_and_the_ot
     print(f"ready after restart (s): {ready_s}; errors at the restarting gateway: {load.while_restarting[:5]}")
     assert load.errors == [], f"{len(load.errors)} errors at the replica that stayed up: {load.errors[:5]}"
     assert complaints == []
-    assert len(load.jobs) == JOBS
+    assert len(load.jobs) >= JOBS
 
     async def all_ended() -> bool:
         lost, _, _ = await judge(cluster, load.jobs)
@@ -210,4 +216,4 @@ async def test_restarting_each_service_alone_under_load_loses_nothing_and_the_ot
     await wait_until(all_ended, timeout=90, interval=1.0, what="every job ended in the log")
     lost, duplicated, ends = await judge(cluster, load.jobs)
     assert (lost, duplicated) == ([], [])
-    assert ends == Counter({"JobSucceeded": JOBS})
+    assert ends == Counter({"JobSucceeded": len(load.jobs)})
