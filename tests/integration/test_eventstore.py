@@ -58,11 +58,12 @@ async def test_a_compare_and_set_append_whose_earlier_try_was_stored_is_recognis
     server refuses it before looking at the message id; the store finds its own event there instead of a conflict."""
     store, job = EventStore(js), new_id()
     first = await store.append(submitted("acme", job), msg_id=f"{job}:submit", expect=0)
-    stored = await store.append(queued("acme", job), msg_id=f"{job}:queued", expect=first.seq)
-    retried = await store.append(queued("acme", job), msg_id=f"{job}:queued", expect=first.seq)
+    event = queued("acme", job)
+    stored = await store.append(event, msg_id=f"{job}:queued", expect=first.seq)
+    retried = await store.append(event, msg_id=f"{job}:queued", expect=first.seq)
     assert retried.seq == stored.seq
-    with pytest.raises(ConflictError):  # another writer's event after the same sequence is still a conflict
-        await store.append(queued("acme", job), msg_id=f"{job}:queued-by-another", expect=first.seq)
+    with pytest.raises(ConflictError):  # another writer's event, even under the same message id, is a conflict
+        await store.append(queued("acme", job), msg_id=f"{job}:queued", expect=first.seq)
     assert len(await store.history("acme", job)) == 2
 
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import msgspec
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
@@ -47,8 +48,8 @@ class EventStore:
         An append the stream could not take (no leader while a JetStream cluster elects one, a lost node's ack that
         never comes) is sent again for up to `retry_s` with the same message id. Without `expect` the server
         answers a retry of a stored append as its duplicate; with it, the server refuses the retry's stale expected
-        sequence first, so a refusal is checked against the event stored after `expect`: if it carries this
-        append's message id, the append did happen."""
+        sequence first, so a refusal is checked against the event stored after `expect`: if it is this very event
+        (its event id), the append did happen."""
         headers = tracing.headers({"Nats-Msg-Id": msg_id})  # the job's trace, when one is current
         if expect is not None:
             if not isinstance(event, JobEvent):
@@ -61,21 +62,24 @@ class EventStore:
         except APIError as exc:
             if exc.err_code != WRONG_LAST_SEQUENCE:
                 raise
-            mine = await self._stored_after(event, expect, msg_id) if isinstance(event, JobEvent) else None
+            mine = await self._stored_after(event, expect) if isinstance(event, JobEvent) else None
             if mine is None:
                 raise ConflictError(str(exc.description)) from exc
             return Appended(seq=mine, duplicate=False)
         return Appended(seq=ack.seq, duplicate=bool(ack.duplicate))
 
-    async def _stored_after(self, event: JobEvent, expect: int | None, msg_id: str) -> int | None:
-        """The sequence of the job's event right after `expect` when it is this append's own (an earlier try was
-        stored and its ack lost: the server checks the expected sequence before the message id), else None."""
+    async def _stored_after(self, event: JobEvent, expect: int | None) -> int | None:
+        """The sequence of the job's event right after `expect` when it is `event` itself (an earlier try of this
+        append was stored and its ack lost: the server checks the expected sequence before the message id), else
+        None. The event id tells this call's event from another writer's with the same message id (a work item
+        delivered twice appends the same `job.started` message id, and must stay fenced off)."""
         try:
             raw = await self.js.get_msg(subjects.EVENTS_STREAM, seq=(expect or 0) + 1, next=True, direct=True,
                                         subject=subjects.job_history(event.tenant, event.job_id))
-        except NotFoundError:
+            stored = codec.decode_event(raw.data or b"")
+        except (NotFoundError, msgspec.DecodeError, msgspec.ValidationError):
             return None
-        return raw.seq if raw.headers and raw.headers.get("Nats-Msg-Id") == msg_id else None
+        return raw.seq if stored.event_id == event.event_id else None
 
     async def history(self, tenant: str, job_id: str) -> list[tuple[int, Event]]:
         """Every event of one job, in order, with its stream sequence."""
