@@ -129,7 +129,8 @@ class Worker:
         if not self.lease.fresh():  # lapsed since the fetch: leave the item to a worker that holds its lease
             await msg.nak(delay=self.settings.heartbeat_s)
             return
-        stop = self.stops[run.job_id] = Stop(asyncio.Event())  # a cancel stored once it has begun stops it
+        stop = Stop(asyncio.Event())  # a cancel stored from now on stops it (a second delivery leaves the first's)
+        registered = self.stops.setdefault(run.job_id, stop) is stop
         try:
             attempt = await self.runner.begin(run)
             await msg.ack()
@@ -144,7 +145,7 @@ class Worker:
                 RUNNING.dec()
                 self.running.pop(run.job_id, None)
         finally:
-            if self.stops.get(run.job_id) is stop:
+            if registered:
                 del self.stops[run.job_id]
 
     def cancel_requested(self, seq: int, msg: Msg) -> None:
