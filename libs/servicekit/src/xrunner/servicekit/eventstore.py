@@ -21,7 +21,8 @@ from xrunner.servicekit import tracing
 WRONG_LAST_SEQUENCE = 10071  # JetStream's error code for a failed Nats-Expected-Last-Subject-Sequence
 # A stream leader's election takes seconds (nats-server's raft: a 4-9 s election timeout); appends retry past it.
 APPEND_RETRY_S = 20.0
-TRY_TIMEOUT_S = 2.0  # one publish waits this long for its ack before it is sent again
+TRY_TIMEOUT_S = 5.0  # one publish waits this long for its ack before it is sent again (shorter: retries pile up
+# on a loaded server)
 RETRY_CAP_S = 0.5
 
 
