@@ -70,7 +70,11 @@ async def declare(
         except BadRequestError:
             await js.update_stream(config)
     for kv in kv_configs(replicas):
-        await js.create_key_value(kv)
+        try:
+            await js.create_key_value(kv)
+        except BadRequestError:  # the bucket exists with other settings (a new replica count): change only that
+            info = await js.stream_info(f"KV_{kv.bucket}")
+            await js.update_stream(info.config.evolve(num_replicas=replicas))
 
 
 def servers(url: str) -> list[str]:
