@@ -4,18 +4,15 @@ the feed is recreated from where it was."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from chaos.infra import Nats
-from conftest import PgServer
 from integration.cluster import Cluster
 from support import W0, wait_until
 
-from xrunner.cli import embedded
 from xrunner.contracts import events as ev
 from xrunner.servicekit import streams
 from xrunner.servicekit.eventstore import EventStore
@@ -26,12 +23,11 @@ LEASE_S = 20.0  # the NATS restart must not lapse the worker's lease: the job ha
 
 
 @pytest.fixture
-def restartable(pg_server: PgServer, tmp_path: Path) -> Iterator[tuple[Nats, Cluster]]:
+def restartable(database_url: str, tmp_path: Path) -> Iterator[tuple[Nats, Cluster]]:
+    """A nats-server this test may kill and start again on its port and store, and services on it."""
     nats = Nats(tmp_path / "nats")
     nats.start()
-    name = f"t_{uuid.uuid4().hex}"
-    embedded.create_database(pg_server.host, pg_server.port, name)
-    cluster = Cluster(nats.url, pg_server.url(name), tmp_path)
+    cluster = Cluster(nats.url, database_url, tmp_path)
     try:
         yield nats, cluster
     finally:
