@@ -51,6 +51,22 @@ async def test_an_append_expecting_a_stale_sequence_is_refused(js: JetStreamCont
     assert await store.last_seq("acme", job) == second.seq
 
 
+async def test_a_compare_and_set_append_whose_earlier_try_was_stored_is_recognised_as_done(
+    js: JetStreamContext,
+) -> None:
+    """The ack of the first try was lost (a node died, a timeout): the retry's expected sequence is stale, and the
+    server refuses it before looking at the message id; the store finds its own event there instead of a conflict."""
+    store, job = EventStore(js), new_id()
+    first = await store.append(submitted("acme", job), msg_id=f"{job}:submit", expect=0)
+    event = queued("acme", job)
+    stored = await store.append(event, msg_id=f"{job}:queued", expect=first.seq)
+    retried = await store.append(event, msg_id=f"{job}:queued", expect=first.seq)
+    assert retried.seq == stored.seq
+    with pytest.raises(ConflictError):  # another writer's event, even under the same message id, is a conflict
+        await store.append(queued("acme", job), msg_id=f"{job}:queued", expect=first.seq)
+    assert len(await store.history("acme", job)) == 2
+
+
 async def test_compare_and_set_is_scoped_to_one_job(js: JetStreamContext) -> None:
     store, a, b = EventStore(js), new_id(), new_id()
     await store.append(submitted("acme", a), msg_id=f"{a}:submit", expect=0)

@@ -47,3 +47,16 @@ def test_each_worker_process_has_its_own_id_and_port_and_is_supervised_in_the_se
     service_ports = {stack.port_of(s) for s in SERVICES if s != "worker"}
     assert len(set(ports)) == 3 and not set(ports) & service_ports
     assert {c.layer for c in workers} == {1}
+
+
+def test_a_cluster_of_three_gives_every_service_all_three_servers_and_streams_at_three_replicas(
+    tmp_path: Path,
+) -> None:
+    stack = Stack(StackOptions(data_dir=tmp_path, port=9000, cluster=3), Recorder())
+    nodes = stack.nats_nodes()
+    assert [n.name for n in nodes] == ["xr-n1", "xr-n2", "xr-n3"]  # stable: a restarted node rejoins by name
+    ports = [p for n in nodes for p in (n.port, n.route_port, n.monitor_port)]
+    assert len(set(ports)) == 9 and not set(ports) & {9000 + i for i in (0, 1, 2, 3, 4, 32, 41)}
+    children = planned(tmp_path, port=9000, cluster=3)[1]
+    env = children[0].launch.args[3]  # type: ignore[attr-defined]
+    assert env["XR_STREAM_REPLICAS"] == "3"

@@ -17,10 +17,12 @@ import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 _PR_SET_PDEATHSIG = 1
 
@@ -111,6 +113,66 @@ def launch_nats(
     return Launched(
         proc, lambda: _nats_server_name(host, port) == name, f"nats-server {name}", log_file, NATS_START_TIMEOUT
     )
+
+
+@dataclass(frozen=True)
+class NatsNode:
+    """One server of a JetStream cluster: its name and store stay the same across restarts (the cluster knows its
+    peers by name, and a node that comes back catches up from its own store)."""
+
+    name: str
+    port: int  # clients
+    route_port: int  # the other nodes
+    monitor_port: int  # /healthz: JetStream current with the cluster
+
+    def url(self, host: str = "127.0.0.1") -> str:
+        return f"nats://{host}:{self.port}"
+
+
+def nats_cluster(ports: Sequence[tuple[int, int, int]], prefix: str = "xr") -> list[NatsNode]:
+    """Nodes `<prefix>-n1` … with (client, route, monitor) ports each."""
+    return [NatsNode(f"{prefix}-n{i + 1}", *p) for i, p in enumerate(ports)]
+
+
+def launch_nats_node(
+    store_dir: Path,
+    node: NatsNode,
+    peers: Sequence[NatsNode],
+    *,
+    host: str = "127.0.0.1",
+    sync_always: bool = False,
+    log_file: Path | None = None,
+) -> Launched:
+    """Spawn one node of the JetStream cluster `peers` (which includes `node`); it is ready when it answers under
+    its name and its /healthz says JetStream is current (a meta leader exists and its streams have caught up)."""
+    store_dir = store_dir.resolve()
+    store_dir.mkdir(parents=True, exist_ok=True)
+    log_file = log_file or store_dir.with_name(store_dir.name + ".log")
+    config = store_dir / "nats.conf"
+    config.write_text(_cluster_config(store_dir, node, peers, host, sync_always))
+    proc = spawn([str(nats_server_path()), "-c", str(config)], log_file)
+
+    def ready() -> bool:
+        return _nats_server_name(host, node.port) == node.name and _healthy(host, node.monitor_port)
+
+    return Launched(proc, ready, f"nats-server {node.name}", log_file, NATS_START_TIMEOUT)
+
+
+def _cluster_config(store_dir: Path, node: NatsNode, peers: Sequence[NatsNode], host: str, sync: bool) -> str:
+    routes = ", ".join(f'"nats-route://{host}:{p.route_port}"' for p in peers if p.name != node.name)
+    return (
+        f'server_name: "{node.name}"\nlisten: "{host}:{node.port}"\nhttp: "{host}:{node.monitor_port}"\n'
+        f'jetstream {{\n  store_dir: "{store_dir}"\n' + ("  sync_interval: always\n" if sync else "") + "}\n"
+        f'cluster {{\n  name: "xrunner"\n  listen: "{host}:{node.route_port}"\n  routes: [{routes}]\n}}\n'
+    )
+
+
+def _healthy(host: str, monitor_port: int) -> bool:
+    """True when the node's monitoring endpoint reports JetStream healthy."""
+    try:
+        return httpx.get(f"http://{host}:{monitor_port}/healthz", timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _write_nats_config(store_dir: Path) -> Path:

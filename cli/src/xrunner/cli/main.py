@@ -35,7 +35,7 @@ from xrunner.cli.session import (
     env_file,
     gateway,
 )
-from xrunner.cli.stack import DEFAULT_SLOTS, DEFAULT_WORKERS, Stack, StackOptions
+from xrunner.cli.stack import CLUSTER_SIZES, DEFAULT_SLOTS, DEFAULT_WORKERS, Stack, StackOptions
 from xrunner.contracts import codec
 from xrunner.contracts.spec import JobSpec, ProcessWorkload, Resources
 
@@ -52,9 +52,12 @@ def up(
     sandbox: Annotated[str, typer.Option(help="bwrap (bubblewrap), or none to run jobs unsandboxed.")] = "bwrap",
     sync_always: Annotated[bool, typer.Option(help="fsync every JetStream write before acking it.")] = False,
     warm_images: Annotated[str, typer.Option(help="Docker containers started ahead: 'image=N,image2=M'.")] = "",
+    cluster: Annotated[int, typer.Option(help="nats-server nodes: 3 runs a JetStream cluster, streams at R3.")] = 1,
 ) -> None:
     """Start nats-server, Postgres and every service (one OS process each) plus --workers worker processes (100
     concurrent jobs by default); Ctrl-C stops all."""
+    if cluster not in CLUSTER_SIZES:
+        raise typer.BadParameter(f"--cluster is one of {', '.join(map(str, CLUSTER_SIZES))}")
     data_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(
         StackOptions(
@@ -68,6 +71,7 @@ def up(
             sandbox=sandbox,
             sync_always=sync_always,
             warm_images=warm_images,
+            cluster=cluster,
         )
     )
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background with SIGINT ignored

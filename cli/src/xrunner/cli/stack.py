@@ -25,6 +25,9 @@ SERVICE_START_TIMEOUT = 90.0
 DEFAULT_WORKERS = 2
 DEFAULT_SLOTS = 50
 EXTRA_WORKER_PORTS = 40  # worker i > 0 listens on port + 40 + i (nats-server takes +22, Postgres +32)
+# `--cluster 3`: node i serves clients on port + 22 + i, routes on + 25 + i, monitoring on + 28 + i.
+CLUSTER_SIZES = (1, 3)
+NATS_PORT, ROUTE_PORT, MONITOR_PORT = 22, 25, 28
 
 
 @dataclass
@@ -39,6 +42,7 @@ class StackOptions:
     sandbox: str = "bwrap"
     sync_always: bool = False
     warm_images: str = ""
+    cluster: int = 1  # nats-server nodes; 3 runs a JetStream cluster with every stream and bucket at R3
 
 
 @dataclass
@@ -87,8 +91,15 @@ class Stack:
         data, logs = self.opts.data_dir, self.opts.data_dir / "logs"
         started: list[Child] = []
         nats_url, database_url = self.opts.nats_url, self.opts.database_url
-        if nats_url is None:
-            port = self.opts.port + 22
+        if nats_url is None and self.opts.cluster > 1:
+            nodes = self.nats_nodes()
+            for node in nodes:
+                launch = partial(embedded.launch_nats_node, data / "nats" / node.name, node, nodes,
+                                 sync_always=self.opts.sync_always, log_file=logs / f"nats-{node.name}.log")
+                started.append(Child(f"nats-server {node.name}", launch, layer=0))
+            nats_url = ",".join(node.url() for node in nodes)
+        elif nats_url is None:
+            port = self.opts.port + NATS_PORT
             launch = partial(embedded.launch_nats, data / "nats", port, sync_always=self.opts.sync_always,
                              log_file=logs / "nats.log")
             started.append(Child("nats-server", launch, layer=0))
@@ -100,6 +111,14 @@ class Stack:
         self.supervisor.add(*started)
         self.supervisor.wait_ready(*started)
         return nats_url, database_url or self._embedded_database(self.opts.port + 32)
+
+    def nats_nodes(self) -> list[embedded.NatsNode]:
+        """The embedded JetStream cluster's nodes: names and ports fixed by the base port, so a restarted node
+        rejoins under its name with its store (`<data dir>/nats/<name>`)."""
+        base = self.opts.port
+        ports = [(base + NATS_PORT + i, base + ROUTE_PORT + i, base + MONITOR_PORT + i)
+                 for i in range(self.opts.cluster)]
+        return embedded.nats_cluster(ports)
 
     def _embedded_database(self, port: int) -> str:
         """The embedded cluster's `xrunner` database, created on first use."""
@@ -118,6 +137,7 @@ class Stack:
             XR_METRICS_TOKEN=self.metrics_token(),
             XR_HTTP_HOST=self.opts.host,
             XR_SYNC_ALWAYS=str(self.opts.sync_always).lower(),
+            XR_STREAM_REPLICAS=str(self.opts.cluster),
             XR_WORKER_SLOTS=str(self.opts.slots),
             XR_WORKER_SANDBOX=self.opts.sandbox,
             XR_WORKER_WARM_IMAGES=self.opts.warm_images,

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import msgspec
+import nats.errors
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import APIError, NotFoundError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
 from xrunner.contracts import codec, subjects
 from xrunner.contracts.events import Event, JobEvent
+from xrunner.servicekit import tracing
 from xrunner.servicekit.consumer import UNKNOWN_EVENTS
 
 WRONG_LAST_SEQUENCE = 10071  # JetStream's error code for a failed Nats-Expected-Last-Subject-Sequence
+# A stream leader's election takes seconds (nats-server's raft: a 4-9 s election timeout); appends retry past it.
+APPEND_RETRY_S = 20.0
+TRY_TIMEOUT_S = 5.0  # one publish waits this long for its ack before it is sent again (shorter: retries pile up
+# on a loaded server)
+RETRY_CAP_S = 0.5
 
 
 class ConflictError(Exception):
@@ -30,27 +40,48 @@ class Appended:
 class EventStore:
     """The log `XR_EVENTS`: one writer per event type, one compare-and-set scope per job."""
 
-    def __init__(self, js: JetStreamContext) -> None:
-        self.js = js
+    def __init__(self, js: JetStreamContext, retry_s: float = APPEND_RETRY_S) -> None:
+        self.js, self.retry_s = js, retry_s
 
     async def append(self, event: Event, *, msg_id: str, expect: int | None = None) -> Appended:
         """Append `event` once (`msg_id` dedupes retries). With `expect`, only if the job's last event is at
-        sequence `expect` (0: the job has no event yet); otherwise raise ConflictError."""
-        headers = {"Nats-Msg-Id": msg_id}
+        sequence `expect` (0: the job has no event yet); otherwise raise ConflictError.
+
+        An append the stream could not take (no leader while a JetStream cluster elects one, a lost node's ack that
+        never comes) is sent again for up to `retry_s` with the same message id. Without `expect` the server
+        answers a retry of a stored append as its duplicate; with it, the server refuses the retry's stale expected
+        sequence first, so a refusal is checked against the event stored after `expect`: if it is this very event
+        (its event id), the append did happen."""
+        headers = tracing.headers({"Nats-Msg-Id": msg_id})  # the job's trace, when one is current
         if expect is not None:
             if not isinstance(event, JobEvent):
                 raise TypeError("compare-and-set is scoped to a job; pass a job event")
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expect)
             headers["Nats-Expected-Last-Subject-Sequence-Subject"] = subjects.job_history(event.tenant, event.job_id)
         try:
-            ack = await self.js.publish(
-                subjects.event_subject(event), codec.encode(event), stream=subjects.EVENTS_STREAM, headers=headers
-            )
+            ack = await publish(self.js, subjects.event_subject(event), codec.encode(event),
+                                stream=subjects.EVENTS_STREAM, headers=headers, retry_s=self.retry_s)
         except APIError as exc:
-            if exc.err_code == WRONG_LAST_SEQUENCE:
+            if exc.err_code != WRONG_LAST_SEQUENCE:
+                raise
+            mine = await self._stored_after(event, expect) if isinstance(event, JobEvent) else None
+            if mine is None:
                 raise ConflictError(str(exc.description)) from exc
-            raise
+            return Appended(seq=mine, duplicate=False)
         return Appended(seq=ack.seq, duplicate=bool(ack.duplicate))
+
+    async def _stored_after(self, event: JobEvent, expect: int | None) -> int | None:
+        """The sequence of the job's event right after `expect` when it is `event` itself (an earlier try of this
+        append was stored and its ack lost: the server checks the expected sequence before the message id), else
+        None. The event id tells this call's event from another writer's with the same message id (a work item
+        delivered twice appends the same `job.started` message id, and must stay fenced off)."""
+        try:
+            raw = await self.js.get_msg(subjects.EVENTS_STREAM, seq=(expect or 0) + 1, next=True, direct=True,
+                                        subject=subjects.job_history(event.tenant, event.job_id))
+            stored = codec.decode_event(raw.data or b"")
+        except (NotFoundError, msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        return raw.seq if stored.event_id == event.event_id else None
 
     async def history(self, tenant: str, job_id: str) -> list[tuple[int, Event]]:
         """Every event of one job, in order, with its stream sequence."""
@@ -78,6 +109,27 @@ def decode_or_pass(data: bytes, consumer: str) -> Event:
             raise
         UNKNOWN_EVENTS.labels(consumer, unknown[0]).inc()
         return unknown[1]
+
+
+async def publish(
+    js: JetStreamContext, subject: str, data: bytes, *, stream: str, headers: dict[str, str],
+    retry_s: float = APPEND_RETRY_S,
+) -> PubAck:
+    """Publish to `stream` and wait for its ack; what the stream could not take for a passing reason (no leader
+    while a JetStream cluster elects one, an ack lost with a node, a reconnect) is sent again, with the same headers
+    (`Nats-Msg-Id` dedupes it), for up to `retry_s`. Other refusals raise at once."""
+    deadline = time.monotonic() + retry_s
+    for attempt in itertools.count():
+        try:
+            return await js.publish(subject, data, timeout=TRY_TIMEOUT_S, stream=stream, headers=dict(headers))
+        except APIError as exc:
+            if not isinstance(exc, ServiceUnavailableError) or time.monotonic() >= deadline:
+                raise
+        except (nats.errors.TimeoutError, NoStreamResponseError):
+            if time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(min(RETRY_CAP_S, 0.05 * 2**attempt))
+    raise AssertionError("unreachable")
 
 
 async def read_raw(

@@ -9,14 +9,15 @@ from typing import Annotated, Any
 
 import uvicorn
 from litestar import Litestar, MediaType, Response, get
+from litestar.enums import ScopeType
 from litestar.params import HeaderParameter
-from litestar.types import ControllerRouterHandler
+from litestar.types import ASGIApp, ControllerRouterHandler, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, Counter
 
 from xrunner.servicekit import metrics as exposure
+from xrunner.servicekit import tracing
 
 ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
-ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 RESPONSES = Counter("xrunner_http_responses_total", "HTTP responses sent, by status class (2xx, 4xx, 5xx ...)",
                     ["code"])
@@ -68,6 +69,28 @@ def counted(app: ASGIApp) -> ASGIApp:
         await app(scope, receive, counting_send)
 
     return wrapped
+
+
+def traced(app: ASGIApp) -> ASGIApp:
+    """ASGI middleware: each HTTP request runs in a span of the client's `traceparent` (a new trace without one), so
+    what it logs and every event it appends carry the trace; the response's `traceparent` names that span."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        sent = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"traceparent"), None)
+        with tracing.span(sent) as here:
+
+            async def send_traced(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    headers = [*message.get("headers", []), (b"traceparent", here.header().encode())]
+                    message = {**message, "headers": headers}
+                await send(message)
+
+            await app(scope, receive, send_traced)
+
+    return middleware
 
 
 class _Server(uvicorn.Server):

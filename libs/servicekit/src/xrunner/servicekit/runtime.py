@@ -63,8 +63,12 @@ class Runtime:
     async def connect_nats(self) -> JetStreamContext:
         self._nc = await streams.connect(self.settings.nats_url, f"xrunner-{self.service}", self._on_reconnect)
         self._js = self._nc.jetstream(timeout=10.0)
-        await streams.declare(self._js, self.settings.events_max_age_s, self.settings.logs_max_age_s)
+        await self._declare()
         return self._js
+
+    async def _declare(self) -> None:
+        s = self.settings
+        await streams.declare(self.js, s.events_max_age_s, s.logs_max_age_s, s.stream_replicas)
 
     def _on_reconnect(self) -> None:
         """A restarted nats-server keeps its file-backed streams but not the memory-backed buckets (heartbeats,
@@ -75,7 +79,7 @@ class Runtime:
     async def _redeclare(self) -> None:
         for attempt in itertools.count():
             try:
-                await streams.declare(self.js, self.settings.events_max_age_s, self.settings.logs_max_age_s)
+                await self._declare()
                 log.info("streams and buckets declared after a reconnect")
                 return
             except (nats.errors.Error, TimeoutError) as exc:

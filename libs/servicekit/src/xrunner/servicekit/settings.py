@@ -18,7 +18,7 @@ class SettingsError(ValueError):
 class CommonSettings(msgspec.Struct, kw_only=True, frozen=True):
     """Settings every service has. Each may be given as `XR_<SERVICE>_<NAME>` or, shared, as `XR_<NAME>`."""
 
-    nats_url: str = "nats://127.0.0.1:4222"
+    nats_url: str = "nats://127.0.0.1:4222"  # a JetStream cluster: every server's URL, comma-separated
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     http_host: str = "127.0.0.1"
     http_port: int = 0
@@ -37,6 +37,7 @@ class CommonSettings(msgspec.Struct, kw_only=True, frozen=True):
     events_max_age_s: float = 33 * 86_400.0
     logs_max_age_s: float = 7 * 86_400.0
     sync_always: bool = False
+    stream_replicas: int = 1  # copies of every stream and bucket: 3 on a three-node JetStream cluster
     # The log's archive (docs/replay.md#archive-and-snapshots): "" none, "local" (archive_dir) or "s3".
     archive_store: Literal["", "local", "s3"] = ""
     archive_dir: str = ""

@@ -21,9 +21,9 @@ LEASE_TTL_S = 5.0
 TICKETS_TTL_S = 300.0  # longer than any ticket lives, so a used one stays claimed until it expired
 
 
-def stream_configs(events_max_age_s: float, logs_max_age_s: float) -> list[StreamConfig]:
+def stream_configs(events_max_age_s: float, logs_max_age_s: float, replicas: int = 1) -> list[StreamConfig]:
     """The log (history, age-limited), the run queues (work-queue), the job logs and the dead letters (events a
-    projection could not apply, kept as long as the log)."""
+    projection could not apply, kept as long as the log), each on `replicas` servers of a JetStream cluster."""
 
     def stream(name: str, subject: str, retention: RetentionPolicy, max_age: float | None,
                atomic: bool = False) -> StreamConfig:
@@ -36,6 +36,7 @@ def stream_configs(events_max_age_s: float, logs_max_age_s: float) -> list[Strea
             duplicate_window=DUPLICATE_WINDOW_S,
             allow_direct=True,
             allow_atomic=atomic or None,
+            num_replicas=replicas,
         )
 
     return [  # the log takes atomic batches: an import appends a job's whole history at once
@@ -46,31 +47,46 @@ def stream_configs(events_max_age_s: float, logs_max_age_s: float) -> list[Strea
     ]
 
 
-def kv_configs() -> list[KeyValueConfig]:
+def kv_configs(replicas: int = 1) -> list[KeyValueConfig]:
+    def bucket(name: str, ttl: float, storage: StorageType) -> KeyValueConfig:
+        return KeyValueConfig(bucket=name, ttl=ttl, history=1, storage=storage, replicas=replicas)
+
     return [
-        KeyValueConfig(bucket=subjects.WORKERS_BUCKET, ttl=WORKER_TTL_S, history=1, storage=StorageType.MEMORY),
-        KeyValueConfig(bucket=subjects.STATS_BUCKET, ttl=STATS_TTL_S, history=1, storage=StorageType.MEMORY),
-        KeyValueConfig(bucket=subjects.LEASES_BUCKET, ttl=LEASE_TTL_S, history=1, storage=StorageType.FILE),
-        KeyValueConfig(bucket=subjects.TICKETS_BUCKET, ttl=TICKETS_TTL_S, history=1, storage=StorageType.FILE),
+        bucket(subjects.WORKERS_BUCKET, WORKER_TTL_S, StorageType.MEMORY),
+        bucket(subjects.STATS_BUCKET, STATS_TTL_S, StorageType.MEMORY),
+        bucket(subjects.LEASES_BUCKET, LEASE_TTL_S, StorageType.FILE),
+        bucket(subjects.TICKETS_BUCKET, TICKETS_TTL_S, StorageType.FILE),
     ]
 
 
 async def declare(
-    js: JetStreamContext, events_max_age_s: float = 33 * 86_400, logs_max_age_s: float = 7 * 86_400
+    js: JetStreamContext,
+    events_max_age_s: float = 33 * 86_400,
+    logs_max_age_s: float = 7 * 86_400,
+    replicas: int = 1,
 ) -> None:
     """Create or update every stream and bucket so that they match this release's definitions."""
-    for config in stream_configs(events_max_age_s, logs_max_age_s):
+    for config in stream_configs(events_max_age_s, logs_max_age_s, replicas):
         try:
             await js.add_stream(config)
         except BadRequestError:
             await js.update_stream(config)
-    for kv in kv_configs():
-        await js.create_key_value(kv)
+    for kv in kv_configs(replicas):
+        try:
+            await js.create_key_value(kv)
+        except BadRequestError:  # the bucket exists with other settings (a new replica count): change only that
+            info = await js.stream_info(f"KV_{kv.bucket}")
+            await js.update_stream(info.config.evolve(num_replicas=replicas))
+
+
+def servers(url: str) -> list[str]:
+    """The servers of `url`: one URL, or a cluster's as a comma-separated list (nats-py takes a list)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
 
 
 async def connect(url: str, name: str, on_reconnect: Callable[[], None] | None = None) -> Client:
-    """A NATS connection that reconnects forever (then calls `on_reconnect`); callers check `is_connected` for
-    readiness."""
+    """A NATS connection that reconnects forever (then calls `on_reconnect`), to any server `url` lists
+    (comma-separated: a cluster's); callers check `is_connected` for readiness."""
     nc = Client()
 
     async def on_error(exc: Exception) -> None:
@@ -86,7 +102,7 @@ async def connect(url: str, name: str, on_reconnect: Callable[[], None] | None =
             on_reconnect()
 
     await nc.connect(
-        url,
+        servers(url),
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,  # type: ignore[arg-type]  # a float works; the stub says int

@@ -31,7 +31,7 @@ from xrunner.servicekit.auth import JwtVerifier, verifier_from
 from xrunner.servicekit.blobs import open_blobs
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.guards import authorize
-from xrunner.servicekit.http import HttpServer, ReadyCheck, health_handlers
+from xrunner.servicekit.http import HttpServer, ReadyCheck, health_handlers, traced
 from xrunner.servicekit.projector import Projector
 from xrunner.servicekit.redrive import redrive_command
 from xrunner.servicekit.replay import rebuild_command, snapshot_command
@@ -67,6 +67,7 @@ def create_app(settings: GatewaySettings, infra: Infra) -> Litestar:
         openapi_config=_openapi(settings.artifacts_url),
         request_max_body_size=settings.max_body_bytes,
         request_class=JsonRequest,
+        middleware=[traced],
         before_request=edge_checks(RateLimiter(settings.request_rate_per_s, settings.request_burst)),
         cors_config=_cors(settings.cors_origins) if settings.cors_origins else None,
         plugins=[httperrors.DocumentProblems()],
@@ -91,8 +92,8 @@ def _cors(origins: list[str]) -> CORSConfig:
     return CORSConfig(
         allow_origins=list(origins),
         allow_methods=["GET", "POST", "PUT", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
-        expose_headers=["Location", "Retry-After", "X-Next-Offset", "X-Log-Complete"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID", "traceparent"],
+        expose_headers=["Location", "Retry-After", "X-Next-Offset", "X-Log-Complete", "traceparent"],
     )
 
 

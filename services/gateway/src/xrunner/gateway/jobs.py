@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import msgspec
+import structlog
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -19,6 +20,8 @@ from xrunner.gateway.readmodel import JobsTable, artifact_counts
 from xrunner.servicekit.auth import Principal
 from xrunner.servicekit.eventstore import ConflictError, EventStore
 from xrunner.servicekit.ids import new_id
+
+log = structlog.get_logger()
 
 
 def _view(history: list[tuple[int, Event]]) -> JobView:
@@ -64,6 +67,7 @@ class Jobs:
         futures = await self.decisions.expect([job_id])  # before the append: no decision can come first
         try:
             appended = await self.store.append(event, msg_id=msg_id, expect=0)
+            log.info("job submitted", job_id=job_id, tenant=who.tenant, seq=appended.seq, repeat=appended.duplicate)
             if appended.duplicate:
                 raw = await self.js.get_msg(subjects.EVENTS_STREAM, appended.seq)
                 return await self._as_of_now(codec.decode(raw.data or b"", JobSubmitted)), False

@@ -13,14 +13,14 @@ from xrunner.realtime.routes import Edge
 from xrunner.realtime.settings import RealtimeSettings
 from xrunner.realtime.tickets import Authenticator
 from xrunner.servicekit.auth import verifier_from
-from xrunner.servicekit.http import HttpServer, ReadyCheck, health_handlers
+from xrunner.servicekit.http import HttpServer, ReadyCheck, health_handlers, traced
 from xrunner.servicekit.runtime import Runtime
 
 
 def create_http_app(edge: Edge, terminals: attach.Terminals, ready: ReadyCheck, metrics_token: str = "") -> Litestar:
     return Litestar(route_handlers=[routes.events, routes.job_log, attach.attach,
                                     *health_handlers(ready, metrics_token)],
-                    state=State({"edge": edge, "terminals": terminals}), openapi_config=None)
+                    state=State({"edge": edge, "terminals": terminals}), openapi_config=None, middleware=[traced])
 
 
 async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:

@@ -46,6 +46,7 @@ from xrunner.realtime import sse
 from xrunner.realtime.hub import CLIENTS
 from xrunner.realtime.routes import JOB_ID, Edge, admit, problem
 from xrunner.realtime.tickets import Session
+from xrunner.servicekit import tracing
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.ids import new_id
 from xrunner.servicekit.problems import PROBLEM_JSON
@@ -279,7 +280,8 @@ async def _stdin(nc: Client, job_id: str, data: bytes, headers: dict[str, str] |
     delay = 0.02
     while True:
         try:
-            await nc.request(subjects.job_stdin(job_id), data, timeout=STDIN_TIMEOUT_S, headers=headers)
+            await nc.request(subjects.job_stdin(job_id), data, timeout=STDIN_TIMEOUT_S,
+                             headers=tracing.headers(headers))
             return
         except NoRespondersError:
             await asyncio.sleep(delay)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal
 
+import structlog
 from litestar.response import ServerSentEventMessage
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -18,8 +19,11 @@ from xrunner.contracts import codec, lifecycle, subjects
 from xrunner.contracts.messages import LogChunk
 from xrunner.realtime.hub import CLIENTS, DELIVERY_LAG, Client, Frame, Hub, frame
 from xrunner.realtime.terminal import SafeText
+from xrunner.servicekit import tracing
 from xrunner.servicekit.attemptlog import AttemptLog
 from xrunner.servicekit.eventstore import EventStore, read_entries
+
+log = structlog.get_logger()
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,8 @@ async def log_pieces(js: JetStreamContext, tenant: str, job_id: str, offset: int
                 continue
             chunk = codec.decode(msg.data, LogChunk)
             if cursor.ends_with(chunk):
+                with tracing.span(tracing.of(msg.headers)):  # the job's trace, as its worker published the chunk
+                    log.info("job log sent to its end", job_id=job_id, attempt=chunk.attempt, offset=chunk.offset)
                 yield LogPiece("end", chunk.offset)
                 return
             output = cursor.take(chunk)

@@ -7,9 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 import nats.errors
@@ -28,7 +27,8 @@ from xrunner.scheduler.reconcile import Append, Dispatch, Intent, Lose, Reject, 
 from xrunner.scheduler.settings import SchedulerSettings
 from xrunner.scheduler.state import Key, SchedulerState
 from xrunner.scheduler.workers import Workers
-from xrunner.servicekit.eventstore import ConflictError, EventStore
+from xrunner.servicekit import tracing
+from xrunner.servicekit.eventstore import ConflictError, EventStore, publish
 from xrunner.servicekit.ids import new_id
 
 log = structlog.get_logger()
@@ -53,6 +53,7 @@ class Scheduler:
         self.since = time.monotonic()
         self.rereleased: dict[Key, datetime] = {}
         self.basis = 0  # the position of the projection's last batch folded here (what decisions record)
+        self.traces: dict[Key, str | None] = {}  # each live job's `traceparent`, from its `job.submitted`
 
     def folded(self, batch: Sequence[tuple[int, ev.Event]]) -> None:
         """Called by the projection for every folded batch: the working state now holds the log up to its last
@@ -90,6 +91,8 @@ class Scheduler:
             event = codec.decode_event(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return  # the projection parks it
+        if isinstance(event, ev.JobSubmitted):
+            self.traces[(event.tenant, event.job_id)] = tracing.of(msg.headers)
         self._fold([(seq, event)])
 
     async def run(self) -> None:
@@ -128,16 +131,32 @@ class Scheduler:
             dirty, sweep = set(), False
         for key in [k for k in self.rereleased if k not in self.state.jobs]:
             del self.rereleased[key]
+        for key in [k for k in self.traces if k not in self.state.jobs]:
+            del self.traces[key]
 
     async def carry_out(self, intents: Sequence[Intent], now: datetime) -> None:
         """Run the appends for different jobs concurrently (each is compare-and-set on its own job)."""
         gate = asyncio.Semaphore(CONCURRENT_APPENDS)
 
-        async def gated(work: Coroutine[Any, Any, None]) -> None:
+        async def gated(intent: Intent) -> None:
             async with gate:
-                await work
+                with tracing.span(await self.trace_of(intent.key)):  # the decision belongs to the job's trace
+                    await self._carry_out(intent, now)
 
-        await asyncio.gather(*(gated(self._carry_out(i, now)) for i in intents))
+        await asyncio.gather(*(gated(i) for i in intents))
+
+    async def trace_of(self, key: Key) -> str | None:
+        """The job's `traceparent`: as the live feed saw its submission, else read once from the log (a job
+        submitted before this scheduler became active)."""
+        if key not in self.traces:
+            tenant, job_id = key
+            try:
+                first = await self.js.get_msg(subjects.EVENTS_STREAM, seq=1, next=True, direct=True,
+                                              subject=subjects.job_history(tenant, job_id))
+                self.traces[key] = tracing.of(first.headers)
+            except (nats.errors.Error, TimeoutError):
+                return None
+        return self.traces[key]
 
     async def _carry_out(self, intent: Intent, now: datetime) -> None:
         if isinstance(intent, Rerelease):
@@ -171,6 +190,7 @@ class Scheduler:
             log.warning("decision not appended", job_id=intent.event.job_id, kind=intent.kind, error=repr(exc))
             return False
         self.state.apply(appended.seq, intent.event)
+        log.info("decision appended", job_id=intent.event.job_id, kind=intent.kind, seq=appended.seq)
         return True
 
     async def _publish_run(self, view: JobView) -> None:
@@ -180,8 +200,8 @@ class Scheduler:
                      dispatched_at=at, retries_used=view.retries_used)
         assert view.pool is not None
         try:
-            await self.js.publish(subjects.run_queue(view.pool), codec.encode(run), stream=subjects.RUN_STREAM,
-                                  headers={"Nats-Msg-Id": f"run:{view.id}:{view.attempt}"})
+            await publish(self.js, subjects.run_queue(view.pool), codec.encode(run), stream=subjects.RUN_STREAM,
+                          headers=tracing.headers({"Nats-Msg-Id": f"run:{view.id}:{view.attempt}"}))
         except (nats.errors.Error, TimeoutError) as exc:  # the sweep re-releases a dispatched attempt not started
             log.warning("work item not published", job_id=view.id, attempt=view.attempt, error=repr(exc))
 

@@ -24,10 +24,12 @@ from prometheus_client import Gauge
 from xrunner.contracts import codec, subjects
 from xrunner.contracts.events import WorkerStarted, WorkerStopped
 from xrunner.contracts.messages import RunJob, WorkerHeartbeat
+from xrunner.servicekit import tracing
 from xrunner.servicekit.consumer import DEAD_LETTERS, durable
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.http import HttpServer, health_app
 from xrunner.servicekit.ids import new_id
+from xrunner.servicekit.live import LiveFeed
 from xrunner.servicekit.pull import pull
 from xrunner.servicekit.runtime import Runtime
 from xrunner.worker.artifacts import Artifacts
@@ -72,6 +74,8 @@ class Worker:
         self.slot_free = asyncio.Event()
         self.slot_free.set()
         self.running: dict[str, Stop] = {}
+        self.stops: dict[str, Stop] = {}  # what a cancel request stops: from before an attempt begins to its end
+        self.cancels = LiveFeed(self.js, [subjects.job_events(token="cancel_requested")], self.cancel_requested)
         self.tasks: set[asyncio.Task[None]] = set()
         self.draining = False
 
@@ -104,42 +108,54 @@ class Worker:
         self.slot_free.set()
 
     async def _attempt(self, msg: Msg) -> None:
-        try:
+        with tracing.span(tracing.of(msg.headers)):  # the job's trace, from the scheduler's work item
             try:
-                run = codec.decode(msg.data, RunJob)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                DEAD_LETTERS.labels(f"worker_{self.settings.pool}").inc()
-                log.error("undecodable work item terminated", subject=msg.subject)
-                await msg.term()
-                return
-            if not self.lease.fresh():  # lapsed since the fetch: leave the item to a worker that holds its lease
-                await msg.nak(delay=self.settings.heartbeat_s)
-                return
+                await self._run_item(msg)
+            except Exception:
+                log.exception("attempt crashed")
+                with contextlib.suppress(Exception):
+                    await msg.nak(delay=1.0)
+            finally:
+                self._free_slot()
+
+    async def _run_item(self, msg: Msg) -> None:
+        try:
+            run = codec.decode(msg.data, RunJob)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            DEAD_LETTERS.labels(f"worker_{self.settings.pool}").inc()
+            log.error("undecodable work item terminated", subject=msg.subject)
+            await msg.term()
+            return
+        if not self.lease.fresh():  # lapsed since the fetch: leave the item to a worker that holds its lease
+            await msg.nak(delay=self.settings.heartbeat_s)
+            return
+        stop = Stop(asyncio.Event())  # a cancel stored from now on stops it (a second delivery leaves the first's)
+        registered = self.stops.setdefault(run.job_id, stop) is stop
+        try:
             attempt = await self.runner.begin(run)
             await msg.ack()
             if attempt is None:
                 return
-            stop = self.running[run.job_id] = Stop(asyncio.Event(), fences=attempt.fences)
+            stop.fences = attempt.fences
+            self.running[run.job_id] = stop
             RUNNING.inc()
             try:
                 await self.runner.execute(attempt, stop)
             finally:
                 RUNNING.dec()
                 self.running.pop(run.job_id, None)
-        except Exception:
-            log.exception("attempt crashed")
-            with contextlib.suppress(Exception):
-                await msg.nak(delay=1.0)
         finally:
-            self._free_slot()
+            if registered:
+                del self.stops[run.job_id]
 
-    async def watch_cancels(self) -> None:
-        async def on_cancel(msg: Msg) -> None:
-            job_id = subjects.parse_job_event(msg.subject).job_id
-            if job_id in self.running:
-                self.running[job_id].set("cancel")
-
-        await self.nc.subscribe(subjects.job_events(token="cancel_requested"), cb=on_cancel)
+    def cancel_requested(self, seq: int, msg: Msg) -> None:
+        """A `job.cancel_requested` the log stored (from the cancel feed): stop the job if it runs or starts here.
+        A request stored before its attempt started is caught by the start itself (`runner.begin`)."""
+        stop = self.stops.get(subjects.parse_job_event(msg.subject).job_id)
+        if stop is not None:
+            with tracing.span(tracing.of(msg.headers)):
+                log.info("cancel requested", job_id=subjects.parse_job_event(msg.subject).job_id, seq=seq)
+            stop.set("cancel")
 
     def heartbeat(self) -> WorkerHeartbeat:
         s = self.settings
@@ -248,7 +264,7 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
         ),
         msg_id=f"worker:{worker_id}:started:{new_id()}",
     )
-    await worker.watch_cancels()
+    await worker.cancels.start()
     runtime.spawn(worker.beat(), "heartbeat")
     pulling = runtime.spawn(worker.pull(), "pull")
     server = HttpServer(health_app(runtime.ready, settings.metrics_token), settings.http_host, settings.http_port)
@@ -257,6 +273,7 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     async def stop() -> None:
         pulling.cancel()
         clean = await worker.drain()
+        await worker.cancels.stop()
         if runtime.nc.is_connected:  # best effort: the heartbeat's TTL covers a worker that cannot say goodbye
             with contextlib.suppress(Exception):
                 kv = await js.key_value(subjects.WORKERS_BUCKET)

@@ -15,6 +15,8 @@ from nats.js import JetStreamContext
 
 from xrunner.contracts import codec, subjects
 from xrunner.contracts.messages import LogChunk
+from xrunner.servicekit import tracing
+from xrunner.servicekit.eventstore import publish
 
 SPOOL_IN_MEMORY = 64 * 1024
 
@@ -148,12 +150,8 @@ class LogStream:
         self.offset += len(data)
         if self.spool is not None and data:
             self._keep(data)
-        await self.js.publish(
-            self.subject,
-            codec.encode(chunk),
-            stream=subjects.LOGS_STREAM,
-            headers={"Nats-Msg-Id": f"log:{self.job_id}:{self.attempt}:{self.seq}"},
-        )
+        await publish(self.js, self.subject, codec.encode(chunk), stream=subjects.LOGS_STREAM,
+                      headers=tracing.headers({"Nats-Msg-Id": f"log:{self.job_id}:{self.attempt}:{self.seq}"}))
 
 
     def _keep(self, data: bytes) -> None:

@@ -118,6 +118,7 @@ class Runner:
             await self.conclude(attempt, Cancelled(before_start=True), 0.0, counted=False)
             return None
         START_LATENCY.observe(max(0.0, time.time() - run.dispatched_at.timestamp()))
+        log.info("attempt started", job_id=run.job_id, attempt=run.attempt, seq=attempt.last_seq)
         return attempt
 
     async def append(self, attempt: Attempt, event: JobEvent, kind: str) -> None:
@@ -184,6 +185,8 @@ class Runner:
             await self.append(attempt, event, kind)
         except Fenced:
             log.warning("outcome fenced off", job_id=run.job_id, attempt=run.attempt, outcome=kind)
+            return
+        log.info("attempt ended", job_id=run.job_id, attempt=run.attempt, outcome=kind, seq=attempt.last_seq)
 
     async def _run(self, attempt: Attempt, workspace: Path, logs: LogStream, stop: Stop) -> Outcome:
         spec = attempt.run.spec
