@@ -10,6 +10,7 @@ import { StatsPage } from "../pages/stats/StatsPage";
 import { SubmitPage } from "../pages/submit/SubmitPage";
 import { makeClient, type Principal } from "./client";
 import { loadConfig, type ConsoleConfig } from "./config";
+import { LiveEvents } from "./live";
 import { SessionProvider, type ConsoleSession } from "./session";
 import { Shell } from "./Shell";
 import { forgetToken, storedToken, storeToken } from "./token";
@@ -84,7 +85,10 @@ async function startSession(config: ConsoleConfig, token: string | null, signOut
   }
   storeToken(token);
   const can = (scope: string) => principal.scopes.includes(scope) || principal.scopes.includes("admin");
-  return { phase: "ready", config, session: { config, client, principal, can, signOut } };
+  const live = new LiveEvents(client);
+  void live.start();
+  const end = () => { live.stop(); signOut(); };
+  return { phase: "ready", config, session: { config, client, principal, live, can, signOut: end } };
 }
 
 function NotFound() {

@@ -11,7 +11,7 @@ export interface OidcConfig {
 }
 
 export interface ConsoleConfig {
-  /** Base URLs of the gateway (REST), realtime (SSE, WebSocket) and artifacts services. */
+  /** Base URLs of the gateway (REST), realtime (SSE, WebSocket) and artifacts services; empty: this page's origin. */
   gateway: string;
   realtime: string;
   artifacts: string;
@@ -30,9 +30,9 @@ export async function loadConfig(): Promise<ConsoleConfig> {
   const raw = (await res.json()) as Partial<ConsoleConfig>;
   const origin = location.origin;
   return {
-    gateway: raw.gateway ?? origin,
-    realtime: raw.realtime ?? raw.gateway ?? origin,
-    artifacts: raw.artifacts ?? raw.gateway ?? origin,
+    gateway: raw.gateway || origin,
+    realtime: raw.realtime || raw.gateway || origin,
+    artifacts: raw.artifacts || raw.gateway || origin,
     auth: { token: raw.auth?.token ?? true, oidc: raw.auth?.oidc ?? null },
   };
 }

@@ -3,11 +3,14 @@
 import { createContext, useContext, type ReactNode } from "react";
 import type { ConsoleClient, Principal } from "./client";
 import type { ConsoleConfig } from "./config";
+import type { LiveEvents } from "./live";
 
 export interface ConsoleSession {
   config: ConsoleConfig;
   client: ConsoleClient;
   principal: Principal;
+  /** The tab's one stream of the tenant's job events; `live.subscribe(fn)` in an effect, return its result. */
+  live: LiveEvents;
   /** Whether the principal holds `scope` (an `admin` scope implies every other). */
   can(scope: string): boolean;
   signOut(): void;

@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 
 from xrunner.gateway import dependencies
 from xrunner.gateway.bodies import JsonRequest
+from xrunner.gateway.console import console_handlers
 from xrunner.gateway.decisions import Decisions
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.ratelimit import RateLimiter, edge_checks
@@ -53,7 +54,7 @@ def create_app(settings: GatewaySettings, infra: Infra) -> Litestar:
     decisions = Decisions(infra.js)
     jobs = Jobs(EventStore(infra.js), infra.js, decisions, JobsTable(infra.pool), settings.decision_wait_s)
     return Litestar(
-        route_handlers=[*HANDLERS, *health_handlers(infra.ready, settings.metrics_token)],
+        route_handlers=[*HANDLERS, *health_handlers(infra.ready, settings.metrics_token), *console_handlers(settings)],
         guards=[authorize(infra.verifier)],
         dependencies=dependencies.provide(jobs, infra.js, settings.ticket_secret or settings.jwt_secret),
         exception_handlers=httperrors.HANDLERS,

@@ -1,0 +1,93 @@
+// The jobs list's state outside React: pages of jobs from the API, moved forward by live events, with changes
+// batched into one render per animation frame (200 events/s must not mean 200 renders/s).
+
+import type { JobEvent, JobView } from "@xrunner/sdk";
+import { fold, submittedView, TERMINAL } from "../../app/fold";
+import { matches, type Filters } from "./filters";
+
+export interface Snapshot {
+  ids: readonly string[];
+  jobs: ReadonlyMap<string, JobView>;
+  /** When each job last changed state from a live event (ms, performance clock): drives the chip's flash. */
+  changedAt: ReadonlyMap<string, number>;
+}
+
+export class JobListStore {
+  private ids: string[] = [];
+  private readonly jobs = new Map<string, JobView>();
+  private readonly changedAt = new Map<string, number>();
+  private readonly touched = new Set<string>(); // changed by an event since the last page load began
+  private readonly waiting = new Map<string, JobView>(); // new jobs not (yet) in a state the filter shows
+  private snapshot: Snapshot = { ids: [], jobs: new Map(), changedAt: new Map() };
+  private readonly listeners = new Set<() => void>();
+  private frame = 0;
+
+  constructor(private readonly filters: Filters) {}
+
+  subscribe = (fn: () => void): (() => void) => {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  };
+
+  getSnapshot = (): Snapshot => this.snapshot;
+
+  /** Adds a page from the API (older jobs at the end); what live events already moved is kept as they left it. */
+  addPage(page: readonly JobView[]): void {
+    for (const job of page) {
+      if (this.jobs.has(job.id)) {
+        if (!this.touched.has(job.id)) this.jobs.set(job.id, job);
+        continue;
+      }
+      this.jobs.set(job.id, job);
+      this.ids.push(job.id);
+    }
+    this.schedule();
+  }
+
+  /** Moves the list forward by one event: a new job (when it passes the filters) or a listed job's new state. */
+  apply(event: JobEvent): void {
+    if (event.type === "job.submitted.v1") {
+      const view = submittedView(event);
+      if (!this.jobs.has(view.id) && matches({ ...view, state: this.filters.states[0] ?? view.state }, this.filters))
+        this.insertOrWait(view);
+      return;
+    }
+    if (!("job_id" in event)) return;
+    const pending = this.waiting.get(event.job_id);
+    if (pending) {
+      this.insertOrWait(fold(pending, event));
+      return;
+    }
+    const before = this.jobs.get(event.job_id);
+    if (!before) return;
+    const after = fold(before, event);
+    if (after === before) return;
+    this.jobs.set(after.id, after);
+    this.touched.add(after.id);
+    if (after.state !== before.state) this.changedAt.set(after.id, performance.now());
+    this.schedule();
+  }
+
+  /** A new job goes on top once its state passes the filter; until then it is followed out of sight. */
+  private insertOrWait(view: JobView): void {
+    if (!matches(view, this.filters)) {
+      if (TERMINAL.has(view.state)) this.waiting.delete(view.id);
+      else this.waiting.set(view.id, view);
+      return;
+    }
+    this.waiting.delete(view.id);
+    this.jobs.set(view.id, view);
+    this.ids.unshift(view.id);
+    this.changedAt.set(view.id, performance.now());
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      this.snapshot = { ids: [...this.ids], jobs: new Map(this.jobs), changedAt: new Map(this.changedAt) };
+      for (const fn of this.listeners) fn();
+    });
+  }
+}
