@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Stack
+from conftest import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
