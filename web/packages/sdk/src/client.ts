@@ -4,7 +4,7 @@
 import type { Client } from "openapi-fetch";
 
 import { Attachment, opened } from "./attach.js";
-import { isBrowser, resolveToken, trimSlash, type WebSocketConstructor, type XrunnerOptions } from "./options.js";
+import { isNode, resolveToken, trimSlash, type WebSocketConstructor, type XrunnerOptions } from "./options.js";
 import {
   Artifacts, artifactsClient, gatewayClient, Jobs, stats, streamTicket, Tenants, whoami,
 } from "./rest.js";
@@ -64,7 +64,7 @@ export class Xrunner {
   /** Attach a terminal to an interactive job; rejects with a ProblemError when the edge refuses (404, 409 ...). */
   async attach(jobId: string, options: { offset?: number } = {}): Promise<Attachment> {
     const Socket = this.options.WebSocket ?? (await defaultWebSocket());
-    const native = !this.options.WebSocket && isBrowser;
+    const native = !this.options.WebSocket && !isNode;
     const { query, headers } = await this.credentials(native ? "ticket" : this.streamAuth());
     const params = new URLSearchParams(query);
     if (options.offset !== undefined) params.set("offset", String(options.offset));
@@ -78,7 +78,7 @@ export class Xrunner {
   }
 
   private streamAuth(): "header" | "ticket" {
-    return this.options.streamAuth ?? (isBrowser ? "ticket" : "header");
+    return this.options.streamAuth ?? (isNode ? "header" : "ticket");
   }
 
   private async credentials(how: "header" | "ticket"):
@@ -88,10 +88,10 @@ export class Xrunner {
   }
 }
 
-/** The global WebSocket (browsers, Node 22+), else the `ws` package's (Node 20). */
+/** The `ws` package's WebSocket in Node (it sends headers), else the global one (browsers). */
 async function defaultWebSocket(): Promise<WebSocketConstructor> {
   const found = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-  if (found && isBrowser) return found;
+  if (found && !isNode) return found;
   try {
     const ws = (await import("ws")) as unknown as { WebSocket: WebSocketConstructor };
     return ws.WebSocket;

@@ -16,8 +16,8 @@ export interface XrunnerOptions {
   artifactsUrl?: string;
   token: TokenSource;
   /** How streams authenticate: an Authorization header, or a one-time ticket from `POST /v1/stream-tickets`
-   * passed as `?ticket=`. Default: `header` in Node, `ticket` in browsers. Attach always uses a ticket in
-   * browsers (a browser's WebSocket cannot send headers). */
+   * passed as `?ticket=`. Default: `header` in Node, `ticket` elsewhere. Attach always uses a ticket outside
+   * Node unless a WebSocket is injected (a browser's WebSocket cannot send headers). */
   streamAuth?: "header" | "ticket";
   /** The WebSocket implementation for attach; default: the global one, else the `ws` package. */
   WebSocket?: WebSocketConstructor;
@@ -26,7 +26,10 @@ export interface XrunnerOptions {
   maxBackoffMs?: number;
 }
 
-export const isBrowser = typeof window !== "undefined" && typeof document !== "undefined";
+/** Node (or Bun/Deno's Node mode): its fetch and `ws` send headers. Anywhere else (browsers, web workers) a
+ * WebSocket cannot, so streams and attach use tickets there. */
+export const isNode =
+  typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node === "string";
 
 export async function resolveToken(source: TokenSource): Promise<string> {
   return typeof source === "function" ? await source() : source;

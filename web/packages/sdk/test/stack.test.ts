@@ -182,8 +182,8 @@ test("attach: type into an interactive sh, see its answer, exit ends it with the
   assert.equal((await term.closed).code, 1000);
 });
 
-test("attach to a job that is not interactive is refused with its status", async () => {
-  const xr = client("sdk-attach");
+test("attach over a stream ticket to a job that is not interactive is refused with its status", async () => {
+  const xr = client("sdk-attach", { streamAuth: "ticket" });
   const accepted = await xr.jobs.submit(echo("plain"));
   await assert.rejects(xr.attach(accepted.job.id), (error: unknown) =>
     error instanceof ProblemError && error.status === 409);
