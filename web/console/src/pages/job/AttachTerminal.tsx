@@ -3,7 +3,7 @@
 // the end frame (final state and exit code) is shown when the job ends.
 
 import { useEffect, useRef, useState } from "react";
-import { ProblemError, type AttachEnd } from "@xrunner/sdk";
+import { ProblemError, type AttachEnd, type Attachment } from "@xrunner/sdk";
 import { useConsole } from "../../app/session";
 import { LineDiscipline } from "./output";
 import { openTerminal, type LoadedTerminal } from "./terminal";
@@ -23,7 +23,7 @@ export function AttachTerminal({ jobId, tty, onDetach }: { jobId: string; tty: b
       if (!host.current) return;
       loaded = await openTerminal(host.current, { input: true, label: "Terminal attached to the job" });
       const { term, fit } = loaded;
-      let attachment;
+      let attachment: Attachment;
       try {
         attachment = await client.attach(jobId);
       } catch (e) {
@@ -86,8 +86,8 @@ export function AttachTerminal({ jobId, tty, onDetach }: { jobId: string; tty: b
 
 function AttachStatus({ phase }: { phase: Phase }) {
   if (phase.kind === "connecting") return <p className="text-sm text-slate-500">Attaching…</p>;
-  if (phase.kind === "attached") return <p className="text-sm text-emerald-700 dark:text-emerald-400">Attached.</p>;
-  if (phase.kind === "refused") return <p role="alert" className="text-sm text-red-700 dark:text-red-400">Attach refused: {phase.why}</p>;
+  if (phase.kind === "attached") return <p data-testid="attach-status" className="text-sm text-emerald-700 dark:text-emerald-400">Attached.</p>;
+  if (phase.kind === "refused") return <p role="alert" data-testid="attach-status" className="text-sm text-red-700 dark:text-red-400">Attach refused: {phase.why}</p>;
   const { end, code } = phase;
   return (
     <p role="status" data-testid="attach-end" className="text-sm font-medium">

@@ -68,6 +68,7 @@ export function summary(entry: TimelineEntry): string {
   add("position", p["position"]);
   add("by", p["subject"] ?? p["requested_by"]);
   add("artifact", p["name"]);
+  add("preview", p["kind"]);
   add("duration", typeof p["duration_s"] === "number" ? `${p["duration_s"].toFixed(2)} s` : "");
   add("timeout", typeof p["timeout_s"] === "number" ? `${p["timeout_s"]} s` : "");
   add("not before", p["not_before"]);
