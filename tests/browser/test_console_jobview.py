@@ -5,6 +5,7 @@ and admin pages; each page is screenshotted to the results folder and may log no
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -145,3 +146,41 @@ def test_the_admin_page_is_not_shown_without_the_admin_scope(page: Page, console
     page.goto(console_stack.console_url("plain", "admin"))
     expect(page.get_by_text("This page needs the admin scope.")).to_be_visible(timeout=WAIT_MS)
     expect(page.get_by_label("Open or add a tenant")).to_have_count(0)
+
+
+
+
+def sizes_shown(terminal: Locator) -> list[tuple[int, int]]:
+    """The `rows cols` answers of `stty size` on the terminal's screen, in order."""
+    return [(int(rows), int(cols)) for rows, cols in
+            (line.split() for line in terminal_lines(terminal) if re.fullmatch(r"\d+ \d+", line))]
+
+
+def wait_for_sizes(page: Page, terminal: Locator, count: int) -> list[tuple[int, int]]:
+    """Polls the screen (every 100 ms, up to WAIT_MS) until it shows `count` answers of `stty size`."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while len(found := sizes_shown(terminal)) < count:
+        assert time.monotonic() < deadline, terminal_lines(terminal)
+        page.wait_for_timeout(100)
+    return found
+
+
+def test_a_tty_job_follows_the_terminals_size(page: Page, console_stack: ConsoleStack) -> None:
+    with console_stack.client("sizer") as client:
+        job_id = submit(client, ["sh"], workload={"interactive": True, "tty": True})
+    open_job(page, console_stack, "sizer", job_id)
+    page.get_by_role("button", name="Attach a terminal").click()
+    expect(page.get_by_test_id("attach-status")).to_have_text("Attached.", timeout=WAIT_MS)
+    terminal = page.get_by_test_id("attach-terminal")
+    terminal.click()
+    page.keyboard.type("stty size")
+    page.keyboard.press("Enter")
+    [(_, wide)] = wait_for_sizes(page, terminal, 1)
+    page.set_viewport_size({"width": 800, "height": 800})  # the page refits the terminal and tells the job
+    page.keyboard.type("stty size")
+    page.keyboard.press("Enter")
+    (_, narrow) = wait_for_sizes(page, terminal, 2)[-1]
+    assert narrow < wide, (wide, narrow)
+    page.keyboard.type("exit")
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("attach-end")).to_contain_text("succeeded", timeout=WAIT_MS)
