@@ -4,8 +4,11 @@ and admin pages; each page is screenshotted to the results folder and may log no
 
 from __future__ import annotations
 
+import base64
+import io
 import re
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,30 @@ from xrunner.servicekit.auth import SCOPES
 WAIT_MS = 30_000
 # An 8 x 8 red PNG, written by the job itself (base64 -d) so that the worker collects it as an artifact.
 PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAEUlEQVR4nGO4o6GBFTEMLQkAe3tLAfuiUfAAAAAASUVORK5CYII="
+
+
+def two_page_pdf() -> bytes:
+    """A valid PDF of two blank pages (objects and cross-reference table written out by hand)."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R 4 0 R] /Count 2 >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 100] >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 100] >>"]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def small_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("a.txt", "alpha")
+        archive.writestr("dir/b.txt", "b" * 300)
+    return buffer.getvalue()
 
 
 def submit(client: httpx.Client, argv: list[str], **spec: Any) -> str:
@@ -87,10 +114,12 @@ def test_the_live_log_shows_a_jobs_output_and_keeps_hostile_bytes_as_text(
     screenshot(page, "job-log")
 
 
-def test_a_jobs_png_and_json_artifacts_are_previewed(
+def test_a_jobs_png_json_pdf_and_zip_artifacts_are_previewed(
         page: Page, console_stack: ConsoleStack, screenshot: Callable[[Page, str], Path]) -> None:
+    pdf, archive = base64.b64encode(two_page_pdf()).decode(), base64.b64encode(small_zip()).decode()
     script = (f"mkdir -p out && echo {PNG_B64} | base64 -d > out/dot.png"
-              " && printf '{\"answer\": 42, \"items\": [1, 2]}' > out/data.json")
+              " && printf '{\"answer\": 42, \"items\": [1, 2]}' > out/data.json"
+              f" && echo {pdf} | base64 -d > out/doc.pdf && echo {archive} | base64 -d > out/bundle.zip")
     with console_stack.client("artist") as client:
         job_id = submit(client, ["sh", "-c", script], artifacts={"globs": ["out/*"]})
     open_job(page, console_stack, "artist", job_id)
@@ -105,6 +134,14 @@ def test_a_jobs_png_and_json_artifacts_are_previewed(
     href = download.get_attribute("href") or ""
     assert re.search(r"/v1/blobs/\w+\?exp=\d+&kid=\w+&sig=", href), href
     assert httpx.get(href, timeout=10).json() == {"answer": 42, "items": [1, 2]}  # the signed URL, no token
+    first_page = page.locator("[data-testid=artifact][data-name='out/doc.pdf'] img[data-testid=artifact-pdf]")
+    expect(first_page).to_be_visible(timeout=WAIT_MS)
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=first_page.element_handle(),
+                           timeout=WAIT_MS)
+    expect(page.locator("[data-testid=artifact][data-name='out/doc.pdf'] figcaption")).to_have_text("PDF · 2 pages")
+    entries = page.locator("[data-testid=artifact][data-name='out/bundle.zip'] [data-testid=artifact-entries]")
+    expect(entries).to_contain_text("dir/b.txt", timeout=WAIT_MS)
+    expect(entries.locator("tbody tr")).to_have_count(2)
     screenshot(page, "job-artifacts")
 
 

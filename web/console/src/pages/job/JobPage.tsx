@@ -86,7 +86,7 @@ function JobDetail({ view, entries, artifactRevision }: { view: JobView; entries
           {view.cancel_requested && !ended && <span className="text-xs text-amber-700 dark:text-amber-400">cancel requested</span>}
           <Actions view={view} />
         </div>
-        <p className="font-mono text-sm break-all text-slate-700 dark:text-slate-300">{command.join(" ")}</p>
+        <p title={command.join(" ")} className="max-h-16 overflow-auto font-mono text-sm break-all text-slate-700 dark:text-slate-300">{command.join(" ")}</p>
         <Facts view={view} />
       </header>
       {waiting && <WhyWaiting jobId={view.id} revision={entries.length} />}
