@@ -11,6 +11,7 @@ import { SubmitPage } from "../pages/submit/SubmitPage";
 import { makeClient, type Principal } from "./client";
 import { loadConfig, type ConsoleConfig } from "./config";
 import { LiveEvents } from "./live";
+import { finishSignIn } from "./oidc";
 import { SessionProvider, type ConsoleSession } from "./session";
 import { Shell } from "./Shell";
 import { forgetToken, storedToken, storeToken } from "./token";
@@ -34,7 +35,14 @@ export function App() {
   }, []);
   useEffect(() => {
     loadConfig().then(
-      (config) => signIn(config, storedToken()),
+      async (config) => {
+        try {
+          const fromProvider = config.auth.oidc ? await finishSignIn(config.auth.oidc) : null;
+          await signIn(config, fromProvider ?? storedToken());
+        } catch (e) {
+          setBoot({ phase: "ready", config, session: null, error: String(e) });
+        }
+      },
       (e: unknown) => setBoot({ phase: "failed", error: String(e) }),
     );
   }, [signIn]);

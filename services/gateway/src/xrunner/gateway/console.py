@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import mimetypes
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Response, get
+from litestar.params import PathParameter
 from litestar.response import File
 from litestar.types import ControllerRouterHandler
 
@@ -39,11 +40,15 @@ def console_handlers(settings: GatewaySettings) -> list[ControllerRouterHandler]
     def config_json() -> Response[dict[str, Any]]:
         return Response(config, headers={"Cache-Control": REVALIDATE})
 
-    @get([PREFIX, f"{PREFIX}/{{path:path}}"], include_in_schema=False, sync_to_thread=False)
-    def files(path: str = "/") -> File:
+    @get(PREFIX, include_in_schema=False, sync_to_thread=False)
+    def index() -> File:
+        return _file(root, "/")
+
+    @get(f"{PREFIX}/{{path:path}}", include_in_schema=False, sync_to_thread=False)
+    def files(path: Annotated[str, PathParameter()]) -> File:
         return _file(root, path)
 
-    return [config_json, files]
+    return [config_json, index, files]
 
 
 def _file(root: Path, path: str) -> File:

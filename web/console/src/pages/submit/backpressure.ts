@@ -1,12 +1,12 @@
-// Whether the tenant can take another job now: its queue and in-flight counts against its limits (from /v1/stats,
-// read when job events arrive and at most once a second, with a slow refresh for limit changes that carry no event),
-// and the wait a 429 asked for.
+// Whether the tenant can take another job now: its queue and in-flight counts against its limits, and the wait a
+// 429 asked for. /v1/stats has no stream: it is read soon after job events arrive (at most once a second) and every
+// few seconds while the tab is visible (the scheduler publishes it periodically, and limit changes carry no event).
 
 import { useCallback, useEffect, useRef, useState } from "react";
 import { useConsole } from "../../app/session";
 
 const MIN_GAP_MS = 1000;
-const IDLE_REFRESH_MS = 15_000;
+const IDLE_REFRESH_MS = 3000;
 
 export interface Pressure {
   /** Why submitting is off right now, or null. */
@@ -30,7 +30,8 @@ export function useBackpressure(): Pressure {
     try {
       const stats = await client.stats();
       const mine = stats.tenants.find((t) => t.tenant === principal.tenant);
-      setLimitReason(mine ? limitOf(mine.queued, mine.running, mine.limits.max_queued, mine.limits.max_inflight) : null);
+      const inflight = mine ? mine.running + mine.dispatched : 0;
+      setLimitReason(mine ? limitOf(mine.queued, inflight, mine.limits.max_queued, mine.limits.max_inflight) : null);
     } catch {
       // stats unavailable: no cue rather than a wrong one; a 429 still shows
     }
@@ -44,7 +45,7 @@ export function useBackpressure(): Pressure {
       timer.current = window.setTimeout(() => { timer.current = undefined; void read(); }, wait);
     };
     const off = live.subscribe(soon);
-    const idle = window.setInterval(soon, IDLE_REFRESH_MS);
+    const idle = window.setInterval(() => document.visibilityState === "visible" && soon(), IDLE_REFRESH_MS);
     return () => { off(); window.clearInterval(idle); window.clearTimeout(timer.current); timer.current = undefined; };
   }, [live, read]);
 
@@ -63,8 +64,8 @@ export function useBackpressure(): Pressure {
   return { reason, retryIn, throttled };
 }
 
-export function limitOf(queued: number, running: number, maxQueued: number, maxInflight: number): string | null {
+export function limitOf(queued: number, inflight: number, maxQueued: number, maxInflight: number): string | null {
   if (queued >= maxQueued) return `Your tenant's queue is full (${queued} of ${maxQueued} queued).`;
-  if (running >= maxInflight) return `Your tenant is at its in-flight limit (${running} of ${maxInflight} running).`;
+  if (inflight >= maxInflight) return `Your tenant is at its in-flight limit (${inflight} of ${maxInflight} running).`;
   return null;
 }
