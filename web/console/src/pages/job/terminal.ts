@@ -1,6 +1,6 @@
 // The xterm.js terminals of the job page: loaded on demand (their code is a chunk of its own, fetched only when a
-// job's output is shown), themed like the page, fitted to their box. Job output reaches the screen only through
-// xterm's parser, never as markup.
+// job's output is shown), themed like the page (and again when it switches), fitted to their box. Job output
+// reaches the screen only through xterm's parser, never as markup.
 
 import type { FitAddon } from "@xterm/addon-fit";
 import type { ITheme, Terminal } from "@xterm/xterm";
@@ -21,7 +21,8 @@ export async function openTerminal(host: HTMLElement, opts: { input: boolean; la
     import("@xterm/addon-fit"),
     import("@xterm/xterm/css/xterm.css"),
   ]);
-  const dark = document.documentElement.classList.contains("dark");
+  const root = document.documentElement;
+  const themed = () => (root.classList.contains("dark") ? DARK : LIGHT);
   const term = new Terminal({
     convertEol: true,
     scrollback: SCROLLBACK,
@@ -30,7 +31,7 @@ export async function openTerminal(host: HTMLElement, opts: { input: boolean; la
     cursorStyle: opts.input ? "block" : "underline",
     fontFamily: "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace",
     fontSize: 13,
-    theme: dark ? DARK : LIGHT,
+    theme: themed(),
     screenReaderMode: false,
   });
   const fit = new FitAddon();
@@ -40,10 +41,13 @@ export async function openTerminal(host: HTMLElement, opts: { input: boolean; la
   fit.fit();
   const refit = () => fit.fit();
   window.addEventListener("resize", refit);
+  const theme = new MutationObserver(() => (term.options.theme = themed())); // the page's theme switch
+  theme.observe(root, { attributes: true, attributeFilter: ["class"] });
   return {
     term,
     fit,
     dispose() {
+      theme.disconnect();
       window.removeEventListener("resize", refit);
       term.dispose();
     },
