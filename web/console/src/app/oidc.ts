@@ -1,6 +1,6 @@
 // OIDC sign-in, authorization code + PKCE (RFC 7636), for a public client: no secret in the browser. The provider's
 // endpoints come from its discovery document; the code comes back to /signin and is traded for tokens there.
-// The gateway must accept the token the provider issues (XR_JWT_JWKS_URL, XR_JWT_ISSUER, XR_JWT_AUDIENCE and a
+// The gateway must accept the token the provider issues (XR_JWKS_URL, XR_JWT_ISSUER, XR_JWT_AUDIENCE and a
 // `tenant` claim); the console sends the access token when there is one, else the ID token.
 
 import type { OidcConfig } from "./config";
