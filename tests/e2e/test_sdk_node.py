@@ -16,7 +16,8 @@ from conftest import Stack
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
 SDK = WEB / "packages" / "sdk"
-TENANTS = ("sdk-events", "sdk-resume", "sdk-logs", "sdk-attach", "sdk-errors", "sdk-limited", "sdk-admin", "sdk-pages")
+TENANTS = ("sdk-events", "sdk-resume", "sdk-logs", "sdk-attach", "sdk-errors", "sdk-limited", "sdk-admin", "sdk-pages",
+           "sdk-live")
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> None:

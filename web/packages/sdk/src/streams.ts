@@ -52,11 +52,14 @@ export function jobEvents<E extends JobEvent = JobEvent>(
 ): AsyncGenerator<StreamEvent<E>, void, undefined> {
   const filters: [string, string][] = [
     ...(options.jobs ?? []).map((job): [string, string] => ["job", job]),
-    ...(options.types ?? []).map((type): [string, string] => ["type", type]),
+    ...(options.types ?? []).map((type): [string, string] => ["type", subjectToken(type)]),
   ];
   return resumable<StreamEvent<E>>({
-    connect: (cursor, signal) =>
-      open(ctx, "/v1/events", cursor === null ? filters : [...filters, ["since", String(cursor)]], signal),
+    // `position`: the edge opens with the sequence it starts after, so even a stream that drops before its
+    // first event resumes without a gap
+    connect: (cursor, signal) => open(ctx, "/v1/events",
+      [...filters, ["position", "true"], ...(cursor === null ? [] : [["since", String(cursor)] as [string, string]])],
+      signal),
     step: (message, cursor) => eventStep<E>(message, cursor),
     cursor: options.since ?? null,
     signal: options.signal,
@@ -65,14 +68,23 @@ export function jobEvents<E extends JobEvent = JobEvent>(
   });
 }
 
+/** The edge filters by an event's subject token: `succeeded` for `job.succeeded.v1`, `artifact_stored` for
+ * `artifact.stored.v1` (xrunner.contracts.events.type_token). */
+export function subjectToken(tag: string): string {
+  const [aggregate = "", name = ""] = tag.split(".");
+  return aggregate === "job" ? name : `${aggregate}_${name}`;
+}
+
 function eventStep<E extends JobEvent>(message: EventSourceMessage, cursor: number | null): Step<StreamEvent<E>> {
   if (message.event === "resync") {
     // the edge dropped us for falling behind: reopen from the last event seen, which the log still has
     return { action: "reconnect", status: { state: "resync", resumeFrom: cursor } };
   }
-  if (message.event === "expired") return { action: "reconnect" };
+  // the credential ran out (no id; `expired` with an id is a job.expired.v1 event)
+  if (message.event === "expired" && !message.id) return { action: "reconnect" };
   const id = Number(message.id);
   if (!message.id || !Number.isSafeInteger(id)) return {};
+  if (message.event === "position") return { cursor: cursor === null ? id : Math.max(cursor, id) };
   if (cursor !== null && id <= cursor) return { cursor }; // already delivered before a reconnect
   return { items: [{ id, event: JSON.parse(message.data) as E }], cursor: id };
 }

@@ -43,21 +43,42 @@ const client = (url: string): Xrunner => new Xrunner({ gatewayUrl: url, token: "
 test("resync and an expired credential reopen the stream from the last event seen", async () => {
   const server = await serve((_, response, connection) => {
     if (connection === 1) sse(response, event(1) + event(2) + "event: resync\r\nid: 2\r\ndata: behind\r\n\r\n");
-    else if (connection === 2) sse(response, event(2) + event(3) + "event: expired\r\ndata: bye\r\n\r\n");
-    else sse(response, event(4), false);
+    else if (connection === 2) {
+      sse(response, event(2) + event(3) + `id: 4\r\nevent: expired\r\ndata: {"type":"job.expired.v1"}\r\n\r\n` +
+        "event: expired\r\ndata: your credential expired\r\n\r\n");
+    }
+    else sse(response, event(5), false);
   });
   const statuses: StreamStatus[] = [];
   const ids: number[] = [];
   for await (const item of client(server.url).events({ since: 0, onStatus: (s) => statuses.push(s) })) {
     ids.push(item.id);
-    if (item.id === 4) break;
+    if (item.id === 5) break;
   }
   await server.close();
-  assert.deepEqual(ids, [1, 2, 3, 4]); // 2 came again after the resync: delivered once
+  assert.deepEqual(ids, [1, 2, 3, 4, 5]); // 2 came again after the resync: delivered once; 4 is a job's `expired`
   assert.deepEqual(server.requests.map((r) => new URL(r.split(" ")[0] ?? "", server.url).searchParams.get("since")),
-    ["0", "2", "3"]);
+    ["0", "2", "4"]);
   assert.ok(server.requests.every((r) => r.endsWith("auth=Bearer tok")));
   assert.ok(statuses.some((s) => s.state === "resync"));
+});
+
+test("a stream that drops before its first event resumes from the position the edge announced", async () => {
+  const server = await serve((_, response, connection) => {
+    if (connection === 1) sse(response, "id: 41\r\nevent: position\r\ndata: 41\r\n\r\n");
+    else sse(response, "id: 41\r\nevent: position\r\ndata: 41\r\n\r\n" + event(42), false);
+  });
+  const ids: number[] = [];
+  for await (const item of client(server.url).events()) {
+    ids.push(item.id);
+    break;
+  }
+  await server.close();
+  assert.deepEqual(ids, [42]);
+  const query = (at: number): URLSearchParams => new URL(server.requests[at]?.split(" ")[0] ?? "", server.url).searchParams;
+  assert.equal(query(0).get("since"), null);
+  assert.equal(query(0).get("position"), "true");
+  assert.equal(query(1).get("since"), "41");
 });
 
 test("a refused stream that can be retried waits Retry-After; one that cannot is thrown", async () => {

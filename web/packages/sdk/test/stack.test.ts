@@ -35,7 +35,7 @@ const echo = (text: string): JobSpec => ({ workload: { kind: "process", argv: ["
 
 /** A fetch whose SSE bodies break after every `every` events (whole ones: what a network failure between two
  * events does), so the SDK must reconnect and resume. */
-function cuttingFetch(every: number, cuts: { count: number }): typeof fetch {
+function cuttingFetch(every: number, cuts: { count: number; positions?: number }): typeof fetch {
   return async (input, init) => {
     const response = await fetch(input, init);
     const url = String(input instanceof Request ? input.url : input);
@@ -54,7 +54,9 @@ function cuttingFetch(every: number, cuts: { count: number }): typeof fetch {
           const block = pending.slice(0, end);
           pending = pending.slice(end);
           controller.enqueue(encoder.encode(block));
-          if (/^id: /m.test(block) && ++seen >= every) {
+          if (/^event: position/m.test(block)) {
+            cuts.positions = (cuts.positions ?? 0) + 1; // the stream's starting point, not an event
+          } else if (/^id: /m.test(block) && ++seen >= every) {
             cuts.count += 1;
             await reader.cancel();
             return controller.error(new TypeError("forced disconnect"));
@@ -108,6 +110,17 @@ test("submit, then its events arrive typed by tag up to the terminal one", async
   assert.equal(view.state, "succeeded");
 });
 
+test("events filtered by tag carry only those tags", async () => {
+  const xr = client("sdk-events");
+  const accepted = await xr.jobs.submit(echo("filtered"));
+  const types = [];
+  for await (const item of xr.events({ jobs: [accepted.job.id], types: ["job.queued.v1", "job.succeeded.v1"], since: 0 })) {
+    types.push(item.event.type);
+    if (item.event.type === "job.succeeded.v1") break;
+  }
+  assert.deepEqual(types, ["job.queued.v1", "job.succeeded.v1"]);
+});
+
 test("the same idempotency key submits once", async () => {
   const xr = client("sdk-events");
   const first = await xr.jobs.submit(echo("once"), { idempotencyKey: "sdk-once-key" });
@@ -137,6 +150,31 @@ test("events resume after forced disconnects with exactly the missed events", as
   const histories = await Promise.all(ids.map((id) => plain.jobs.history(id)));
   const expected = histories.flat().map((entry) => entry.seq).filter((seq) => seq <= last).sort((a, b) => a - b);
   assert.deepEqual(got, expected);
+});
+
+test("a live stream (no `since`) cut after every event loses nothing", async () => {
+  const cuts: { count: number; positions?: number } = { count: 0 };
+  const xr = client("sdk-live", { fetch: cuttingFetch(1, cuts) });
+  const plain = client("sdk-live");
+  const collected: StreamEvent[] = [];
+  const stop = new AbortController();
+  let jobId = "";
+  const reading = (async () => {
+    for await (const item of xr.events({ signal: stop.signal })) {
+      collected.push(item);
+      if (item.event.job_id === jobId && TERMINAL.has(item.event.type)) return;
+    }
+  })();
+  // once the first connection announced its position, what happens next reaches the stream
+  await eventually("the stream's position", async () => ((cuts.positions ?? 0) >= 1 ? true : undefined));
+  jobId = (await plain.jobs.submit(echo("live"))).job.id;
+  await reading;
+  stop.abort();
+  const history = (await plain.jobs.history(jobId)).map((entry) => entry.seq);
+  const got = collected.map((item) => item.id);
+  assert.deepEqual(got, history.filter((seq) => seq <= Math.max(...got)));
+  assert.equal(cuts.count, got.length);
+  assert.ok((cuts.positions ?? 0) >= got.length, "each connection announced its position");
 });
 
 test("events over a one-time stream ticket (the browsers' way)", async () => {
