@@ -26,7 +26,7 @@ function Tenants() {
   const [wanted, setWanted] = useState("");
   useEffect(() => {
     client.stats().then(
-      (stats) => setNames(stats.tenants.map((t) => t.tenant).sort()),
+      (stats) => setNames((opened) => [...new Set([...(opened ?? []), ...stats.tenants.map((t) => t.tenant).sort()])]),
       (e: unknown) => setError(String(e)),
     );
   }, [client]);
