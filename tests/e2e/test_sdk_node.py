@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
 SDK = WEB / "packages" / "sdk"
 TENANTS = ("sdk-events", "sdk-resume", "sdk-logs", "sdk-attach", "sdk-errors", "sdk-limited", "sdk-admin", "sdk-pages",
-           "sdk-live")
+           "sdk-live", "sdk-rest")
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> None:

@@ -282,3 +282,56 @@ test("pages follow the cursor; another tenant's job is not found", async () => {
     assert.match(artifact.url, /^http/);
   }
 });
+
+test("the rest of the REST surface: whoami, stats, dry run, batch, explain, cancel, rerun, history", async () => {
+  const xr = client("sdk-rest");
+  assert.equal((await xr.whoami()).tenant, "sdk-rest");
+  assert.ok(Array.isArray((await xr.stats()).pools));
+  assert.equal((await xr.jobs.dryRun(echo("dry"))).decision, "admitted");
+  const batch = await xr.jobs.batch([echo("one"), echo("two")]);
+  assert.deepEqual(batch.results.map((item) => item.index), [0, 1]);
+  assert.ok(batch.results.every((item) => item.job?.id && !item.problem));
+  const { job } = await xr.jobs.submit({ workload: { kind: "process", argv: ["sleep", "60"] } });
+  const why = await xr.jobs.explain(job.id);
+  assert.equal(why.job_id, job.id);
+  assert.ok(why.reason);
+  await xr.jobs.cancel(job.id, "the test is done with it");
+  const cancelled = await eventually("the job to be cancelled", async () => {
+    const view = await xr.jobs.get(job.id);
+    return view.state === "cancelled" ? view : undefined;
+  });
+  assert.equal(cancelled.id, job.id);
+  await assert.rejects(xr.jobs.cancel(job.id), (error: unknown) =>
+    error instanceof ProblemError && error.status === 409 && error.code === "job_finished");
+  const rerun = await xr.jobs.rerun(job.id);
+  assert.notEqual(rerun.job.id, job.id);
+  await xr.jobs.cancel(rerun.job.id);
+  const history = await xr.jobs.history(job.id);
+  assert.equal(history[0]?.type, "job.submitted.v1");
+  assert.ok(history.some((entry) => entry.type === "job.cancelled.v1"));
+});
+
+test("artifacts: list, one with a fresh signed URL, its preview, the download", async () => {
+  const xr = client("sdk-rest");
+  const { job } = await xr.jobs.submit({
+    workload: { kind: "process", argv: ["sh", "-c", "mkdir -p out && echo '{\"a\": 1}' > out/data.json"] },
+  });
+  const listed = await eventually("the job's artifact", async () => {
+    const found = (await xr.artifacts.list(job.id)).find((artifact) => artifact.name.endsWith("data.json"));
+    return found;
+  });
+  const one = await xr.artifacts.get(listed.id);
+  assert.equal(one.id, listed.id);
+  const download = await fetch(one.url);
+  assert.equal(download.status, 200);
+  assert.deepEqual(await download.json(), { a: 1 });
+  const preview = await eventually("the preview", async () => {
+    try {
+      return await xr.artifacts.preview(listed.id);
+    } catch (error) {
+      if (error instanceof ProblemError && error.code === "preview_pending") return undefined;
+      throw error;
+    }
+  });
+  assert.equal(preview.kind, "text");
+});
