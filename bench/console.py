@@ -44,15 +44,15 @@ FPS_PROBE = """(seconds) => new Promise((done) => {
   };
   requestAnimationFrame(tick);
 })"""
-CLICK_TO_CHIP = """() => new Promise((done) => {
-  const before = document.querySelectorAll('[data-testid=submitted-job]').length;
+CLICK_TO_CHIP = """() => new Promise((done, fail) => {
+  const first = () => document.querySelector('[data-testid=submitted-job]')?.getAttribute('data-job-id');
+  const before = first();
   const observer = new MutationObserver(() => {
-    if (document.querySelectorAll('[data-testid=submitted-job]').length > before) {
-      observer.disconnect(); done(performance.now() - clicked);
-    }
+    if (first() !== before) { observer.disconnect(); done(performance.now() - clicked); }
   });
-  observer.observe(document.body, {subtree: true, childList: true});
-  const button = [...document.querySelectorAll('button[type=submit]')][0];
+  observer.observe(document.body, {subtree: true, childList: true, attributes: true});
+  setTimeout(() => { observer.disconnect(); fail(new Error('no chip within 10 s')); }, 10000);
+  const button = document.querySelector('button[type=submit]');
   const clicked = performance.now();
   button.click();
 })"""
@@ -128,7 +128,10 @@ def fps_under_events(page: Page, api: str, token: str, preload: int, jobs_per_s:
 
 def click_to_chip(page: Page, rounds: int) -> dict[str, Any]:
     page.get_by_label("Command").fill("echo hi")
-    times = [page.evaluate(CLICK_TO_CHIP) for _ in range(rounds)]
+    times = []
+    for _ in range(rounds):
+        times.append(page.evaluate(CLICK_TO_CHIP))
+        page.get_by_role("button", name="Submit").wait_for()  # enabled again (not "Submitting…")
     return {"click_to_chip_ms": percentiles(times)}
 
 

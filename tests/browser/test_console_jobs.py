@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from console_harness import SLOTS, WORKERS, ConsoleStack
+from console_harness import SLOTS, WORKERS, ConsoleStack, Problems
 from playwright.sync_api import Page, expect
 
 ORDER = ["submitted", "queued", "dispatched", "running", "succeeded"]
@@ -91,3 +91,22 @@ def test_a_tenant_at_its_limit_sees_submit_disabled_with_the_reason(console_stac
     api.post(f"/v1/jobs/{held['id']}/cancel", json={})  # the cue clears when the job ends (pushed by its event)
     expect(page.get_by_role("button", name="Submit")).to_be_enabled(timeout=20_000)
     expect(page.get_by_test_id("submit-reason")).to_have_count(0)
+
+
+def test_a_400_is_shown_at_the_field_it_names_and_a_template_restores_the_form(
+    console_stack: ConsoleStack, page: Page, problems: Problems
+) -> None:
+    problems.expected.append("/v1/jobs")  # the browser logs the 400 this test asks for
+    page.goto(console_stack.console_url("formy", "submit"))
+    page.get_by_label("Command").fill("echo templated")
+    page.get_by_label("Memory (MiB)").fill("0")  # the contracts want ≥ 1: the gateway answers 400 at the field
+    page.get_by_role("button", name="Submit").click()
+    expect(page.get_by_test_id("error-f-memoryMib")).to_contain_text("memory_mib")
+    expect(page.get_by_label("Memory (MiB)")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("Memory (MiB)")).to_be_focused()
+    page.get_by_label("Save as").fill("echo-small")
+    page.get_by_role("button", name="Save", exact=True).click()
+    page.reload()  # templates live in localStorage
+    page.get_by_label("Template", exact=True).select_option("echo-small")
+    page.get_by_role("button", name="Load").click()
+    expect(page.get_by_label("Command")).to_have_value("echo templated")
