@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from browser.conftest import ConsoleStack
+from console_harness import ConsoleStack
 from playwright.sync_api import Locator, Page, expect
 
 from xrunner.servicekit.auth import SCOPES

@@ -49,8 +49,8 @@ function Tenants() {
         <button type="submit" className="rounded border border-slate-300 px-3 py-1 text-sm hover:bg-slate-100 dark:border-slate-600 dark:hover:bg-slate-800">Open</button>
       </form>
       {error && <p role="alert" className="text-sm text-red-700 dark:text-red-400">{error}</p>}
-      {names === null && !error && <p className="text-sm text-slate-500">Loading…</p>}
-      {names?.length === 0 && <p className="text-sm text-slate-500">The scheduler knows no tenant yet; open one by name.</p>}
+      {names === null && !error && <p className="text-sm text-slate-600 dark:text-slate-400">Loading…</p>}
+      {names?.length === 0 && <p className="text-sm text-slate-600 dark:text-slate-400">The scheduler knows no tenant yet; open one by name.</p>}
       <ul className="space-y-4">{names?.map((name) => <TenantForm key={name} tenant={name} />)}</ul>
     </main>
   );
@@ -94,7 +94,7 @@ function TenantForm({ tenant }: { tenant: string }) {
       <form onSubmit={save} aria-labelledby={`${id}-name`} className="space-y-3">
         <div className="flex items-baseline gap-3">
           <h2 id={`${id}-name`} className="font-mono text-lg font-semibold">{tenant}</h2>
-          {limits && <span className="text-xs text-slate-500">{limits.configured ? "configured" : "scheduler defaults"}</span>}
+          {limits && <span className="text-xs text-slate-600 dark:text-slate-400">{limits.configured ? "configured" : "scheduler defaults"}</span>}
         </div>
         {values && (
           <div className="grid gap-3 sm:grid-cols-3 lg:grid-cols-5">
@@ -105,7 +105,7 @@ function TenantForm({ tenant }: { tenant: string }) {
                   aria-describedby={`${id}-${spec.field}-hint`}
                   onChange={(e) => setValues({ ...values, [spec.field]: e.target.value })}
                   className="mt-1 rounded border border-slate-300 px-2 py-1 tabular-nums aria-[invalid=true]:border-red-500 dark:border-slate-600 dark:bg-slate-900" />
-                <span id={`${id}-${spec.field}-hint`} className={`text-xs ${errors[spec.field] ? "text-red-700 dark:text-red-400" : "text-slate-500"}`}>
+                <span id={`${id}-${spec.field}-hint`} className={`text-xs ${errors[spec.field] ? "text-red-700 dark:text-red-400" : "text-slate-600 dark:text-slate-400"}`}>
                   {errors[spec.field] ?? spec.hint}
                 </span>
               </label>

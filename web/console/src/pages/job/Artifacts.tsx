@@ -26,8 +26,8 @@ export function Artifacts({ jobId, revision }: { jobId: string; revision: number
     <section aria-labelledby="artifacts-title" className="space-y-2">
       <h2 id="artifacts-title" className="text-lg font-semibold">Artifacts</h2>
       {error && <p role="alert" className="text-sm text-red-700 dark:text-red-400">Artifacts unavailable: {error}</p>}
-      {artifacts === null && !error && <p className="text-sm text-slate-500">Loading…</p>}
-      {artifacts?.length === 0 && <p className="text-sm text-slate-500">None.</p>}
+      {artifacts === null && !error && <p className="text-sm text-slate-600 dark:text-slate-400">Loading…</p>}
+      {artifacts?.length === 0 && <p className="text-sm text-slate-600 dark:text-slate-400">None.</p>}
       <ul className="space-y-3">
         {artifacts?.map((a) => <ArtifactItem key={`${a.id}:${a.preview?.kind ?? "pending"}`} artifact={a} />)}
       </ul>
@@ -77,14 +77,14 @@ function ArtifactItem({ artifact }: { artifact: ArtifactView }) {
 function Preview({ viewer, name }: { viewer: Viewer; name: string }) {
   switch (viewer.kind) {
     case "pending":
-      return <p className="text-xs text-slate-500">Preview pending…</p>;
+      return <p className="text-xs text-slate-600 dark:text-slate-400">Preview pending…</p>;
     case "text":
       return (
         <div>
           <pre data-testid="artifact-text" data-json={viewer.json} className="max-h-72 overflow-auto rounded bg-slate-100 p-2 font-mono text-xs whitespace-pre dark:bg-slate-800">
             {viewer.text}
           </pre>
-          <p className="mt-1 text-xs text-slate-500">
+          <p className="mt-1 text-xs text-slate-600 dark:text-slate-400">
             {viewer.json ? "JSON · " : ""}
             {viewer.lines !== null ? `${viewer.lines.toLocaleString()} lines` : ""}
             {viewer.truncated ? " · first 64 KiB shown; download for the rest" : ""}
@@ -97,7 +97,7 @@ function Preview({ viewer, name }: { viewer: Viewer; name: string }) {
       return (
         <figure className="space-y-1">
           {viewer.url && <img data-testid="artifact-pdf" src={viewer.url} alt={`First page of ${name}`} className="max-h-64 rounded border border-slate-200 dark:border-slate-700" />}
-          <figcaption className="text-xs text-slate-500">
+          <figcaption className="text-xs text-slate-600 dark:text-slate-400">
             PDF{viewer.pages !== null ? ` · ${viewer.pages.toLocaleString()} page${viewer.pages === 1 ? "" : "s"}` : ""}
           </figcaption>
         </figure>
@@ -115,10 +115,10 @@ function Preview({ viewer, name }: { viewer: Viewer; name: string }) {
               ))}
             </tbody>
           </table>
-          {viewer.truncated && <p className="mt-1 text-xs text-slate-500">The first 1,000 entries.</p>}
+          {viewer.truncated && <p className="mt-1 text-xs text-slate-600 dark:text-slate-400">The first 1,000 entries.</p>}
         </div>
       );
     case "none":
-      return <p className="text-xs text-slate-500">No preview: {viewer.reason}</p>;
+      return <p className="text-xs text-slate-600 dark:text-slate-400">No preview: {viewer.reason}</p>;
   }
 }

@@ -85,7 +85,7 @@ export function AttachTerminal({ jobId, tty, onDetach }: { jobId: string; tty: b
 }
 
 function AttachStatus({ phase }: { phase: Phase }) {
-  if (phase.kind === "connecting") return <p className="text-sm text-slate-500">Attaching…</p>;
+  if (phase.kind === "connecting") return <p className="text-sm text-slate-600 dark:text-slate-400">Attaching…</p>;
   if (phase.kind === "attached") return <p data-testid="attach-status" className="text-sm text-emerald-700 dark:text-emerald-400">Attached.</p>;
   if (phase.kind === "refused") return <p role="alert" data-testid="attach-status" className="text-sm text-red-700 dark:text-red-400">Attach refused: {phase.why}</p>;
   const { end, code } = phase;

@@ -56,7 +56,7 @@ export function JobPage() {
     };
   }, [client, live, id]);
 
-  if (load.kind === "loading") return <main className="p-6 text-slate-500">Loading job {id}…</main>;
+  if (load.kind === "loading") return <main className="p-6 text-slate-600 dark:text-slate-400">Loading job {id}…</main>;
   if (load.kind === "missing")
     return (
       <main className="space-y-2 p-6">
@@ -80,7 +80,7 @@ function JobDetail({ view, entries, artifactRevision }: { view: JobView; entries
       <header className="space-y-2">
         <div className="flex flex-wrap items-center gap-3">
           <h1 className="text-xl font-semibold">
-            {view.spec.name || "Job"} <span className="font-mono text-base text-slate-500">{view.id}</span>
+            {view.spec.name || "Job"} <span className="font-mono text-base text-slate-600 dark:text-slate-400">{view.id}</span>
           </h1>
           <span data-testid="job-state"><StateChip state={view.state} flash /></span>
           {view.cancel_requested && !ended && <span className="text-xs text-amber-700 dark:text-amber-400">cancel requested</span>}

@@ -21,7 +21,7 @@ export function Timeline({ entries }: { entries: readonly TimelineEntry[] }) {
             <details>
               <summary className="cursor-pointer text-sm">
                 <time dateTime={entry.at} title={entry.at} className="mr-2 font-mono text-xs text-slate-500 dark:text-slate-400">
-                  {new Date(entry.at).toLocaleTimeString()} <span className="text-slate-400">{sinceStart(first, entry.at)}</span>
+                  {new Date(entry.at).toLocaleTimeString()} <span className="text-slate-600 dark:text-slate-400">{sinceStart(first, entry.at)}</span>
                 </time>
                 <span className="font-medium">{label(entry.type)}</span>
                 <span className="ml-2 text-slate-600 dark:text-slate-300">{summary(entry)}</span>

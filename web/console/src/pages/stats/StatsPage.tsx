@@ -106,7 +106,7 @@ function Tenants({ stats }: { stats: StatsView }) {
   return (
     <section aria-labelledby="tenants-title" className="space-y-2">
       <h2 id="tenants-title" className="text-lg font-semibold">Tenants</h2>
-      {tenants.length === 0 ? <p className="text-sm text-slate-500">No tenant has jobs in the scheduler's snapshot.</p> : (
+      {tenants.length === 0 ? <p className="text-sm text-slate-600 dark:text-slate-400">No tenant has jobs in the scheduler's snapshot.</p> : (
         <div className="overflow-x-auto">
           <table data-testid="tenants" className="w-full text-left text-sm">
             <thead className="text-xs text-slate-500 dark:text-slate-400">
@@ -137,7 +137,7 @@ function Pools({ stats }: { stats: StatsView }) {
   return (
     <section aria-labelledby="pools-title" className="space-y-2">
       <h2 id="pools-title" className="text-lg font-semibold">Pools and workers</h2>
-      {stats.pools.length === 0 ? <p className="text-sm text-slate-500">No pool has a worker.</p> : (
+      {stats.pools.length === 0 ? <p className="text-sm text-slate-600 dark:text-slate-400">No pool has a worker.</p> : (
         <div className="overflow-x-auto">
           <table data-testid="pools" className="w-full text-left text-sm">
             <thead className="text-xs text-slate-500 dark:text-slate-400">
