@@ -31,6 +31,7 @@ from xrunner.servicekit.auth import mint
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "web" / "console" / "dist"
 RESULTS = Path(__file__).parent / "results"
+BATCH = 10  # jobs per request of the event load (fewer requests: the client shares the two cores too)
 FPS_PROBE = """(seconds) => new Promise((done) => {
   const list = document.querySelector('[data-testid=job-rows]');
   const frames = []; const start = performance.now(); let dir = 1;
@@ -100,9 +101,9 @@ def submit_load(api: str, token: str, per_s: float, seconds: float, stop: thread
     sent, start = 0, time.monotonic()
     with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
         while not stop.is_set() and time.monotonic() - start < seconds:
-            batch = [{"workload": {"kind": "process", "argv": ["echo", "x"]}} for _ in range(4)]
+            batch = [{"workload": {"kind": "process", "argv": ["echo", "x"]}} for _ in range(BATCH)]
             client.post("/v1/jobs/batch", json={"jobs": batch})
-            sent += 4
+            sent += BATCH
             time.sleep(max(0.0, start + sent / per_s - time.monotonic()))
     return {"jobs": sent, "seconds": round(time.monotonic() - start, 2)}
 

@@ -5,7 +5,10 @@ import type { JobEvent, JobView } from "@xrunner/sdk";
 import { fold, submittedView, TERMINAL } from "../../app/fold";
 import { matches, type Filters } from "./filters";
 
+/** What the list renders; `jobs` and `changedAt` are the store's own maps (not copied per frame: with 10,000 jobs a
+ * copy per frame would cost more than the render), so a new snapshot object with a new `version` marks a change. */
 export interface Snapshot {
+  version: number;
   ids: readonly string[];
   jobs: ReadonlyMap<string, JobView>;
   /** When each job last changed state from a live event (ms, performance clock): drives the chip's flash. */
@@ -18,7 +21,8 @@ export class JobListStore {
   private readonly changedAt = new Map<string, number>();
   private readonly touched = new Set<string>(); // changed by an event since the last page load began
   private readonly waiting = new Map<string, JobView>(); // new jobs not (yet) in a state the filter shows
-  private snapshot: Snapshot = { ids: [], jobs: new Map(), changedAt: new Map() };
+  private snapshot: Snapshot = { version: 0, ids: [], jobs: this.jobs, changedAt: this.changedAt };
+  private idsChanged = false;
   private readonly listeners = new Set<() => void>();
   private frame = 0;
 
@@ -40,6 +44,7 @@ export class JobListStore {
       }
       this.jobs.set(job.id, job);
       this.ids.push(job.id);
+      this.idsChanged = true;
     }
     this.schedule();
   }
@@ -78,6 +83,7 @@ export class JobListStore {
     this.waiting.delete(view.id);
     this.jobs.set(view.id, view);
     this.ids.unshift(view.id);
+    this.idsChanged = true;
     this.changedAt.set(view.id, performance.now());
     this.schedule();
   }
@@ -86,7 +92,9 @@ export class JobListStore {
     if (this.frame) return;
     this.frame = requestAnimationFrame(() => {
       this.frame = 0;
-      this.snapshot = { ids: [...this.ids], jobs: new Map(this.jobs), changedAt: new Map(this.changedAt) };
+      const ids = this.idsChanged ? [...this.ids] : this.snapshot.ids;
+      this.idsChanged = false;
+      this.snapshot = { version: this.snapshot.version + 1, ids, jobs: this.jobs, changedAt: this.changedAt };
       for (const fn of this.listeners) fn();
     });
   }
