@@ -67,10 +67,11 @@ def terminal_lines(terminal: Locator) -> list[str]:
 
 
 def expect_line(terminal: Locator, wanted: Callable[[str], bool], what: str) -> None:
-    """Polls the terminal until one of its lines is `wanted` (Playwright's own polling, up to WAIT_MS)."""
-    expect(terminal.locator(".xterm-rows")).to_contain_text(what, timeout=WAIT_MS)
-    lines = terminal_lines(terminal)
-    assert any(wanted(line) for line in lines), lines
+    """Polls the terminal (every 100 ms, up to WAIT_MS) until one of its lines is `wanted`."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not any(wanted(line) for line in terminal_lines(terminal)):
+        assert time.monotonic() < deadline, f"no line {what!r} in {terminal_lines(terminal)}"
+        terminal.page.wait_for_timeout(100)
 
 
 def test_attach_to_an_interactive_sh_type_echo_and_exit(
