@@ -222,3 +222,31 @@ def test_a_tty_job_follows_the_terminals_size(page: Page, console_stack: Console
     page.keyboard.type("exit")
     page.keyboard.press("Enter")
     expect(page.get_by_test_id("attach-end")).to_contain_text("succeeded", timeout=WAIT_MS)
+
+
+def test_a_waiting_job_says_why_and_can_be_cancelled_and_a_finished_one_rerun(
+        page: Page, console_stack: ConsoleStack, screenshot: Callable[[Page, str], Path]) -> None:
+    with console_stack.admin() as admin:
+        configured = admin.put("/v1/tenants/waiter", json={"max_inflight": 0})
+        assert configured.status_code == 200, configured.text
+    with console_stack.client("waiter") as client:
+        job_id = submit(client, ["echo", "never"])
+    open_job(page, console_stack, "waiter", job_id)
+    why = page.get_by_test_id("why-waiting")
+    expect(why).to_contain_text("as many jobs in flight as its limit allows", timeout=WAIT_MS)
+    screenshot(page, "job-waiting")
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_test_id("job-state")).to_contain_text("cancelled", timeout=WAIT_MS)
+    expect(why).to_have_count(0)
+    expect(page.get_by_role("button", name="Cancel")).to_have_count(0)
+    expect(page.get_by_test_id("timeline").locator("li[data-type='job.cancelled.v1']")).to_have_count(1)
+    page.get_by_role("button", name="Rerun").click()
+    expect(page).not_to_have_url(re.compile(f"/jobs/{job_id}$"), timeout=WAIT_MS)
+    rerun_id = page.url.rsplit("/", 1)[-1]
+    with console_stack.client("waiter") as client:
+        assert client.get(f"/v1/jobs/{rerun_id}").json()["spec"]["workload"]["argv"] == ["echo", "never"]
+        history = client.get(f"/v1/jobs/{rerun_id}/events").json()
+    assert history[0]["event"]["rerun_of"] == job_id
+    expect(page.get_by_test_id("job-state")).to_contain_text("queued", timeout=WAIT_MS)
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_test_id("job-state")).to_contain_text("cancelled", timeout=WAIT_MS)

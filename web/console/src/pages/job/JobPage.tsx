@@ -111,7 +111,7 @@ function JobDetail({ view, entries, artifactRevision }: { view: JobView; entries
 function Facts({ view }: { view: JobView }) {
   const facts: [string, string][] = [
     ["attempt", String(view.attempt)],
-    ["pool", view.pool ?? view.spec.resources?.pool ?? "default"],
+    ["pool", view.pool || view.spec.resources?.pool || "default"],
     ["worker", view.worker_id ?? "—"],
     ["created", new Date(view.created_at).toLocaleString()],
   ];

@@ -60,7 +60,7 @@ export function LiveLog({ jobId, attempt }: { jobId: string; attempt: number }) 
       <div className="flex items-baseline gap-3">
         <h2 id="output-title" className="text-lg font-semibold">Output</h2>
         <span data-testid="log-status" className="text-xs text-slate-500 dark:text-slate-400">
-          {STATUS_TEXT[status]} · {bytes.toLocaleString()} bytes
+          {status === "live" && bytes === 0 ? "waiting for output" : STATUS_TEXT[status]} · {bytes.toLocaleString()} bytes
         </span>
       </div>
       <div ref={host} data-testid="live-log" className="h-80 overflow-hidden rounded border border-slate-300 bg-slate-50 p-1 dark:border-slate-700 dark:bg-slate-900" />
