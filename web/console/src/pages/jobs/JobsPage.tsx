@@ -28,6 +28,15 @@ export function JobsPage() {
     { cursor: null, loading: true, error: null });
 
   useEffect(() => live.subscribe((event) => store.apply(event)), [live, store]);
+  useEffect(() => {
+    // Jobs that had events but no row (not yet in the read model when the list was read): fetched once each,
+    // at most 10 every half second, and placed by creation time.
+    const tick = window.setInterval(() => {
+      for (const id of store.take(10))
+        client.jobs.get(id).then((job) => store.place(job, live.eventsOf(id)), () => undefined);
+    }, 500);
+    return () => window.clearInterval(tick);
+  }, [client, live, store]);
 
   const load = useCallback(async (cursor: string | null) => {
     setPaging((p) => ({ ...p, loading: true, error: null }));

@@ -23,6 +23,9 @@ export class JobListStore {
   private readonly waiting = new Map<string, JobView>(); // new jobs not (yet) in a state the filter shows
   private snapshot: Snapshot = { version: 0, ids: [], jobs: this.jobs, changedAt: this.changedAt };
   private idsChanged = false;
+  /** Jobs with events but no row: submitted just before the list was read, before the read model had them. */
+  private readonly unknown = new Set<string>();
+  private readonly looked = new Set<string>(); // each such job is fetched once
   private readonly listeners = new Set<() => void>();
   private frame = 0;
 
@@ -64,12 +67,37 @@ export class JobListStore {
       return;
     }
     const before = this.jobs.get(event.job_id);
-    if (!before) return;
+    if (!before) {
+      if (!this.looked.has(event.job_id)) this.unknown.add(event.job_id);
+      return;
+    }
     const after = fold(before, event);
     if (after === before) return;
     this.jobs.set(after.id, after);
     this.touched.add(after.id);
     if (after.state !== before.state) this.changedAt.set(after.id, performance.now());
+    this.schedule();
+  }
+
+  /** A job fetched because it had events but no row: placed by creation time, if it falls within the loaded
+   * pages (an older one arrives with its page) and passes the filters. */
+  take(limit: number): string[] {
+    const ids = [...this.unknown].slice(0, limit);
+    for (const id of ids) {
+      this.unknown.delete(id);
+      this.looked.add(id);
+    }
+    return ids;
+  }
+
+  place(job: JobView, events: readonly JobEvent[]): void {
+    const view = events.reduce(fold, job);
+    const oldest = this.jobs.get(this.ids[this.ids.length - 1] ?? "");
+    if (this.jobs.has(view.id) || !matches(view, this.filters) || (oldest && view.created_at < oldest.created_at)) return;
+    const at = this.ids.findIndex((id) => (this.jobs.get(id)?.created_at ?? "") < view.created_at);
+    this.ids.splice(at < 0 ? this.ids.length : at, 0, view.id);
+    this.jobs.set(view.id, view);
+    this.idsChanged = true;
     this.schedule();
   }
 
