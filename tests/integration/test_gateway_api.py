@@ -238,7 +238,8 @@ async def test_a_malformed_tenant_name_is_a_bad_request(gw: Gateway) -> None:
 async def test_stats_before_any_snapshot_are_empty(gw: Gateway) -> None:
     response = await gw.http.get("/v1/stats", headers=gw.auth())
     assert response.status_code == 200
-    assert response.json() == {"at": None, "pools": [], "tenants": [], "queued_total": 0, "running_total": 0}
+    assert response.json() == {"at": None, "pools": [], "tenants": [], "queued_total": 0, "running_total": 0,
+                               "dispatched_total": 0, "dispatch_p50_ms": None, "dispatch_p99_ms": None}
 
 
 async def test_stats_show_a_tenant_only_its_own_queue(gw: Gateway) -> None:
@@ -249,6 +250,7 @@ async def test_stats_show_a_tenant_only_its_own_queue(gw: Gateway) -> None:
     assert [t["tenant"] for t in body["tenants"]] == ["acme"]
     assert [p["pool"] for p in body["pools"]] == ["default"]
     assert (body["queued_total"], body["running_total"]) == (3, 1)
+    assert (body["dispatch_p50_ms"], body["dispatch_p99_ms"]) == (2.0, 9.0)
     assert "globex" not in str(body)
 
 

@@ -42,6 +42,8 @@ def test_one_version_for_the_suite() -> None:
     assert pins and all(dep.endswith(f"=={version}") for dep in pins), pins
     api = json.loads((ROOT / "web/schema/openapi.json").read_text())["info"]["version"]
     assert api == version
+    sdk = json.loads((ROOT / "web/packages/sdk/package.json").read_text())["version"]
+    assert sdk == version, "the SDK is versioned with the suite"
     kustomization = (ROOT / "infra/k8s/base/kustomization.yaml").read_text()
     tags = [line.split(":", 1)[1].strip().strip('"') for line in kustomization.splitlines() if "newTag:" in line]
     assert tags and set(tags) == {version}, "the manifests deploy another version's images"

@@ -24,8 +24,8 @@ WEB = ROOT / "web"
 SCHEMA_DIR = WEB / "schema"
 SRC_DIR = WEB / "packages" / "api-types" / "src"
 GENERATED = {
-    SCHEMA_DIR: ("openapi.json", "contracts.schema.json"),
-    SRC_DIR: ("openapi.ts", "contracts.ts"),
+    SCHEMA_DIR: ("openapi.json", "artifacts.openapi.json", "contracts.schema.json"),
+    SRC_DIR: ("openapi.ts", "artifacts.ts", "contracts.ts"),
 }
 TOOLS = ("openapi-typescript", "json2ts", "tsc")
 REGENERATE = "run web/scripts/generate.sh and commit the result"

@@ -1,6 +1,7 @@
-"""Writes the sources of web/packages/api-types: the gateway's OpenAPI document and the contracts' JSON Schema.
+"""Writes the sources of web/packages/api-types: the gateway's and the artifacts service's OpenAPI documents and the
+contracts' JSON Schema.
 
-No server, NATS or Postgres is needed: the gateway app is built with dummy collaborators only to render its
+No server, NATS or Postgres is needed: each app is built with dummy collaborators only to render its
 OpenAPI document. The output is stable (sorted keys, fixed indentation, trailing newline) so that the committed
 files can be compared byte for byte. Run it with the workspace's venv; web/scripts/generate.sh does.
 
@@ -17,6 +18,7 @@ from typing import Any
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
 OPENAPI_FILE = "openapi.json"
 CONTRACTS_FILE = "contracts.schema.json"
+ARTIFACTS_FILE = "artifacts.openapi.json"
 
 
 def openapi_document() -> dict[str, Any]:
@@ -27,6 +29,16 @@ def openapi_document() -> dict[str, Any]:
     # Only the route and type declarations matter for the document: the connections and ready check are dummies.
     infra = Infra(None, None, None, JwtVerifier("x" * 32, issuer="a", audience="b"), None)  # type: ignore[arg-type]
     return create_app(GatewaySettings(), infra).openapi_schema.to_schema()
+
+
+def artifacts_openapi_document() -> dict[str, Any]:
+    from xrunner.artifacts.app import Infra, create_app
+    from xrunner.artifacts.settings import ArtifactsSettings
+    from xrunner.servicekit.auth import JwtVerifier
+
+    verifier = JwtVerifier("x" * 32, issuer="a", audience="b")
+    infra = Infra(None, None, None, verifier, None, "http://localhost")  # type: ignore[arg-type]
+    return create_app(ArtifactsSettings(jwt_secret="x" * 32), infra).openapi_schema.to_schema()
 
 
 def contracts_schema() -> dict[str, Any]:
@@ -42,7 +54,9 @@ def render(document: dict[str, Any]) -> str:
 def export(out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, document in ((OPENAPI_FILE, openapi_document()), (CONTRACTS_FILE, contracts_schema())):
+    documents = ((OPENAPI_FILE, openapi_document()), (CONTRACTS_FILE, contracts_schema()),
+                 (ARTIFACTS_FILE, artifacts_openapi_document()))
+    for name, document in documents:
         path = out / name
         path.write_text(render(document), encoding="utf-8")
         written.append(path)

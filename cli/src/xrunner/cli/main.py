@@ -53,6 +53,8 @@ def up(
     sync_always: Annotated[bool, typer.Option(help="fsync every JetStream write before acking it.")] = False,
     warm_images: Annotated[str, typer.Option(help="Docker containers started ahead: 'image=N,image2=M'.")] = "",
     cluster: Annotated[int, typer.Option(help="nats-server nodes: 3 runs a JetStream cluster, streams at R3.")] = 1,
+    console_dir: Annotated[Path | None, typer.Option(envvar="XR_CONSOLE_DIR",
+                                                     help="Serve this web console build at /console/.")] = None,
 ) -> None:
     """Start nats-server, Postgres and every service (one OS process each) plus --workers worker processes (100
     concurrent jobs by default); Ctrl-C stops all."""
@@ -72,6 +74,7 @@ def up(
             sync_always=sync_always,
             warm_images=warm_images,
             cluster=cluster,
+            console_dir=_console_build(console_dir),
         )
     )
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background with SIGINT ignored
@@ -103,6 +106,15 @@ def up(
             typer.echo(f"xrunner: stopped in {exited[last]:.1f} s (the last to exit: {last})", err=True)
 
 
+def _console_build(path: Path | None) -> Path | None:
+    """The console build to serve; one without an index.html (never built) is refused with what to run."""
+    if path is not None and not (path / "index.html").is_file():
+        typer.echo(f"xrunner: no console build in {path} (build it: ./dev console, or leave out --console-dir)",
+                   err=True)
+        raise typer.Exit(2)
+    return path
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -115,8 +127,13 @@ def _banner(stack: Stack, token: str) -> None:
   token    {token}
   try      curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
              -d '{{"workload": {{"kind": "process", "argv": ["echo", "hi"]}}}}' {stack.api_url}/v1/jobs
-  or       xrunner submit --wait -- echo hi
+  or       xrunner submit --wait -- echo hi{_console_line(stack, token)}
 Ctrl-C stops everything.""")
+
+
+def _console_line(stack: Stack, token: str) -> str:
+    """The console's sign-in link: the token rides in the fragment, which browsers never send to a server."""
+    return f"\n  console  {stack.console_url}#token={token}" if stack.console_url else ""
 
 
 @app.command()

@@ -3,6 +3,7 @@ until Ctrl-C, with all state under one data directory so that it survives a rest
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -43,6 +44,7 @@ class StackOptions:
     sync_always: bool = False
     warm_images: str = ""
     cluster: int = 1  # nats-server nodes; 3 runs a JetStream cluster with every stream and bucket at R3
+    console_dir: Path | None = None  # the web console's build, served by the gateway at /console/
 
 
 @dataclass
@@ -61,6 +63,10 @@ class Stack:
     @property
     def artifacts_url(self) -> str:
         return f"http://{self.opts.host}:{self.port_of('artifacts')}"
+
+    @property
+    def console_url(self) -> str | None:
+        return f"{self.api_url}/console/" if self.opts.console_dir else None
 
     def port_of(self, service: str) -> int:
         return self.opts.port + SERVICES.index(service)
@@ -148,6 +154,11 @@ class Stack:
             XR_ARTIFACTS_PUBLIC_URL=self.artifacts_url,
             XR_GATEWAY_ARTIFACTS_URL=self.artifacts_url,
         )
+        if self.opts.console_dir:  # the console, served by the gateway, reads the other two from its origin
+            origins = json.dumps([self.api_url])
+            env.update(XR_GATEWAY_CONSOLE_DIR=str(self.opts.console_dir.resolve()),
+                       XR_GATEWAY_REALTIME_URL=self.realtime_url,
+                       XR_REALTIME_CORS_ORIGINS=origins, XR_ARTIFACTS_CORS_ORIGINS=origins)
         children = [Child(name, partial(self._launch_service, name, name, self.port_of(name), env), layer=1,
                           stop_timeout=40.0) for name in SERVICES if name != "worker"]
         for i, name in enumerate(self.worker_names()):

@@ -105,6 +105,9 @@ class StatsView(msgspec.Struct, kw_only=True):
     tenants: list[TenantStats]
     queued_total: int
     running_total: int
+    dispatched_total: int = 0
+    dispatch_p50_ms: float | None = None  # dispatch latency over every tenant, as the scheduler last published
+    dispatch_p99_ms: float | None = None
 
 
 class Explain(msgspec.Struct, kw_only=True):

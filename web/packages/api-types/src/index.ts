@@ -10,3 +10,6 @@ import type { components } from "./openapi.js";
 
 /** The OpenAPI document's schema objects by name, e.g. `ApiSchemas["JobView"]`. */
 export type ApiSchemas = components["schemas"];
+
+/** The artifacts service's HTTP API, from its own OpenAPI document (artifacts.ts, generated). */
+export type { paths as ArtifactsPaths, components as ArtifactsComponents } from "./artifacts.js";

@@ -562,6 +562,10 @@ export interface components {
         /** StatsView */
         StatsView: {
             at: string | null;
+            dispatch_p50_ms?: number | null;
+            dispatch_p99_ms?: number | null;
+            /** @default 0 */
+            dispatched_total: number;
             pools: components["schemas"]["PoolStats"][];
             queued_total: number;
             running_total: number;

@@ -19,6 +19,7 @@ from nats.js import JetStreamContext
 from xrunner.gateway import dependencies
 from xrunner.gateway.asof import Histories
 from xrunner.gateway.bodies import JsonRequest
+from xrunner.gateway.console import console_handlers
 from xrunner.gateway.decisions import Decisions
 from xrunner.gateway.jobs import Jobs
 from xrunner.gateway.ratelimit import RateLimiter, edge_checks
@@ -59,7 +60,7 @@ def create_app(settings: GatewaySettings, infra: Infra) -> Litestar:
     blobs = open_blobs(settings)  # the log's archive, for a job as of an event the stream no longer holds
     archive = Archive(blobs) if blobs is not None else None
     return Litestar(
-        route_handlers=[*HANDLERS, *health_handlers(infra.ready, settings.metrics_token)],
+        route_handlers=[*HANDLERS, *health_handlers(infra.ready, settings.metrics_token), *console_handlers(settings)],
         guards=[authorize(infra.verifier)],
         dependencies=dependencies.provide(jobs, infra.js, settings.ticket_secret or settings.jwt_secret,
                                           Histories(infra.nc, infra.js, archive)),

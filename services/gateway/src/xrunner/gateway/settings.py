@@ -15,3 +15,11 @@ class GatewaySettings(CommonSettings, kw_only=True, frozen=True):
     request_burst: int = 400
     artifacts_url: str = ""  # where the artifacts API is, for the link in this API's OpenAPI document
     cors_origins: list[str] = []  # origins a browser frontend may call from; empty: no CORS headers at all
+    # The web console (served under /console/ when console_dir names its build; see docs/console.md).
+    console_dir: str = ""  # the console's build (web/console/dist); empty: not served
+    realtime_url: str = ""  # the realtime edge's public URL, for the console's config.json
+    console_token_signin: bool = True  # offer the paste-a-token form and `#token=` sign-in links
+    console_oidc_issuer: str = ""  # OIDC sign-in (authorization code + PKCE) when issuer and client id are set
+    console_oidc_client_id: str = ""
+    console_oidc_scope: str = "openid"
+    console_oidc_audience: str = ""

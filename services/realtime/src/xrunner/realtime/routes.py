@@ -13,6 +13,7 @@ from litestar.params import Parameter, QueryParameter
 from litestar.response import ServerSentEventMessage, Stream
 from nats.js import JetStreamContext
 
+from xrunner.contracts import subjects
 from xrunner.realtime import sse
 from xrunner.realtime.hub import Hub
 from xrunner.realtime.tickets import Authenticator, Session
@@ -99,16 +100,23 @@ async def events(
     type_: Annotated[list[str] | None, QueryParameter(name="type", description="Only these event types")] = None,
     since: Annotated[int | None, Parameter(ge=0, description="Resume after this stream sequence")] = None,
     ticket: Annotated[str | None, Parameter(description="A stream ticket from POST /v1/stream-tickets")] = None,
+    position: Annotated[bool, Parameter(description="Open with a `position` event: the sequence it starts after")]
+    = False,
 ) -> Response[Any]:
     """Your tenant's job events, live; `id:` is the stream sequence: reconnect with Last-Event-ID (or `since`)
-    to get exactly the events you missed."""
+    to get exactly the events you missed. With `position`, the first message (`event: position`) carries the
+    sequence the stream starts after as its id, so a client that loses the connection before any event arrives
+    still resumes without a gap."""
     edge: Edge = request.app.state.edge
     session = await _session(edge, request, ticket)
     if isinstance(session, Response):
         return session
     keep = sse.EventFilter(frozenset(job or []), frozenset(type_ or []))
-    stream = sse.job_events(edge.js, edge.hub, session.principal.tenant, _resume_from(request, since), keep,
-                            session.expires_at, edge.ping_s)
+    start = _resume_from(request, since)
+    if position and start is None:  # "now" as a sequence: the log is read from it, so nothing falls in between
+        start = (await edge.js.stream_info(subjects.EVENTS_STREAM)).state.last_seq
+    stream = sse.job_events(edge.js, edge.hub, session.principal.tenant, start, keep, session.expires_at,
+                            edge.ping_s, announce=position)
     return _sse(edge, session.principal.subject, stream)
 
 

@@ -12,3 +12,4 @@ class RealtimeSettings(CommonSettings, kw_only=True, frozen=True):
     max_connections_per_tenant: int = 2000
     max_connections_per_subject: int = 500
     tenant_claim: str = "tenant"
+    cors_origins: list[str] = []  # origins a browser frontend may call from; empty: no CORS headers at all

@@ -51,11 +51,14 @@ LOG_CLIENTS = CLIENTS.labels(stream="logs")
 
 
 async def job_events(js: JetStreamContext, hub: Hub, tenant: str, since: int | None, keep: EventFilter,
-                     expires_at: float, ping_s: float) -> AsyncIterator[ServerSentEventMessage]:
-    """Events after `since` (from the log), then live; each exactly once, in order."""
+                     expires_at: float, ping_s: float, announce: bool = False) -> AsyncIterator[ServerSentEventMessage]:
+    """Events after `since` (from the log), then live; each exactly once, in order. `announce` first sends
+    `since` as a `position` message's id (the point a reconnect resumes from)."""
     client = await hub.join(tenant)  # join first: whatever is stored after this arrives live
     try:
         last = since or 0
+        if announce:
+            yield ServerSentEventMessage(event="position", id=last, data=str(last))
         if since is not None:
             async for seq, subject, data in read_entries(js, subjects.EVENTS_STREAM, subjects.job_events(tenant),
                                                          since + 1):

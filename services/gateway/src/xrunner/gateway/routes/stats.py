@@ -31,6 +31,9 @@ class StatsRoutes(Controller):
             tenants=list(snap.tenants.values()),
             queued_total=found.queued if found else 0,
             running_total=found.running if found else 0,
+            dispatched_total=found.dispatched if found else 0,
+            dispatch_p50_ms=found.dispatch_p50_ms if found else None,
+            dispatch_p99_ms=found.dispatch_p99_ms if found else None,
         )
 
     @get("/jobs/{job_id:str}/explain", opt=READ)
