@@ -58,6 +58,9 @@ def test_the_wheels_alone_run_the_stack_and_a_job_from_any_folder(installed: Pat
     try:
         state = _run_one_job(data / "env", proc)
         assert state == "succeeded", (tmp_path / "up.log").read_text()[-3000:]
+        api = dict(line.split("=", 1) for line in (data / "env").read_text().splitlines() if "=" in line)["XR_API_URL"]
+        console = httpx.get(f"{api}/console/", timeout=30)  # the console's build came inside the gateway's wheel
+        assert console.status_code == 200 and '<div id="root">' in console.text, console.text[:500]
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(60)

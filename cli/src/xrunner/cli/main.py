@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated
 
@@ -107,8 +108,13 @@ def up(
 
 
 def _console_build(path: Path | None) -> Path | None:
-    """The console build to serve; one without an index.html (never built) is refused with what to run."""
-    if path is not None and not (path / "index.html").is_file():
+    """The console build to serve; one without an index.html (never built) is refused with what to run. Without
+    --console-dir, the build inside the installed gateway's wheel (none in an editable checkout: `./dev up` passes
+    web/console/dist)."""
+    if path is None:
+        packaged = Path(str(metadata.distribution("xrunner-gateway").locate_file("xrunner/gateway/console_build")))
+        return packaged if (packaged / "index.html").is_file() else None
+    if not (path / "index.html").is_file():
         typer.echo(f"xrunner: no console build in {path} (build it: ./dev console, or leave out --console-dir)",
                    err=True)
         raise typer.Exit(2)
