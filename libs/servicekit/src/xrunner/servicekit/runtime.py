@@ -62,7 +62,8 @@ class Runtime:
     async def connect_nats(self) -> JetStreamContext:
         self._nc = await streams.connect(self.settings.nats_url, f"xrunner-{self.service}", self._on_reconnect)
         self._js = self._nc.jetstream(timeout=10.0)
-        await streams.declare(self._js, self.settings.events_max_age_s, self.settings.logs_max_age_s)
+        await streams.declare(self._js, self.settings.events_max_age_s, self.settings.logs_max_age_s,
+                              self.settings.stream_replicas)
         return self._js
 
     def _on_reconnect(self) -> None:
@@ -74,7 +75,8 @@ class Runtime:
     async def _redeclare(self) -> None:
         for attempt in itertools.count():
             try:
-                await streams.declare(self.js, self.settings.events_max_age_s, self.settings.logs_max_age_s)
+                await streams.declare(self.js, self.settings.events_max_age_s, self.settings.logs_max_age_s,
+                                      self.settings.stream_replicas)
                 log.info("streams and buckets declared after a reconnect")
                 return
             except (nats.errors.Error, TimeoutError) as exc:

@@ -36,6 +36,7 @@ class CommonSettings(msgspec.Struct, kw_only=True, frozen=True):
     events_max_age_s: float = 30 * 86_400.0
     logs_max_age_s: float = 7 * 86_400.0
     sync_always: bool = False
+    stream_replicas: int = 1  # copies of every JetStream stream and bucket: 3 on a 3-node cluster (XR_STREAM_REPLICAS)
 
 
 def load_settings(cls: type[S], service: str, environ: Mapping[str, str]) -> S:

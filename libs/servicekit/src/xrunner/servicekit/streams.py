@@ -21,9 +21,9 @@ LEASE_TTL_S = 5.0
 TICKETS_TTL_S = 300.0  # longer than any ticket lives, so a used one stays claimed until it expired
 
 
-def stream_configs(events_max_age_s: float, logs_max_age_s: float) -> list[StreamConfig]:
+def stream_configs(events_max_age_s: float, logs_max_age_s: float, replicas: int = 1) -> list[StreamConfig]:
     """The log (history, age-limited), the run queues (work-queue), the job logs and the dead letters (events a
-    projection could not apply, kept as long as the log)."""
+    projection could not apply, kept as long as the log), each kept on `replicas` servers of a cluster."""
 
     def stream(name: str, subject: str, retention: RetentionPolicy, max_age: float | None) -> StreamConfig:
         return StreamConfig(
@@ -34,6 +34,7 @@ def stream_configs(events_max_age_s: float, logs_max_age_s: float) -> list[Strea
             storage=StorageType.FILE,
             duplicate_window=DUPLICATE_WINDOW_S,
             allow_direct=True,
+            num_replicas=replicas,
         )
 
     return [
@@ -44,31 +45,36 @@ def stream_configs(events_max_age_s: float, logs_max_age_s: float) -> list[Strea
     ]
 
 
-def kv_configs() -> list[KeyValueConfig]:
+def kv_configs(replicas: int = 1) -> list[KeyValueConfig]:
+    def kv(bucket: str, ttl: float, storage: StorageType) -> KeyValueConfig:
+        return KeyValueConfig(bucket=bucket, ttl=ttl, history=1, storage=storage, replicas=replicas)
+
     return [
-        KeyValueConfig(bucket=subjects.WORKERS_BUCKET, ttl=WORKER_TTL_S, history=1, storage=StorageType.MEMORY),
-        KeyValueConfig(bucket=subjects.STATS_BUCKET, ttl=STATS_TTL_S, history=1, storage=StorageType.MEMORY),
-        KeyValueConfig(bucket=subjects.LEASES_BUCKET, ttl=LEASE_TTL_S, history=1, storage=StorageType.FILE),
-        KeyValueConfig(bucket=subjects.TICKETS_BUCKET, ttl=TICKETS_TTL_S, history=1, storage=StorageType.FILE),
+        kv(subjects.WORKERS_BUCKET, WORKER_TTL_S, StorageType.MEMORY),
+        kv(subjects.STATS_BUCKET, STATS_TTL_S, StorageType.MEMORY),
+        kv(subjects.LEASES_BUCKET, LEASE_TTL_S, StorageType.FILE),
+        kv(subjects.TICKETS_BUCKET, TICKETS_TTL_S, StorageType.FILE),
     ]
 
 
 async def declare(
-    js: JetStreamContext, events_max_age_s: float = 30 * 86_400, logs_max_age_s: float = 7 * 86_400
+    js: JetStreamContext, events_max_age_s: float = 30 * 86_400, logs_max_age_s: float = 7 * 86_400,
+    replicas: int = 1,
 ) -> None:
-    """Create or update every stream and bucket so that they match this release's definitions."""
-    for config in stream_configs(events_max_age_s, logs_max_age_s):
+    """Create or update every stream and bucket so that they match this release's definitions; `replicas` > 1
+    needs a JetStream cluster of at least that many servers (all services must declare the same number)."""
+    for config in stream_configs(events_max_age_s, logs_max_age_s, replicas):
         try:
             await js.add_stream(config)
         except BadRequestError:
             await js.update_stream(config)
-    for kv in kv_configs():
+    for kv in kv_configs(replicas):
         await js.create_key_value(kv)
 
 
 async def connect(url: str, name: str, on_reconnect: Callable[[], None] | None = None) -> Client:
     """A NATS connection that reconnects forever (then calls `on_reconnect`); callers check `is_connected` for
-    readiness."""
+    readiness. `url` may list several servers of a cluster, comma-separated: any one that answers will do."""
     nc = Client()
 
     async def on_error(exc: Exception) -> None:
@@ -84,7 +90,7 @@ async def connect(url: str, name: str, on_reconnect: Callable[[], None] | None =
             on_reconnect()
 
     await nc.connect(
-        url,
+        [server.strip() for server in url.split(",")],
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,  # type: ignore[arg-type]  # a float works; the stub says int
