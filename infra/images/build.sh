@@ -125,7 +125,8 @@ build_image() {
   say "building xrunner/$image:$VERSION ..."
   docker build --quiet -f "$dockerfile" -t "xrunner/$image:$VERSION" -t "xrunner/$image:$TAG" \
     --build-arg "BASE=$BASE" --build-arg "BUILDER=$BUILDER" --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" \
-    "${args[@]}" "$WORK/ctx/$image" >/dev/null
+    "${args[@]}" "$WORK/ctx/$image" >"$WORK/$image.build.log" 2>&1 \
+    || { cat "$WORK/$image.build.log" >&2; exit 1; }
 }
 
 images=("$@")
