@@ -3,6 +3,7 @@ the 3-node JetStream cluster, and its state and log are read through the other g
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -16,7 +17,7 @@ from dockerkit import REPO, free_port, wait_for
 from xrunner.servicekit.auth import SCOPES, mint
 
 COMPOSE_FILE = REPO / "infra/compose/docker-compose.yml"
-SECRET = "compose-test-secret"
+SECRET = "compose-test-secret-of-at-least-32-bytes"
 PORTS = ("XR_GATEWAY_1_PORT", "XR_GATEWAY_2_PORT", "XR_REALTIME_1_PORT", "XR_REALTIME_2_PORT", "XR_ARTIFACTS_PORT")
 
 
@@ -88,3 +89,13 @@ def test_a_job_submitted_to_one_gateway_succeeds_and_its_log_reads_through_the_o
     with suite.client("XR_REALTIME_2_PORT") as edge, edge.stream("GET", f"/v1/jobs/{job_id}/logs/stream") as stream:
         seen = "".join(line + "\n" for line in stream.iter_lines() if not line.startswith(":"))
     assert "hello from compose" in seen and "event: end" in seen, seen
+
+
+def test_every_stream_is_replicated_on_the_three_nats_nodes(suite: Suite) -> None:
+    query = ("import urllib.request; print(urllib.request.urlopen("
+             "'http://127.0.0.1:8222/jsz?streams=true', timeout=5).read().decode())")
+    done = subprocess.run(["docker", "exec", f"{suite.project}_nats-1_1", "python3", "-c", query],
+                          capture_output=True, text=True, check=True)
+    streams = json.loads(done.stdout)["account_details"][0]["stream_detail"]
+    assert {s["name"] for s in streams} >= {"XR_EVENTS", "XR_RUN", "XR_LOGS", "KV_xr_leases"}
+    assert {s["name"]: 1 + len(s["cluster"]["replicas"]) for s in streams} == {s["name"]: 3 for s in streams}
