@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 SERVICES = {"gateway": 8700, "scheduler": 8703, "worker": 8704, "realtime": 8701, "artifacts": 8702}
@@ -34,9 +35,9 @@ def ready(port: int) -> bool:
         return False
 
 
-def wait(check: object, timeout: float = 90) -> None:
+def wait(check: Callable[[], bool], timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
+    while not check():
         if time.monotonic() > deadline:
             raise TimeoutError("not ready in time")
         time.sleep(0.01)
