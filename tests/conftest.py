@@ -2,43 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 from integration.cluster import Cluster
 from nats.js import JetStreamContext
+from support import PgServer, nats_server
 
 from xrunner.cli import embedded
 from xrunner.servicekit import streams
 
 TEMPLATE_DB = "xr_template"
-
-
-class PgServer(NamedTuple):
-    """Where the session's Postgres cluster listens."""
-
-    host: str
-    port: int
-
-    def url(self, db: str = "postgres") -> str:
-        """The URL of database `db` on this cluster."""
-        return embedded.database_url(self.host, self.port, db)
-
-
-@contextlib.contextmanager
-def nats_server(base: Path) -> Iterator[str]:
-    """A nats-server with JetStream on a free port, its store under `base`; yields its URL."""
-    port = embedded.free_port()
-    proc = embedded.start_nats(base / "store", port, log_file=base / "nats.log")
-    try:
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        embedded.stop(proc)
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,17 @@
-"""What tests share: polling with a deadline (how they wait for observable state instead of sleeping), and worker
-ids of their own."""
+"""What tests share: polling with a deadline (how they wait for observable state instead of sleeping), worker
+ids of their own, and the session's nats-server and Postgres handles."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
+
+from xrunner.cli import embedded
 
 T = TypeVar("T")
 
@@ -52,3 +55,25 @@ def with_marker(marker: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+class PgServer(NamedTuple):
+    """Where the session's Postgres cluster listens."""
+
+    host: str
+    port: int
+
+    def url(self, db: str = "postgres") -> str:
+        """The URL of database `db` on this cluster."""
+        return embedded.database_url(self.host, self.port, db)
+
+
+@contextlib.contextmanager
+def nats_server(base: Path) -> Iterator[str]:
+    """A nats-server with JetStream on a free port, its store under `base`; yields its URL."""
+    port = embedded.free_port()
+    proc = embedded.start_nats(base / "store", port, log_file=base / "nats.log")
+    try:
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        embedded.stop(proc)

@@ -17,9 +17,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-from conftest import PgServer, nats_server
 from integration.gateway_app import GatewayInfra, gateway_infra
-from support import wait_until
+from support import PgServer, nats_server, wait_until
 from typer.testing import CliRunner
 
 from xrunner.cli import embedded
