@@ -4,15 +4,12 @@ by the `archive_*` settings every service shares."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-import aioboto3
-from botocore.config import Config
-
+from xrunner.servicekit.s3 import S3Bucket
 from xrunner.servicekit.settings import CommonSettings
 
 
@@ -61,20 +58,8 @@ class LocalBlobs:
         os.replace(temp, path)
 
 
-class S3Blobs:
-    """Objects in an S3 bucket through one long-lived aioboto3 client."""
-
-    def __init__(self, bucket: str, *, endpoint_url: str = "", region: str = "us-east-1", access_key_id: str = "",
-                 secret_access_key: str = "") -> None:
-        self.bucket = bucket
-        self._session = aioboto3.Session(aws_access_key_id=access_key_id or None,
-                                         aws_secret_access_key=secret_access_key or None, region_name=region)
-        self._endpoint_url = endpoint_url or None
-        self._config = Config(connect_timeout=10, read_timeout=60, retries={"max_attempts": 5, "mode": "standard"},
-                              s3={"addressing_style": "path" if endpoint_url else "auto"})
-        self._stack = contextlib.AsyncExitStack()
-        self._client: Any = None
-        self._lock = asyncio.Lock()
+class S3Blobs(S3Bucket):
+    """Objects in an S3 bucket."""
 
     async def put(self, key: str, body: bytes) -> None:
         s3 = await self._s3()
@@ -90,18 +75,6 @@ class S3Blobs:
         paginator = (await self._s3()).get_paginator("list_objects_v2")
         return [item["Key"] async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
                 for item in page.get("Contents", [])]
-
-    async def close(self) -> None:
-        async with self._lock:
-            self._client = None
-            await self._stack.aclose()
-
-    async def _s3(self) -> Any:
-        async with self._lock:
-            if self._client is None:
-                client = self._session.client("s3", endpoint_url=self._endpoint_url, config=self._config)
-                self._client = await self._stack.enter_async_context(client)
-            return self._client
 
 
 def open_blobs(settings: CommonSettings) -> Blobs | None:

@@ -11,13 +11,12 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-import aioboto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from xrunner.artifacts.settings import ArtifactsSettings
+from xrunner.servicekit.s3 import S3Bucket
 
 CHUNK = 1024 * 1024
 
@@ -128,24 +127,13 @@ async def file_range(path: Path, start: int, length: int) -> AsyncIterator[bytes
         await asyncio.to_thread(src.close)
 
 
-class S3Store:
-    """Objects in an S3 bucket (or anything that speaks its protocol) through one long-lived aioboto3 client."""
+class S3Store(S3Bucket):
+    """Objects in an S3 bucket (or anything that speaks its protocol)."""
 
     def __init__(self, settings: ArtifactsSettings) -> None:
-        self.bucket = settings.s3_bucket
-        self._session = aioboto3.Session(
-            aws_access_key_id=settings.s3_access_key_id or None,
-            aws_secret_access_key=settings.s3_secret_access_key or None,
-            region_name=settings.s3_region,
-        )
-        self._endpoint_url = settings.s3_endpoint_url or None
-        self._config = Config(
-            connect_timeout=10, read_timeout=60, retries={"max_attempts": 5, "mode": "standard"},
-            s3={"addressing_style": "path" if self._endpoint_url else "auto"}, signature_version="s3v4",
-        )
-        self._stack = contextlib.AsyncExitStack()
-        self._client: Any = None
-        self._lock = asyncio.Lock()
+        super().__init__(settings.s3_bucket, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
+                         access_key_id=settings.s3_access_key_id,
+                         secret_access_key=settings.s3_secret_access_key)
 
     async def presign(self, key: str, download: Download, expires_in: int) -> str | None:
         params = {"Bucket": self.bucket, "Key": key, "ResponseContentDisposition": download.disposition,
@@ -177,18 +165,6 @@ class S3Store:
         except ClientError as exc:  # S3 answers 204 for a missing key; some compatible servers 404
             if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
                 raise
-
-    async def close(self) -> None:
-        async with self._lock:
-            self._client = None
-            await self._stack.aclose()
-
-    async def _s3(self) -> Any:
-        async with self._lock:
-            if self._client is None:
-                client = self._session.client("s3", endpoint_url=self._endpoint_url, config=self._config)
-                self._client = await self._stack.enter_async_context(client)
-            return self._client
 
 
 def open_store(settings: ArtifactsSettings) -> LocalStore | S3Store:

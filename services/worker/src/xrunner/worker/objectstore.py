@@ -10,9 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
-import aioboto3
-from botocore.config import Config
-
+from xrunner.servicekit.s3 import S3Bucket
 from xrunner.worker.settings import WorkerSettings
 
 COPY_CHUNK = 1024 * 1024
@@ -96,28 +94,8 @@ def _copy(body: Body, out: Any) -> None:
             out.write(chunk)
 
 
-class S3Store:
-    """Objects in an S3 bucket (or anything that speaks its protocol) through one long-lived aioboto3 client."""
-
-    def __init__(
-        self, bucket: str, *, endpoint_url: str = "", region: str = "us-east-1", access_key_id: str = "",
-        secret_access_key: str = "",
-    ) -> None:
-        self.bucket = bucket
-        self._session = aioboto3.Session(
-            aws_access_key_id=access_key_id or None,
-            aws_secret_access_key=secret_access_key or None,
-            region_name=region,
-        )
-        self._endpoint_url = endpoint_url or None
-        # S3-compatible servers behind a custom endpoint (MinIO, moto) rarely resolve virtual-host buckets.
-        self._config = Config(
-            connect_timeout=10, read_timeout=60, retries={"max_attempts": 5, "mode": "standard"},
-            s3={"addressing_style": "path" if endpoint_url else "auto"},
-        )
-        self._stack = contextlib.AsyncExitStack()
-        self._client: Any = None
-        self._lock = asyncio.Lock()
+class S3Store(S3Bucket):
+    """Objects in an S3 bucket (or anything that speaks its protocol)."""
 
     async def put(self, key: str, body: Body, content_type: str, *, sync: bool = True) -> None:
         s3 = await self._s3()
@@ -130,18 +108,6 @@ class S3Store:
                 await s3.upload_fileobj(_OffLoop(src), self.bucket, key, ExtraArgs=extra)
         else:
             await s3.upload_fileobj(_OffLoop(body), self.bucket, key, ExtraArgs=extra)
-
-    async def close(self) -> None:
-        async with self._lock:
-            self._client = None
-            await self._stack.aclose()
-
-    async def _s3(self) -> Any:
-        async with self._lock:
-            if self._client is None:
-                client = self._session.client("s3", endpoint_url=self._endpoint_url, config=self._config)
-                self._client = await self._stack.enter_async_context(client)
-            return self._client
 
 
 class _OffLoop:
