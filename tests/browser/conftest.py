@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from console_harness import CONSOLE_BUILD, RESULTS, SLOTS, WORKERS, ConsoleStack, Problems
 from e2e.conftest import free_base
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+
+from browser.console_harness import CONSOLE_BUILD, RESULTS, SLOTS, WORKERS, ConsoleStack, Problems
 
 
 def _console_line(log: Path) -> str | None:
@@ -25,7 +26,7 @@ def _console_line(log: Path) -> str | None:
     return found.group(1) if found else None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleStack]:
     assert (CONSOLE_BUILD / "index.html").is_file(), "no console build: run ./dev console (./dev test builds it)"
     data_dir = tmp_path_factory.mktemp("console") / ".xrunner"
@@ -51,13 +52,15 @@ def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleS
         proc.wait(60)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
+    # Package scope, like the stack and the browser: sync Playwright keeps its event loop running in this thread for
+    # as long as it lives, and the asyncio tests collected after this package could not run theirs beside it.
     with sync_playwright() as pw:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     chromium = shutil.which("chromium")
     assert chromium, "Debian's chromium is not installed (./dev test installs it: apt-get install chromium)"

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from console_harness import ConsoleStack, axe_violations
 from playwright.sync_api import Page, expect
+
+from browser.console_harness import ConsoleStack, axe_violations
 
 PAGES = {"jobs": "", "submit": "submit", "stats": "stats", "admin": "admin", "job": "jobs/{job}"}
 

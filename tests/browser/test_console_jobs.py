@@ -9,8 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from console_harness import SLOTS, WORKERS, ConsoleStack, Problems
 from playwright.sync_api import Page, expect
+
+from browser.console_harness import SLOTS, WORKERS, ConsoleStack, Problems
 
 ORDER = ["submitted", "queued", "dispatched", "running", "succeeded"]
 RECORD_STATES = """(selector) => {

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from console_harness import ConsoleStack
 from playwright.sync_api import Locator, Page, expect
 
+from browser.console_harness import ConsoleStack
 from xrunner.servicekit.auth import SCOPES
 
 WAIT_MS = 30_000

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import re
 
-from console_harness import ConsoleStack, Problems
 from playwright.sync_api import Page, Request, expect
+
+from browser.console_harness import ConsoleStack, Problems
 
 
 def test_the_printed_link_signs_the_browser_in_and_the_token_leaves_the_address_bar(
