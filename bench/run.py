@@ -167,10 +167,12 @@ def submits(stack: Stack, n: int, pause_s: float = 0.0) -> dict[str, object]:
             "submit_statuses": statuses, "samples_ms": latencies}
 
 
-async def api(stack: Stack, rate: float, seconds: float, batch_jobs: int) -> dict[str, object]:
-    """POST /v1/jobs at a fixed rate (open loop), then `batch_jobs` jobs through POST /v1/jobs/batch (1,000 a
-    request, 10 at once): submit latency percentiles and how long the batch took to be durably accepted."""
+async def api(stack: Stack, rate: float, seconds: float, batch_jobs: int, tenants: int = 1) -> dict[str, object]:
+    """POST /v1/jobs at a fixed rate (open loop), round-robin over `tenants` tenants (each gateway limits a tenant to
+    200 requests/s by default), then `batch_jobs` jobs through POST /v1/jobs/batch (1,000 a request, 10 at once):
+    submit latency percentiles and how long the batch took to be durably accepted."""
     headers = {"Authorization": f"Bearer {stack.token('api')}", "Content-Type": "application/json"}
+    tenant_headers = [{"Authorization": f"Bearer {stack.token(f'api{i}')}"} for i in range(tenants)]
     # The jobs go to a pool no worker serves: this measures the API and admission, not the machine's job capacity.
     body = b'{"workload": {"kind": "process", "argv": ["true"]}, "resources": {"pool": "nowhere"}}'
     latencies: list[float] = []
@@ -178,9 +180,9 @@ async def api(stack: Stack, rate: float, seconds: float, batch_jobs: int) -> dic
     limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
     async with httpx.AsyncClient(base_url=stack.api, headers=headers, limits=limits, timeout=60) as http:
 
-        async def one() -> None:
+        async def one(i: int) -> None:
             began = time.perf_counter()
-            response = await http.post("/v1/jobs", content=body)
+            response = await http.post("/v1/jobs", content=body, headers=tenant_headers[i % tenants])
             latencies.append((time.perf_counter() - began) * 1000)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
@@ -188,14 +190,14 @@ async def api(stack: Stack, rate: float, seconds: float, batch_jobs: int) -> dic
         start = time.perf_counter()
         for i in range(int(rate * seconds)):
             await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-            tasks.append(asyncio.create_task(one()))
+            tasks.append(asyncio.create_task(one(i)))
         await asyncio.gather(*tasks)
         batch_body = b'{"jobs": [' + b",".join([body] * 1000) + b"]}"
         began = time.perf_counter()
         answers = await asyncio.gather(*(http.post("/v1/jobs/batch", content=batch_body)
                                          for _ in range(batch_jobs // 1000)))
         batch_s = time.perf_counter() - began
-    return {"rate_per_s": rate, "requests": len(latencies), "statuses": statuses,
+    return {"rate_per_s": rate, "tenants": tenants, "requests": len(latencies), "statuses": statuses,
             "submit_ms": percentiles(latencies), "batch_jobs": batch_jobs, "batch_accepted_s": round(batch_s, 3),
             "batch_statuses": sorted({a.status_code for a in answers})}
 
@@ -250,7 +252,7 @@ def main() -> None:
         elif args.scenario == "submit":
             result = submits(stack, args.jobs, args.pause)
         elif args.scenario == "api":
-            result = asyncio.run(api(stack, args.rate, args.seconds, args.jobs))
+            result = asyncio.run(api(stack, args.rate, args.seconds, args.jobs, args.tenants))
         else:
             tokens = [stack.token(f"t{i}") for i in range(args.tenants)]
             bench = asyncio.run(run_bench(stack.api, tokens, ["sh", "-c", args.cmd], args.jobs, args.concurrency, 600,
