@@ -10,10 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("gateway", "scheduler", "worker", "realtime", "artifacts")
 INFRA = ("nats", "postgres", "s3")
 TAG = "test"
+# Whichever test comes first builds every image in its setup (the session's `images` fixture): on a machine with an
+# empty layer cache that is ~9 minutes, which pytest-timeout counts against that test.
+BUILDS_IMAGES = pytest.mark.timeout(1800)
 
 
 def docker(*args: str, timeout: float = 120) -> str:

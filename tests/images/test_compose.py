@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from dockerkit import REPO, free_port, wait_for
+from dockerkit import BUILDS_IMAGES, REPO, free_port, wait_for
 
 from xrunner.servicekit.auth import SCOPES, mint
+
+pytestmark = BUILDS_IMAGES
 
 COMPOSE_FILE = REPO / "infra/compose/docker-compose.yml"
 SECRET = "compose-test-secret-of-at-least-32-bytes"

@@ -8,7 +8,9 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from dockerkit import INFRA, REPO, SERVICES, docker, inspect, wait_for
+from dockerkit import BUILDS_IMAGES, INFRA, REPO, SERVICES, docker, inspect, wait_for
+
+pytestmark = BUILDS_IMAGES
 
 PASSWORD = "images-test"
 SERVICE_ENV = {
