@@ -25,6 +25,14 @@ APPEND_RETRY_S = 20.0
 TRY_TIMEOUT_S = 5.0  # one publish waits this long for its ack before it is sent again (shorter: retries pile up
 # on a loaded server)
 RETRY_CAP_S = 0.5
+# What the log could not take or answer for a passing reason: no leader while a JetStream cluster elects one, an
+# ack or a direct get lost with a node, a connection being re-established. `publish` sends an append again for
+# `retry_s`; a writer that must not give up (an attempt's outcome) retries these past that.
+PASSING: tuple[type[Exception], ...] = (
+    nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError, nats.errors.NoServersError, NoStreamResponseError,
+    ServiceUnavailableError, TimeoutError,
+)
 
 
 class ConflictError(Exception):

@@ -7,7 +7,7 @@ import asyncio
 import shutil
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +22,7 @@ from xrunner.contracts.api import JobView
 from xrunner.contracts.events import JobEvent, JobStarted
 from xrunner.contracts.messages import RunJob
 from xrunner.contracts.spec import JobSpec, Sandbox, is_interactive, workload_kind
-from xrunner.servicekit.eventstore import ConflictError, EventStore
+from xrunner.servicekit.eventstore import PASSING, ConflictError, EventStore
 from xrunner.servicekit.ids import new_id
 from xrunner.worker.artifacts import Artifacts
 from xrunner.worker.lease import Lease
@@ -182,9 +182,14 @@ class Runner:
         if counted:
             OUTCOMES.labels(kind).inc()
         try:
-            await self.append(attempt, event, kind)
+            stored = await until_stored(lambda: self.append(attempt, event, kind),
+                                        lambda: self.lease.held(attempt.fences), job_id=run.job_id)
         except Fenced:
             log.warning("outcome fenced off", job_id=run.job_id, attempt=run.attempt, outcome=kind)
+            return
+        if not stored:  # the scheduler loses the attempt once the heartbeats stop listing it, and runs it again
+            log.warning("outcome not appended before the lease lapsed", job_id=run.job_id, attempt=run.attempt,
+                        outcome=kind)
             return
         log.info("attempt ended", job_id=run.job_id, attempt=run.attempt, outcome=kind, seq=attempt.last_seq)
 
@@ -254,3 +259,23 @@ def _check_current(view: JobView | None, attempt: int, *, starting: bool) -> Non
         raise Fenced()
     if starting and view.cancel_requested:
         raise _CancelledFirst()
+
+
+async def until_stored(append: Callable[[], Awaitable[None]], held: Callable[[], bool], *, pause_s: float = 0.5,
+                       max_pause_s: float = 5.0, job_id: str = "") -> bool:
+    """Run `append` until it returns, again after each failure the log may get over (`PASSING`: an election longer
+    than the store's own retries, a lost node's direct get), for as long as `held()` — the attempt's end must reach
+    the log while this worker answers for the attempt. False once it no longer does; other errors propagate.
+
+    Giving up earlier left a finished job `running` for good: the attempt had ended, the worker no longer listed it,
+    but nothing said how it ended."""
+    while True:
+        try:
+            await append()
+            return True
+        except PASSING as exc:
+            if not held():
+                return False
+            log.warning("outcome not appended yet, trying again", job_id=job_id, error=repr(exc), in_s=pause_s)
+        await asyncio.sleep(pause_s)
+        pause_s = min(max_pause_s, pause_s * 2)
