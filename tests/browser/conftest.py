@@ -4,52 +4,20 @@ fails the test on a console error or an uncaught exception; screenshots go to te
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from e2e.conftest import free_base
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-from browser.console_harness import CONSOLE_BUILD, RESULTS, SLOTS, WORKERS, ConsoleStack, Problems
-
-
-def _console_line(log: Path) -> str | None:
-    found = re.search(r"^\s*console\s+(\S+#token=\S+)$", log.read_text(errors="replace"), re.MULTILINE)
-    return found.group(1) if found else None
+from browser.console_harness import RESULTS, ConsoleStack, Problems, console_stack_running
 
 
 @pytest.fixture(scope="package")
 def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleStack]:
-    assert (CONSOLE_BUILD / "index.html").is_file(), "no console build: run ./dev console (./dev test builds it)"
-    data_dir = tmp_path_factory.mktemp("console") / ".xrunner"
-    log = data_dir.parent / "up.log"
-    build = shutil.copytree(CONSOLE_BUILD, data_dir.parent / "console")  # a rebuild meanwhile cannot disturb it
-    port = free_base()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XR_")}
-    cmd = [sys.executable, "-m", "xrunner.cli", "up", "--data-dir", str(data_dir), "--port", str(port),
-           "--workers", str(WORKERS), "--slots", str(SLOTS), "--console-dir", str(build)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while (url := _console_line(log)) is None:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(60)
-            raise RuntimeError(f"xrunner up did not print a console link:\n{log.read_text(errors='replace')}")
-        time.sleep(0.2)
-    try:
-        yield ConsoleStack(proc, data_dir, f"http://127.0.0.1:{port}", url)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(60)
+    with console_stack_running(tmp_path_factory.mktemp("console")) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="package")

@@ -1,15 +1,22 @@
-"""What the console's browser tests share: where the build and the results are, the running stack's handles, and
-the axe-core scan."""
+"""What the console's browser tests share: where the build and the results are, the running stack and its handles,
+and the axe-core scan."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import shutil
+import signal
 import subprocess
+import sys
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from e2e.conftest import free_base
 from playwright.sync_api import ConsoleMessage, Page
 
 from xrunner.servicekit.auth import SCOPES, mint
@@ -45,6 +52,38 @@ class ConsoleStack:
     def console_url(self, tenant: str, path: str = "") -> str:
         """A sign-in link like the printed one, for another tenant."""
         return f"{self.api}/console/{path}#token={self.token(tenant)}"
+
+
+@contextlib.contextmanager
+def console_stack_running(
+    base: Path, port: int | None = None, settings: Mapping[str, str] | None = None
+) -> Iterator[ConsoleStack]:
+    """`xrunner up --console-dir` on a copy of the build (a rebuild meanwhile cannot disturb it) with these XR_
+    settings in its environment and no other; yields once it printed the console's link, stops it after."""
+    assert (CONSOLE_BUILD / "index.html").is_file(), "no console build: run ./dev console (./dev test builds it)"
+    data_dir, log = base / ".xrunner", base / "up.log"
+    build = shutil.copytree(CONSOLE_BUILD, base / "console")
+    port = port or free_base()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XR_")} | dict(settings or {})
+    cmd = [sys.executable, "-m", "xrunner.cli", "up", "--data-dir", str(data_dir), "--port", str(port),
+           "--workers", str(WORKERS), "--slots", str(SLOTS), "--console-dir", str(build)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while (url := _console_line(log)) is None:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"xrunner up did not print a console link:\n{log.read_text(errors='replace')}")
+            time.sleep(0.2)
+        yield ConsoleStack(proc, data_dir, f"http://127.0.0.1:{port}", url)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+
+
+def _console_line(log: Path) -> str | None:
+    found = re.search(r"^\s*console\s+(\S+)$", log.read_text(errors="replace"), re.MULTILINE)
+    return found.group(1) if found else None
 
 
 @dataclass

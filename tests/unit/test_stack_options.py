@@ -1,12 +1,12 @@
 """`xrunner up` out of the box: several supervised worker processes, each with its own id and port, whose slots add
-up to 100 concurrent jobs."""
+up to 100 concurrent jobs; with an identity provider's settings in its environment, the services accept its tokens."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xrunner.cli.stack import SERVICES, Stack, StackOptions
+from xrunner.cli.stack import SERVICES, Stack, StackOptions, identity_settings
 from xrunner.cli.supervisor import Child, Supervisor
 
 
@@ -60,3 +60,23 @@ def test_a_cluster_of_three_gives_every_service_all_three_servers_and_streams_at
     children = planned(tmp_path, port=9000, cluster=3)[1]
     env = children[0].launch.args[3]  # type: ignore[attr-defined]
     assert env["XR_STREAM_REPLICAS"] == "3"
+
+
+def test_with_an_identity_providers_jwks_the_services_accept_its_tokens_and_the_secret_signs_only_tickets(
+    tmp_path: Path,
+) -> None:
+    shell = {"XR_JWKS_URL": "http://idp/jwks", "XR_JWT_ISSUER": "http://idp", "XR_GATEWAY_CONSOLE_OIDC_CLIENT_ID": "c",
+             "XR_TOKEN": "the shell's", "XR_GATEWAY_RATE": "not passed"}
+    stack, children = planned(tmp_path, identity=identity_settings(shell))
+    assert stack.opts.external_tokens
+    for env in (c.launch.args[3] for c in children):  # type: ignore[attr-defined]
+        assert "XR_JWT_SECRET" not in env and env["XR_TICKET_SECRET"] == stack.secret()
+        assert {k: env[k] for k in shell if k in env} == {k: shell[k] for k in list(shell)[:3]}
+
+
+def test_without_one_the_services_accept_the_stacks_own_tokens(tmp_path: Path) -> None:
+    stack, children = planned(tmp_path, identity=identity_settings({"XR_GATEWAY_CONSOLE_OIDC_ISSUER": "http://idp"}))
+    assert not stack.opts.external_tokens
+    env = children[0].launch.args[3]  # type: ignore[attr-defined]
+    assert env["XR_JWT_SECRET"] == stack.secret() and "XR_TICKET_SECRET" not in env
+    assert env["XR_GATEWAY_CONSOLE_OIDC_ISSUER"] == "http://idp"

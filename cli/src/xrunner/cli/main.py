@@ -36,7 +36,7 @@ from xrunner.cli.session import (
     env_file,
     gateway,
 )
-from xrunner.cli.stack import CLUSTER_SIZES, DEFAULT_SLOTS, DEFAULT_WORKERS, Stack, StackOptions
+from xrunner.cli.stack import CLUSTER_SIZES, DEFAULT_SLOTS, DEFAULT_WORKERS, Stack, StackOptions, identity_settings
 from xrunner.contracts import codec
 from xrunner.contracts.spec import JobSpec, ProcessWorkload, Resources
 
@@ -76,6 +76,7 @@ def up(
             warm_images=warm_images,
             cluster=cluster,
             console_dir=_console_build(console_dir),
+            identity=identity_settings(os.environ),
         )
     )
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background with SIGINT ignored
@@ -84,12 +85,12 @@ def up(
         nats, database = stack.start_infra()
         stack.start_services(nats, database)
         stack.wait_ready()
-        token = dev_token(stack.secret())
-        env_file(data_dir).write_text(
-            f"XR_API_URL={stack.api_url}\nXR_REALTIME_URL={stack.realtime_url}\n"
-            f"XR_ARTIFACTS_URL={stack.artifacts_url}\nXR_TOKEN={token}\n"
-            f"XR_NATS_URL={nats}\nXR_DATABASE_URL={database}\n"
-        )
+        # With an identity provider the stack accepts only its tokens: there is no development token to offer.
+        token = None if stack.opts.external_tokens else dev_token(stack.secret())
+        saved = {"XR_API_URL": stack.api_url, "XR_REALTIME_URL": stack.realtime_url,
+                 "XR_ARTIFACTS_URL": stack.artifacts_url, "XR_TOKEN": token, "XR_NATS_URL": nats,
+                 "XR_DATABASE_URL": database}
+        env_file(data_dir).write_text("".join(f"{k}={v}\n" for k, v in saved.items() if v))
         _banner(stack, token)
         while True:
             for line in stack.supervise_once():
@@ -125,21 +126,23 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _banner(stack: Stack, token: str) -> None:
+def _banner(stack: Stack, token: str | None) -> None:
     typer.echo(f"""xrunner is up (data in {stack.opts.data_dir}, logs in {stack.opts.data_dir}/logs)
   API      {stack.api_url}        (OpenAPI at {stack.api_url}/schema)
   realtime {stack.realtime_url}        (SSE: /v1/events, /v1/jobs/ID/logs/stream)
   artifacts {stack.artifacts_url}       (OpenAPI at {stack.artifacts_url}/schema; `xrunner artifacts JOB`)
-  token    {token}
+  token    {token or "one from your identity provider (XR_JWKS_URL/XR_JWKS_FILE is set)"}
   try      curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
              -d '{{"workload": {{"kind": "process", "argv": ["echo", "hi"]}}}}' {stack.api_url}/v1/jobs
   or       xrunner submit --wait -- echo hi{_console_line(stack, token)}
 Ctrl-C stops everything.""")
 
 
-def _console_line(stack: Stack, token: str) -> str:
+def _console_line(stack: Stack, token: str | None) -> str:
     """The console's sign-in link: the token rides in the fragment, which browsers never send to a server."""
-    return f"\n  console  {stack.console_url}#token={token}" if stack.console_url else ""
+    if not stack.console_url:
+        return ""
+    return f"\n  console  {stack.console_url}" + (f"#token={token}" if token else "")
 
 
 @app.command()

@@ -8,6 +8,7 @@ import os
 import secrets
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -29,6 +30,19 @@ EXTRA_WORKER_PORTS = 40  # worker i > 0 listens on port + 40 + i (nats-server ta
 # `--cluster 3`: node i serves clients on port + 22 + i, routes on + 25 + i, monitoring on + 28 + i.
 CLUSTER_SIZES = (1, 3)
 NATS_PORT, ROUTE_PORT, MONITOR_PORT = 22, 25, 28
+# The only XR_ settings `xrunner up` passes from its own environment to the services (docs/console.md#sign-in): an
+# identity provider whose tokens the stack accepts, and the console's OIDC sign-in with it.
+IDENTITY_SETTINGS = (
+    "XR_JWKS_URL", "XR_JWKS_FILE", "XR_JWT_ISSUER", "XR_JWT_AUDIENCE", "XR_JWT_ALGORITHMS", "XR_JWT_LEEWAY_S",
+    "XR_TENANT_CLAIM", "XR_GATEWAY_TENANT_CLAIM", "XR_REALTIME_TENANT_CLAIM", "XR_ARTIFACTS_TENANT_CLAIM",
+    "XR_GATEWAY_CONSOLE_OIDC_ISSUER", "XR_GATEWAY_CONSOLE_OIDC_CLIENT_ID", "XR_GATEWAY_CONSOLE_OIDC_SCOPE",
+    "XR_GATEWAY_CONSOLE_OIDC_AUDIENCE", "XR_GATEWAY_CONSOLE_TOKEN_SIGNIN",
+)
+
+
+def identity_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """The identity provider's settings present in `environ`."""
+    return {name: environ[name] for name in IDENTITY_SETTINGS if name in environ}
 
 
 @dataclass
@@ -45,6 +59,12 @@ class StackOptions:
     warm_images: str = ""
     cluster: int = 1  # nats-server nodes; 3 runs a JetStream cluster with every stream and bucket at R3
     console_dir: Path | None = None  # the web console's build, served by the gateway at /console/
+    identity: dict[str, str] = field(default_factory=dict)  # IDENTITY_SETTINGS, passed to every service
+
+    @property
+    def external_tokens(self) -> bool:
+        """Whether the services accept an identity provider's tokens (its JWKS) instead of the stack's own."""
+        return bool(self.identity.get("XR_JWKS_URL") or self.identity.get("XR_JWKS_FILE"))
 
 
 @dataclass
@@ -139,7 +159,6 @@ class Stack:
         env.update(
             XR_NATS_URL=nats_url,
             XR_DATABASE_URL=database_url,
-            XR_JWT_SECRET=self.secret(),
             XR_METRICS_TOKEN=self.metrics_token(),
             XR_HTTP_HOST=self.opts.host,
             XR_SYNC_ALWAYS=str(self.opts.sync_always).lower(),
@@ -154,6 +173,9 @@ class Stack:
             XR_ARTIFACTS_PUBLIC_URL=self.artifacts_url,
             XR_GATEWAY_ARTIFACTS_URL=self.artifacts_url,
         )
+        # The stack's secret signs its own tokens; with an identity provider's JWKS, only the stream tickets.
+        env["XR_TICKET_SECRET" if self.opts.external_tokens else "XR_JWT_SECRET"] = self.secret()
+        env.update(self.opts.identity)
         if self.opts.console_dir:  # the console, served by the gateway, reads the other two from its origin
             origins = json.dumps([self.api_url])
             env.update(XR_GATEWAY_CONSOLE_DIR=str(self.opts.console_dir.resolve()),

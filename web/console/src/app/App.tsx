@@ -40,7 +40,7 @@ export function App() {
           const fromProvider = config.auth.oidc ? await finishSignIn(config.auth.oidc) : null;
           await signIn(config, fromProvider ?? storedToken());
         } catch (e) {
-          setBoot({ phase: "ready", config, session: null, error: String(e) });
+          setBoot({ phase: "ready", config, session: null, error: e instanceof Error ? e.message : String(e) });
         }
       },
       (e: unknown) => setBoot({ phase: "failed", error: String(e) }),

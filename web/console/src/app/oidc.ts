@@ -45,23 +45,37 @@ export async function beginSignIn(oidc: OidcConfig): Promise<void> {
   location.assign(url.href);
 }
 
-/** The token from the provider's redirect back (or null when this page load is not one); clears the address bar. */
+/** The token from the provider's redirect back (or null when this page load is not one); clears the address bar.
+ *  Throws, with the reason, on a redirect this tab did not start, a foreign `state` or `iss`, or the provider's
+ *  error (the user denied consent, say). */
 export async function finishSignIn(oidc: OidcConfig): Promise<string | null> {
   const params = new URLSearchParams(location.search);
   const code = params.get("code");
+  const error = params.get("error");
+  if (!code && !error) return null;
   const pending = sessionStorage.getItem(PENDING);
-  if (!code || !pending) return null;
   sessionStorage.removeItem(PENDING);
   history.replaceState(history.state, "", location.pathname);
+  if (!pending) throw new Error("OIDC sign-in: this tab did not start a sign-in (start again)");
   const { verifier, state } = JSON.parse(pending) as { verifier: string; state: string };
   if (params.get("state") !== state) throw new Error("OIDC sign-in: the state does not match (start again)");
+  const iss = params.get("iss"); // RFC 9207: which provider answered (a mix-up defence)
+  if (iss !== null && iss.replace(/\/$/, "") !== oidc.issuer.replace(/\/$/, ""))
+    throw new Error(`OIDC sign-in: the answer came from ${iss}, not ${oidc.issuer}`);
+  if (error || !code) throw new Error(`OIDC sign-in: ${describe(error ?? "no code", params.get("error_description"))}`);
   const { token_endpoint } = await discover(oidc.issuer);
   const res = await fetch(token_endpoint, {
     method: "POST",
     headers: { "content-type": "application/x-www-form-urlencoded" },
     body: new URLSearchParams({ grant_type: "authorization_code", code, redirect_uri: redirectUri(), client_id: oidc.client_id, code_verifier: verifier }),
   });
-  if (!res.ok) throw new Error(`OIDC token exchange: HTTP ${res.status}`);
-  const tokens = (await res.json()) as { access_token?: string; id_token?: string };
-  return tokens.access_token ?? tokens.id_token ?? null;
+  const body = (await res.json().catch(() => ({}))) as { access_token?: string; id_token?: string; error?: string; error_description?: string };
+  if (!res.ok) throw new Error(`OIDC token exchange: HTTP ${res.status}${body.error ? `: ${describe(body.error, body.error_description)}` : ""}`);
+  const token = body.access_token ?? body.id_token;
+  if (!token) throw new Error("OIDC token exchange: the provider returned no token");
+  return token;
+}
+
+function describe(error: string, description: string | null | undefined): string {
+  return description ? `${error} (${description})` : error;
 }
