@@ -115,6 +115,25 @@ def test_the_live_log_shows_a_jobs_output_and_keeps_hostile_bytes_as_text(
     screenshot(page, "job-log")
 
 
+def test_the_timeline_shows_the_job_as_of_any_of_its_events(page: Page, console_stack: ConsoleStack) -> None:
+    with console_stack.client("historian") as client:
+        job_id = submit(client, ["sh", "-c", "exit 3"])
+    open_job(page, console_stack, "historian", job_id)
+    expect(page.get_by_test_id("job-state")).to_contain_text("failed", timeout=WAIT_MS)
+    timeline = page.get_by_test_id("timeline")
+    for event, state in (("job.submitted.v1", "submitted"), ("job.queued.v1", "queued"),
+                         ("job.started.v1", "running"), ("job.failed.v1", "failed")):
+        item = timeline.locator(f"li[data-type='{event}']")
+        item.locator("summary").click()
+        item.get_by_role("button", name="The job as of this event").click()
+        then = item.locator("[data-testid^='as-of-']")
+        expect(then).to_contain_text(state, timeout=WAIT_MS)
+        if state == "failed":
+            expect(then).to_contain_text("exit 3")
+        else:
+            expect(then).not_to_contain_text("exit")
+
+
 def test_a_jobs_png_json_pdf_and_zip_artifacts_are_previewed(
         page: Page, console_stack: ConsoleStack, screenshot: Callable[[Page, str], Path]) -> None:
     pdf, archive = base64.b64encode(two_page_pdf()).decode(), base64.b64encode(small_zip()).decode()

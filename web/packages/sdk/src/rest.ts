@@ -114,8 +114,11 @@ export class Jobs {
     for await (const page of this.pages(query)) yield* page.jobs;
   }
 
-  get(jobId: string): Promise<JobView> {
-    return unwrap(this.api.GET("/v1/jobs/{job_id}", { params: { path: { job_id: jobId } } }));
+  /** The job now, or as it was `asOf` an event: a stream sequence of its history, or an RFC 3339 time (the
+   * fold of its events up to there, the same fold the read model uses). */
+  get(jobId: string, options: { asOf?: number | string } = {}): Promise<JobView> {
+    const query = options.asOf !== undefined ? { as_of: String(options.asOf) } : {};
+    return unwrap(this.api.GET("/v1/jobs/{job_id}", { params: { path: { job_id: jobId }, query } }));
   }
 
   /** Ask the job to stop; a job that already ended is a 409 `job_finished`. */

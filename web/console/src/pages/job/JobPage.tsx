@@ -101,7 +101,7 @@ function JobDetail({ view, entries, artifactRevision }: { view: JobView; entries
         <LiveLog jobId={view.id} attempt={view.attempt} />
       )}
       <div className="grid gap-6 lg:grid-cols-2">
-        <Timeline entries={entries} />
+        <Timeline jobId={view.id} entries={entries} />
         <Artifacts jobId={view.id} revision={artifactRevision} />
       </div>
     </main>
