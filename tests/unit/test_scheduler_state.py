@@ -288,3 +288,18 @@ def test_a_run_that_ends_while_the_scheduler_reloads_the_job_after_a_lost_race_i
     sim.project()
     assert key not in sim.state.jobs
     assert sim.state.tenant("acme").usage.cpu == fold(sim.log).tenant("acme").usage.cpu == 1000 * 100.0
+
+
+@pytest.mark.parametrize("passed_over", [ev.ArtifactPreviewed, ev.JobAttached])
+def test_a_job_reloaded_after_a_lost_race_expects_its_last_event_even_one_the_fold_passes_over(
+        passed_over: type[ev.JobEvent]) -> None:
+    sim = Sim()
+    key = running(sim)
+    fields = {"artifact_id": "a1", "kind": "text"} if passed_over is ev.ArtifactPreviewed else {"subject": "alice"}
+    sim.append(passed_over(event_id="late", occurred_at=sim.now, tenant=key[0], job_id=key[1], attempt=1, **fields))
+    history = [(seq, event) for seq, event in sim.log if getattr(event, "job_id", None) == key[1]]
+    view = sim.state.reload_job(history)
+    assert view is not None and view.state == "running"
+    assert lifecycle.replay(history).version < history[-1][0]  # type: ignore[union-attr]  # the fold's own version
+    assert view.version == history[-1][0], "the next compare-and-set must expect the job's last event"
+

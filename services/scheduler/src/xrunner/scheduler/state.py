@@ -149,10 +149,14 @@ class SchedulerState:
         self.tenants = {t.name: t for t in tenants}
 
     def reload_job(self, history: list[tuple[int, ev.Event]]) -> JobView | None:
-        """Replace one job's view by the fold of its full history (after losing a compare-and-set)."""
+        """Replace one job's view by the fold of its full history (after losing a compare-and-set). Its version, the
+        `expect` of the next compare-and-set, is the history's last sequence: events the fold passes over (an
+        artifact's preview, an attach) still move the job's subject, and a version left before them lost every
+        later race again, for good (a lost worker's job stayed `running` after its logs.txt was previewed)."""
         view = lifecycle.replay(history)
         if view is None:
             return None
+        view.version = max(view.version, history[-1][0])
         key = (view.tenant, view.id)
         before = self.jobs.get(key)
         if before is not None and before.state == "running" and before.started_at is not None and (
