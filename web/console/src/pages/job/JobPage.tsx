@@ -41,7 +41,11 @@ export function JobPage() {
       ([view, history]) => {
         if (!current) return;
         const lastSeq = history.at(-1)?.seq ?? 0;
-        const caughtUp = early.filter((e) => e.seq > lastSeq).reduce((v, e) => fold(v, e.event), view);
+        // The read model may lag the log: what the history holds past the view's version comes first (a job
+        // whose `queued` landed while the page navigated showed `submitted` for good), then what the stream
+        // delivered past the history.
+        const fromLog = history.filter((h) => h.seq > view.version).map((h) => h.event as unknown as JobEvent);
+        const caughtUp = [...fromLog, ...early.filter((e) => e.seq > lastSeq).map((e) => e.event)].reduce(fold, view);
         setLoad({ kind: "ready", view: caughtUp });
         setEntries((held) => merge(held, history.map(fromHistory)));
       },
