@@ -15,6 +15,9 @@ from support import PgServer, nats_server
 from xrunner.cli import embedded
 from xrunner.servicekit import streams
 
+# The gateway projection's fixtures (own_js, pool), shared by the tests that drive it by hand.
+pytest_plugins = ["integration.gateway_projection"]
+
 TEMPLATE_DB = "xr_template"
 
 

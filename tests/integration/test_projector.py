@@ -4,12 +4,12 @@ reset, past undecodable events, and a rebuild equals the live fold."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib.resources import files
 
 import asyncpg
-import pytest
+from integration.gateway_projection import SCHEMA
 from nats.js import JetStreamContext
 from prometheus_client import REGISTRY
 from support import wait_until
@@ -26,31 +26,11 @@ from xrunner.contracts.events import (
 )
 from xrunner.contracts.spec import JobSpec, ProcessWorkload
 from xrunner.gateway.readmodel import JobsProjection
-from xrunner.servicekit import db, streams
+from xrunner.servicekit import db
 from xrunner.servicekit.deadletter import ERROR_HEADER, SEQ_HEADER, SUBJECT_HEADER
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.ids import new_id
 from xrunner.servicekit.projector import Projector, fold_batch, position, rebuild
-
-SCHEMA = "gateway"
-
-
-@pytest.fixture
-async def own_js(fresh_nats_url: str) -> AsyncIterator[JetStreamContext]:
-    nc = await streams.connect(fresh_nats_url, "test")
-    context = nc.jetstream()
-    await streams.declare(context)
-    yield context
-    await nc.close()
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await db.create_pool(database_url, SCHEMA)
-    async with pool.acquire() as conn:
-        await db.migrate(conn, SCHEMA, db.migration_files(files("xrunner.gateway") / "sql"))
-    yield pool
-    await pool.close()
 
 
 async def run_job(store: EventStore, tenant: str, exit_ok: bool = True) -> str:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from importlib.resources import files
 from typing import Any
 
 import asyncpg
 import pytest
+from integration.gateway_projection import SCHEMA
 from integration.test_projector import RaisesFor, run_job, table
 from nats.js import JetStreamContext
 from support import wait_until
@@ -21,30 +21,10 @@ from typer.testing import CliRunner
 from xrunner.cli.main import app
 from xrunner.contracts import subjects
 from xrunner.gateway.readmodel import JobsProjection
-from xrunner.servicekit import db, streams
+from xrunner.servicekit import db
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.projector import Projector, position, rebuild
 from xrunner.servicekit.redrive import CannotRedrive, marker, redrive
-
-SCHEMA = "gateway"
-
-
-@pytest.fixture
-async def own_js(fresh_nats_url: str) -> AsyncIterator[JetStreamContext]:
-    nc = await streams.connect(fresh_nats_url, "test-redrive")
-    context = nc.jetstream()
-    await streams.declare(context)
-    yield context
-    await nc.close()
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await db.create_pool(database_url, SCHEMA)
-    async with pool.acquire() as conn:
-        await db.migrate(conn, SCHEMA, db.migration_files(files("xrunner.gateway") / "sql"))
-    yield pool
-    await pool.close()
 
 
 def xrunner(*args: str, nats_url: str, database_url: str) -> Any:

@@ -5,13 +5,11 @@ compare-and-set appends still succeed, and a rebuild passes it the same way (doc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from importlib.resources import files
 
 import asyncpg
 import msgspec
-import pytest
+from integration.gateway_projection import SCHEMA
 from nats.js import JetStreamContext
 from prometheus_client import REGISTRY
 from support import wait_until
@@ -20,31 +18,13 @@ from xrunner.contracts import codec, lifecycle, subjects
 from xrunner.contracts.events import Event, JobQueued, JobSubmitted
 from xrunner.contracts.spec import JobSpec, ProcessWorkload
 from xrunner.gateway.readmodel import JobsProjection
-from xrunner.servicekit import db, streams
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.ids import new_id
 from xrunner.servicekit.projector import Projector, position, rebuild
 
-SCHEMA = "gateway"
 NEWER = "job.paused.v1"  # a type a later version might add
 
 
-@pytest.fixture
-async def own_js(fresh_nats_url: str) -> AsyncIterator[JetStreamContext]:
-    nc = await streams.connect(fresh_nats_url, "test")
-    context = nc.jetstream()
-    await streams.declare(context)
-    yield context
-    await nc.close()
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await db.create_pool(database_url, SCHEMA)
-    async with pool.acquire() as conn:
-        await db.migrate(conn, SCHEMA, db.migration_files(files("xrunner.gateway") / "sql"))
-    yield pool
-    await pool.close()
 
 
 def newer_event(tenant: str, job: str) -> bytes:
