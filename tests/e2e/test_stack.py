@@ -62,7 +62,7 @@ def test_a_command_runs_to_success_with_its_output_readable(stack: Stack) -> Non
 def test_a_jobs_files_are_counted_listed_and_downloaded_through_the_artifacts_api(stack: Stack) -> None:
     report = '{"loss": 0.25}'
     with stack.client() as client:
-        job = submit(client, ["sh", "-c", f"mkdir -p out && printf '{report}' > out/report.json"])
+        job = submit(client, ["sh", "-c", f"mkdir -p out && printf '{report}' > out/report.json && echo ok"])
         assert wait_terminal(client, job["id"])["state"] == "succeeded"
         deadline = time.monotonic() + 20
         while client.get(f"/v1/jobs/{job['id']}").json()["artifacts"] < 2:  # out/report.json and logs.txt

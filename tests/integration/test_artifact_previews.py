@@ -34,12 +34,13 @@ KINDS = {"report.json": "text", "plot.png": "image", "paper.pdf": "pdf", "bundle
 
 
 def copy_in(tmp_path: Path, files: dict[str, bytes], extra: str = "") -> str:
-    """A job command that copies `files` (written under tmp_path) into its out/ and then runs `extra`."""
+    """A job command that copies `files` (written under tmp_path) into its out/, says so (a job that writes nothing
+    has no logs.txt) and then runs `extra`."""
     src = tmp_path / "inputs"
     src.mkdir()
     for name, data in files.items():
         (src / name).write_bytes(data)
-    return f"mkdir -p out && cp {src}/* out/" + (f" && {extra}" if extra else "")
+    return f"mkdir -p out && cp {src}/* out/ && echo copied" + (f" && {extra}" if extra else "")
 
 
 async def previews_of(client: httpx.AsyncClient, job_id: str, count: int) -> dict[str, dict[str, Any]]:

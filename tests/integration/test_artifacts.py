@@ -29,6 +29,7 @@ B_BIN = b"\x00\x01\xffbinary\x7f\n"
 WRITE_BOTH = (
     "mkdir -p out/sub && printf 'alpha artifact\\n' > out/a.txt"
     " && printf '\\000\\001\\377binary\\177\\n' > out/sub/b.bin"
+    " && echo written"  # a job that writes nothing has no logs.txt
 )
 
 
@@ -194,6 +195,18 @@ async def test_a_file_outside_the_globs_is_not_uploaded(cluster: Cluster) -> Non
     assert sorted(p.name for p in (store / prefix(job)).rglob("*") if p.is_file()) == ["a.txt", "logs.txt"]
 
 
+async def test_a_job_that_wrote_nothing_stores_no_log_and_announces_nothing(cluster: Cluster) -> None:
+    store = cluster.logs / "store"
+    start(cluster, artifact_dir=store)
+    async with cluster.client("acme") as client:
+        silent = await run(client, "true")
+        spoke = await run(client, "echo hi")
+        assert (await stored(client, silent["id"]), silent["artifacts"]) == ({}, 0)
+        assert list(await stored(client, spoke["id"])) == ["logs.txt"]
+    assert not (store / prefix(silent)).exists()
+    assert (store / prefix(spoke) / "logs.txt").read_bytes() == b"hi\n"
+
+
 async def test_a_symlink_pointing_outside_the_workspace_is_not_followed(cluster: Cluster, tmp_path: Path) -> None:
     store, secret = cluster.logs / "store", tmp_path / "secret.txt"
     secret.write_text("host secret\n")
@@ -251,4 +264,4 @@ async def test_with_the_s3_store_artifacts_land_in_the_bucket_with_their_sha256(
     assert sha256(obj["Body"].read()) == sha256(B_BIN) == events["out/sub/b.bin"]["sha256"]
     assert obj["ContentType"] == "application/octet-stream"
     log = s3.get_object(Bucket="xr-artifacts", Key=f"{prefix(job)}/logs.txt")["Body"].read()
-    assert log == b"done\n" and events["logs.txt"]["sha256"] == sha256(log)
+    assert log == b"written\ndone\n" and events["logs.txt"]["sha256"] == sha256(log)
