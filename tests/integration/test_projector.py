@@ -278,3 +278,31 @@ async def test_a_fold_that_raises_for_one_event_parks_it_and_folds_the_rest(
     [(_, headers, _)] = await dead_letters(own_js)
     assert headers[SEQ_HEADER] == str(poison_seq)
     assert headers[ERROR_HEADER] == f"KeyError: 'no such pool for {poison.event_id}'"
+
+
+class Batches(JobsProjection):
+    """The gateway's projection, noting the size of each batch it folds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    async def apply(self, conn: asyncpg.Connection, batch: Sequence[tuple[int, Event]]) -> None:
+        await super().apply(conn, batch)
+        self.sizes.append(len(batch))
+
+
+async def test_events_that_arrive_while_the_projector_lingers_share_one_fold(
+    own_js: JetStreamContext, pool: asyncpg.Pool
+) -> None:
+    store, projection = EventStore(own_js), Batches()
+    task = asyncio.create_task(Projector(own_js, pool, projection, linger_s=2.0).run())
+    try:
+        await run_job(store, "acme")  # five events: folded at once and in as few folds as they arrive
+        await wait_until(lambda: _succeeded(pool, 1), what="the first job")
+        folds = len(projection.sizes)
+        await run_job(store, "acme")  # within the linger after the last fold (five appends take milliseconds)
+        await wait_until(lambda: _succeeded(pool, 2), what="the second job")
+        assert projection.sizes[folds:] == [5], projection.sizes
+    finally:
+        task.cancel()

@@ -145,10 +145,14 @@ class Projector:
         projection: Projection,
         *,
         batch: int = 256,
+        linger_s: float = 0.0,
         on_commit: asyncio.Event | None = None,
     ) -> None:
+        """`linger_s`: after folding a batch smaller than `batch`, wait this long before pulling again, so the events
+        that arrive meanwhile share the next transaction and pull (the first event after a quiet spell is folded at
+        once; under load each fold carries more events for the same fixed cost)."""
         self.js, self.pool, self.projection = js, pool, projection
-        self.batch, self.on_commit = batch, on_commit
+        self.batch, self.linger_s, self.on_commit = batch, linger_s, on_commit
         self.caught_up = asyncio.Event()
         self.committed = False  # whether this pass over the log committed a batch (resets the backoff)
 
@@ -183,6 +187,8 @@ class Projector:
                 PENDING.labels(self.projection.name).set(msgs[-1].metadata.num_pending)
                 if msgs[-1].metadata.num_pending == 0:
                     self.caught_up.set()
+                if self.linger_s and len(msgs) < self.batch:
+                    await asyncio.sleep(self.linger_s)
         finally:
             await self._drop(sub)
 

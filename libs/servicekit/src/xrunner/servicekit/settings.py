@@ -37,6 +37,9 @@ class CommonSettings(msgspec.Struct, kw_only=True, frozen=True):
     events_max_age_s: float = 33 * 86_400.0
     logs_max_age_s: float = 7 * 86_400.0
     sync_always: bool = False
+    # After folding a batch smaller than its maximum, a projector waits this long before its next pull, so that
+    # under load one transaction and one pull carry many events (docs/benchmarks.md, "Projection linger").
+    projection_linger_s: float = 0.02
     stream_replicas: int = 1  # copies of every stream and bucket: 3 on a three-node JetStream cluster
     # The log's archive (docs/replay.md#archive-and-snapshots): "" none, "local" (archive_dir) or "s3".
     archive_store: Literal["", "local", "s3"] = ""

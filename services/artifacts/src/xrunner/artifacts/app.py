@@ -97,7 +97,7 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     js = await runtime.connect_nats()
     pool = await runtime.connect_postgres(settings.schema, MIGRATIONS)
     store = open_store(settings)
-    runtime.spawn(Projector(js, pool, ArtifactIndex()).run(), "projector")
+    runtime.spawn(Projector(js, pool, ArtifactIndex(), linger_s=settings.projection_linger_s).run(), "projector")
     sweeper = Sweeper(Catalog(pool), store, EventStore(js), settings.sweep_interval_s, settings.sweep_batch)
     runtime.spawn(sweeper.run(), "retention")
     archive = open_blobs(settings)  # the log's archive: written here, read by every reader of old events

@@ -103,9 +103,9 @@ def _no_debug(config: AppConfig) -> AppConfig:
     return config
 
 
-def read_model_projector(js: JetStreamContext, pool: asyncpg.Pool) -> Projector:
+def read_model_projector(js: JetStreamContext, pool: asyncpg.Pool, linger_s: float = 0.0) -> Projector:
     """The projector that keeps the `jobs` read model folded."""
-    return Projector(js, pool, JobsProjection())
+    return Projector(js, pool, JobsProjection(), linger_s=linger_s)
 
 
 async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
@@ -113,7 +113,7 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     assert isinstance(settings, GatewaySettings)
     js = await runtime.connect_nats()
     pool = await runtime.connect_postgres(settings.schema, MIGRATIONS)
-    runtime.spawn(read_model_projector(js, pool).run(), "projector")
+    runtime.spawn(read_model_projector(js, pool, settings.projection_linger_s).run(), "projector")
     infra = Infra(runtime.nc, js, pool, verifier_from(settings, settings.tenant_claim), runtime.ready)
     server = HttpServer(create_app(settings, infra), settings.http_host, settings.http_port)
     runtime.http_port = await server.start()

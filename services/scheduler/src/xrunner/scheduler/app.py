@@ -59,7 +59,8 @@ async def lead(
     scheduler = Scheduler(js, state, workers, settings, scheduler_id, wake)
     scheduler.basis = basis
     scheduler.dirty.update(state.jobs)
-    projector = Projector(js, pool, SchedulerProjection(state.defaults, scheduler))
+    projection = SchedulerProjection(state.defaults, scheduler)
+    projector = Projector(js, pool, projection, linger_s=settings.projection_linger_s)
     feed = LiveFeed(js, [subjects.job_events(token="submitted"), subjects.tenant_events()], scheduler.stored)
     await feed.start()  # submissions straight from the stream: admission need not wait for the projection
     try:
