@@ -1,5 +1,5 @@
-"""Wires the worker: heartbeats that renew its lease, the pull loop over `xr.run.<pool>`, cancel requests, and
-draining on stop."""
+"""Wires the worker: heartbeats that renew its lease (on a thread of their own, `beat.py`), the pull loop over
+`xr.run.<pool>`, cancel requests, and draining on stop."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ import asyncio
 import contextlib
 import os
 import socket
-import time
 import warnings
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
-import nats.errors
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -33,6 +31,7 @@ from xrunner.servicekit.live import LiveFeed
 from xrunner.servicekit.pull import pull
 from xrunner.servicekit.runtime import Runtime
 from xrunner.worker.artifacts import Artifacts
+from xrunner.worker.beat import Heartbeat
 from xrunner.worker.lease import Lease, fence_marker
 from xrunner.worker.objectstore import open_store
 from xrunner.worker.reaper import Reaper, exclusive
@@ -175,21 +174,9 @@ class Worker:
             at=datetime.now(UTC),
         )
 
-    async def beat(self) -> None:
-        """Renew the lease: each heartbeat the bucket stored counts from when it was sent. Between beats, stop the
-        attempts the reaper fenced (their processes should be dead already; this catches any it missed)."""
-        kv = await self.js.key_value(subjects.WORKERS_BUCKET)
-        while True:
-            sent_at = time.monotonic()
-            try:
-                await kv.put(self.worker_id, codec.encode(self.heartbeat()))
-                self.lease.renewed(sent_at)
-            except (nats.errors.Error, TimeoutError) as exc:  # NATS is restarting: the next beat tries again
-                log.warning("heartbeat not stored", error=repr(exc))
-            self.stop_fenced()
-            await asyncio.sleep(self.settings.heartbeat_s)
-
     def stop_fenced(self) -> None:
+        """After each heartbeat: stop the attempts the reaper fenced (their processes should be dead already; this
+        catches any it missed)."""
         for stop in self.running.values():
             if self.lease.fenced(stop.fences):
                 stop.set("fenced")
@@ -265,7 +252,9 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
         msg_id=f"worker:{worker_id}:started:{new_id()}",
     )
     await worker.cancels.start()
-    runtime.spawn(worker.beat(), "heartbeat")
+    heartbeat = Heartbeat(settings.nats_url, worker_id, settings.heartbeat_s, worker.heartbeat, worker.lease.renewed,
+                          worker.stop_fenced)
+    await heartbeat.start()
     pulling = runtime.spawn(worker.pull(), "pull")
     server = HttpServer(health_app(runtime.ready, settings.metrics_token), settings.http_host, settings.http_port)
     runtime.http_port = await server.start()
@@ -274,6 +263,7 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
         pulling.cancel()
         clean = await worker.drain()
         await worker.cancels.stop()
+        await asyncio.to_thread(heartbeat.stop)  # none after the goodbye below
         if runtime.nc.is_connected:  # best effort: the heartbeat's TTL covers a worker that cannot say goodbye
             with contextlib.suppress(Exception):
                 kv = await js.key_value(subjects.WORKERS_BUCKET)
