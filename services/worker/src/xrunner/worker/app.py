@@ -255,6 +255,7 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     heartbeat = Heartbeat(settings.nats_url, worker_id, settings.heartbeat_s, worker.heartbeat, worker.lease.renewed,
                           worker.stop_fenced)
     await heartbeat.start()
+    runtime.spawn(worker.runner.trash.run(), "workspace removal")
     pulling = runtime.spawn(worker.pull(), "pull")
     server = HttpServer(health_app(runtime.ready, settings.metrics_token), settings.http_host, settings.http_port)
     runtime.http_port = await server.start()
@@ -272,6 +273,7 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
                     event_id=new_id(), occurred_at=datetime.now(UTC), worker_id=worker_id, reason="shutdown"
                 )
                 await asyncio.wait_for(store.append(stopped, msg_id=f"worker:{worker_id}:stopped:{new_id()}"), 2.0)
+        await worker.runner.trash.empty()
         await worker.objects.close()
         for sandbox in worker.sandboxes.values():
             await sandbox.close()

@@ -4,7 +4,6 @@ its outcome."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -41,6 +40,7 @@ from xrunner.worker.outcome import (
 from xrunner.worker.sandbox import Launch, Running, SandboxError, Sandboxes
 from xrunner.worker.settings import WorkerSettings
 from xrunner.worker.stdin import fed_stdin
+from xrunner.worker.trash import Trash
 
 log = structlog.get_logger()
 
@@ -99,6 +99,7 @@ class Runner:
         `nc` (core NATS) feeds interactive jobs' stdin; a job's process runs only while `lease` is held."""
         self.store, self.sandboxes, self.settings, self.worker_id = store, sandboxes, settings, worker_id
         self.artifacts, self.nc, self.lease = artifacts, nc, lease
+        self.trash = Trash()  # finished workspaces, removed off the loop (the worker runs `trash.run()`)
 
     def sandbox_name(self, spec: JobSpec) -> Sandbox:
         sandbox = self.sandboxes.get(workload_kind(spec.workload))
@@ -165,8 +166,7 @@ class Runner:
             else:
                 await self.artifacts.keep(run, used, logs, lambda event, kind: self.append(attempt, event, kind))
             await logs.close()
-            for path in {workspace, used}:
-                shutil.rmtree(path, ignore_errors=True)
+            self.trash.add(*{workspace, used})
         assert outcome is not None
         await self.conclude(attempt, outcome, round(time.monotonic() - began, 6))
 
