@@ -1,7 +1,7 @@
 """Removes finished attempts' workspaces off the worker's event loop, many per thread hand-off.
 
 Removing a directory waits for the filesystem: on this machine's ext4 under load an `rmdir` took 0.3 ms at the
-median and up to 35 ms (`docs/benchmarks.md`, "Worker, after session 6"), and on the loop that wait held up every
+median and up to 35 ms (`docs/benchmarks.md`, "Session 6: before and after"), and on the loop that wait held up every
 other job and the outcome of the attempt that had just ended. A workspace's path names its attempt, so nothing
 reuses it while it waits here; a worker that dies first leaves it to the next start's cleanup, as before.
 """
