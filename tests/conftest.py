@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -61,6 +62,28 @@ class GroupScheduling(LoadScopeScheduling):
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> GroupScheduling | None:
     return GroupScheduling(config, log) if config.getvalue("dist") == "loadgroup" else None
+
+
+# Tests that load the machine so much that nothing may run beside them, either way: 1,000 sandboxed jobs at once
+# kept a test on the other process from starting six jobs in 15 s, and were not all running within 120 s themselves.
+ALONE = ("tests/integration/test_worker.py::test_one_worker_runs_a_thousand_sandboxed_jobs_at_once",)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[object]:
+    """Under xdist, every test holds the run's lock shared, a test in ALONE holds it exclusively. A gate taken before
+    the lock, and kept by an ALONE test while it waits, stops the other process from taking the shared lock again
+    and again (flock prefers no waiter)."""
+    if not hasattr(item.config, "workerinput"):
+        return (yield)
+    folder = item.config._tmp_path_factory.getbasetemp().parent  # type: ignore[attr-defined]  # this run's, shared
+    alone = item.nodeid in ALONE
+    with open(folder / "xr-alone.gate", "a") as gate, open(folder / "xr-alone.lock", "a") as lock:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        if not alone:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        return (yield)  # closing the files releases the locks
 
 
 @pytest.fixture(scope="session")
