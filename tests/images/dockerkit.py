@@ -16,8 +16,9 @@ REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("gateway", "scheduler", "worker", "realtime", "artifacts")
 INFRA = ("nats", "postgres", "s3")
 TAG = "test"
-# Whichever test comes first builds every image in its setup (the session's `images` fixture): on a machine with an
-# empty layer cache that is ~9 minutes, which pytest-timeout counts against that test.
+# Whichever test comes first builds every image in its setup (the session's `images` fixture), or waits for the build
+# `./dev test` started in the background: on a machine with an empty layer cache that is ~9 minutes, which
+# pytest-timeout counts against that test.
 BUILDS_IMAGES = pytest.mark.timeout(1800)
 
 

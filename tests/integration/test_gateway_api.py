@@ -76,9 +76,16 @@ class Gateway:
             await self.store.append(event, msg_id=f"{job_id}:{event.event_id}", expect=expect)
 
     async def state_is(self, tenant: str, job_id: str, state: str) -> None:
+        """The job reads as `state` at its URL and in the tenant's list, which is the read model's alone: a job the
+        read model has not folded yet reads from the log at its URL, and as `submitted` again once the read model
+        has folded only its submission (its explain then says not_queued)."""
+
         async def seen() -> bool:
             response = await self.http.get(f"/v1/jobs/{job_id}", headers=self.auth(tenant))
-            return response.status_code == 200 and response.json()["state"] == state
+            if response.status_code != 200 or response.json()["state"] != state:
+                return False
+            listed = await self.http.get("/v1/jobs", params={"state": state}, headers=self.auth(tenant))
+            return any(job["id"] == job_id for job in listed.json()["jobs"])
 
         await wait_until(seen, what=f"job {job_id} {state}")
 

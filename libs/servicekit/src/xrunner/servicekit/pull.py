@@ -12,10 +12,14 @@ request is never sent while one is open."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import ConnectionClosedError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import APIError
 
@@ -35,7 +39,7 @@ async def pull(sub: JetStreamContext.PullSubscription, batch: int, wait_s: float
     deadline = time.monotonic() + wait_s + GRACE_S
     msgs: list[Msg] = []
     while len(msgs) < batch:
-        msg = await core.next_msg(timeout=max(0.001, deadline - time.monotonic()))
+        msg = await _next_msg(core, max(0.001, deadline - time.monotonic()))
         if _take(msg, msgs):
             return msgs
         while len(msgs) < batch and not core._pending_queue.empty():  # what already arrived
@@ -45,6 +49,22 @@ async def pull(sub: JetStreamContext.PullSubscription, batch: int, wait_s: float
             if _take(msg, msgs):
                 return msgs
     return msgs
+
+
+async def _next_msg(core: Subscription, timeout: float) -> Msg:
+    """`core.next_msg(timeout)` without its `asyncio.wait_for`, which on Python 3.11 returns a message that arrives
+    as its caller is cancelled and so loses the cancellation: a projector cancelled that way went on pulling (a 408
+    comes every second when idle) and whoever awaited it hung. `asyncio.timeout` keeps the cancellation."""
+    if core._conn.is_closed:
+        raise ConnectionClosedError
+    try:
+        async with asyncio.timeout(timeout):
+            msg = await core._pending_queue.get()
+    except TimeoutError:
+        raise ConnectionClosedError if core._conn.is_closed else NatsTimeoutError from None
+    core._pending_size -= len(msg.data)
+    core._pending_queue.task_done()  # as `next_msg` does: a drain waits for every message to be done
+    return msg
 
 
 def _take(msg: Msg, msgs: list[Msg]) -> bool:

@@ -1,11 +1,15 @@
 // The job's artifacts with previews: fetched when the page opens and again when the job stores or previews one
 // (its events on the tenant's stream), downloads through the signed URL (renewed when it is about to expire).
-// Artifact text is shown as text nodes only.
+// Artifact text is shown as text nodes only. The artifacts service folds an `artifact.previewed` into its index
+// after the event reaches this page, and no later event says it has: while an artifact's preview is pending, the
+// list is fetched again a few times, backing off (RETRIES_MS), then on the next event only.
 
 import { useCallback, useEffect, useState, type MouseEvent } from "react";
 import type { ArtifactPreview, ArtifactView } from "@xrunner/sdk";
 import { useConsole } from "../../app/session";
 import { formatBytes, needsFullPreview, urlFresh, viewerFor, type Viewer } from "./previews";
+
+const RETRIES_MS = [250, 500, 1000, 2000, 4000, 8000];
 
 export function Artifacts({ jobId, revision }: { jobId: string; revision: number }) {
   const { client } = useConsole();
@@ -13,12 +17,22 @@ export function Artifacts({ jobId, revision }: { jobId: string; revision: number
   const [error, setError] = useState("");
   useEffect(() => {
     let current = true;
-    client.artifacts.list(jobId).then(
-      (found) => current && setArtifacts(found),
-      (e: unknown) => current && setError(String(e)),
-    );
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const fetchList = (retry: number) => {
+      client.artifacts.list(jobId).then(
+        (found) => {
+          if (!current) return;
+          setArtifacts(found);
+          const wait = RETRIES_MS[retry];
+          if (wait !== undefined && found.some((a) => !a.preview)) timer = setTimeout(() => fetchList(retry + 1), wait);
+        },
+        (e: unknown) => current && setError(String(e)),
+      );
+    };
+    fetchList(0);
     return () => {
       current = false;
+      clearTimeout(timer);
     };
   }, [client, jobId, revision]);
 
