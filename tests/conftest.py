@@ -13,11 +13,10 @@ import pytest
 from hypothesis import settings
 from integration.cluster import Cluster
 from nats.js import JetStreamContext
-from support import PgServer, nats_server
+from support import PgServer, declared_js, nats_server
 from xdist.scheduler import LoadScopeScheduling
 
 from xrunner.cli import embedded
-from xrunner.servicekit import streams
 
 # The gateway projection's fixtures (own_js, pool), shared by the tests that drive it by hand.
 pytest_plugins = ["integration.gateway_projection"]
@@ -127,11 +126,8 @@ def fresh_nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
     """A JetStream context on the session's server with xrunner's streams declared."""
-    nc = await streams.connect(nats_url, "test")
-    context = nc.jetstream()
-    await streams.declare(context)
-    yield context
-    await nc.close()
+    async with declared_js(nats_url) as context:
+        yield context
 
 
 @pytest.fixture

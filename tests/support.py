@@ -1,5 +1,5 @@
 """What tests share: polling with a deadline (how they wait for observable state instead of sleeping), worker
-ids of their own, and the session's nats-server and Postgres handles."""
+ids of their own, the session's nats-server and Postgres handles, and a JetStream with xrunner's streams."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import asyncio
 import contextlib
 import inspect
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
+from nats.js import JetStreamContext
+
 from xrunner.cli import embedded
+from xrunner.servicekit import streams
 
 T = TypeVar("T")
 
@@ -77,3 +80,15 @@ def nats_server(base: Path) -> Iterator[str]:
         yield f"nats://127.0.0.1:{port}"
     finally:
         embedded.stop(proc)
+
+
+@contextlib.asynccontextmanager
+async def declared_js(url: str) -> AsyncIterator[JetStreamContext]:
+    """A JetStream context on the nats-server at `url` with xrunner's streams declared; closed after."""
+    nc = await streams.connect(url, "test")
+    context = nc.jetstream()
+    await streams.declare(context)
+    try:
+        yield context
+    finally:
+        await nc.close()

@@ -9,19 +9,17 @@ from importlib.resources import files
 import asyncpg
 import pytest
 from nats.js import JetStreamContext
+from support import declared_js
 
-from xrunner.servicekit import db, streams
+from xrunner.servicekit import db
 
 SCHEMA = "gateway"
 
 
 @pytest.fixture
 async def own_js(fresh_nats_url: str) -> AsyncIterator[JetStreamContext]:
-    nc = await streams.connect(fresh_nats_url, "test")
-    context = nc.jetstream()
-    await streams.declare(context)
-    yield context
-    await nc.close()
+    async with declared_js(fresh_nats_url) as context:
+        yield context
 
 
 @pytest.fixture

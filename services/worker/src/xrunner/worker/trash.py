@@ -3,7 +3,8 @@
 Removing a directory waits for the filesystem: on this machine's ext4 under load an `rmdir` took 0.3 ms at the
 median and up to 35 ms (`docs/benchmarks.md`, "Session 6: before and after"), and on the loop that wait held up every
 other job and the outcome of the attempt that had just ended. A workspace's path names its attempt, so nothing
-reuses it while it waits here; a worker that dies first leaves it to the next start's cleanup, as before.
+reuses it while it waits here. A worker that dies first leaves it behind, as one that died during an attempt
+always has: nothing sweeps old workspaces at start yet.
 """
 
 from __future__ import annotations
