@@ -7,6 +7,7 @@ Postgres connections, bound to this loop, cannot be used."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from xrunner.contracts.stats import (
     TenantStats,
     tenant_stats_key,
 )
+from xrunner.gateway.app import read_model_projector
 from xrunner.servicekit.auth import JwtVerifier, mint
 from xrunner.servicekit.eventstore import EventStore
 from xrunner.servicekit.ids import new_id
@@ -195,6 +197,27 @@ async def test_the_events_endpoint_returns_the_jobs_history_with_increasing_sequ
     assert [e["attempt"] for e in entries] == [0, 0, 1, 1, 1]
     assert entries[3]["event"]["worker_id"] == "w1" and entries[3]["event"]["type"] == "job.started.v1"
     assert entries[0]["event"]["spec"]["workload"]["argv"] == ["echo", MARKER]
+
+
+async def test_a_job_read_at_its_url_is_as_far_as_the_log_while_the_read_model_lags(
+    fresh_nats_url: str, database_url: str
+) -> None:
+    """A client that saw `job.succeeded` on the stream and then reads the job gets it succeeded, even while the
+    read model (the list) still shows it queued: the projector is stopped here once it has folded the queue."""
+    async with gateway_infra(fresh_nats_url, database_url, "gateway-lag", project=False) as infra, \
+            serve(infra, JwtVerifier(SECRET, issuer=ISSUER, audience=AUDIENCE)) as http:
+        gw = Gateway(http, infra.js, infra.store)
+        projector = asyncio.create_task(read_model_projector(infra.js, infra.pool).run())
+        try:
+            job_id = await gw.queue()
+        finally:
+            projector.cancel()
+            await asyncio.gather(projector, return_exceptions=True)
+        await gw.scheduler_appends("acme", job_id, *run_to_success("acme", job_id))
+        response = await http.get(f"/v1/jobs/{job_id}", headers=gw.auth())
+        assert (response.status_code, response.json()["state"]) == (200, "succeeded"), response.text
+        listed = await http.get("/v1/jobs", params={"state": "queued"}, headers=gw.auth())
+        assert [job["id"] for job in listed.json()["jobs"]] == [job_id]  # the read model did lag
 
 
 # --- tenants --------------------------------------------------------------------------------------------------

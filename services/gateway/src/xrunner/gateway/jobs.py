@@ -94,16 +94,16 @@ class Jobs:
         return view
 
     async def get(self, tenant: str, job_id: str) -> JobView | None:
-        """The read model's view, or the log's when the read model has not folded the job yet, or still shows it
-        `submitted` while the log already holds its end (a `429` reads as rejected right after). Only a final state
-        is taken from the log ahead of the read model: reads never go back in time."""
+        """The read model's view when it shows the job finished (a final state does not change), else the log's: a
+        client that saw an event on the stream and then asks here sees at least that event folded, even while the
+        read model lags behind the log. Reads never go back in time: the log is never behind the read model."""
         view = await self.table.get(tenant, job_id)
-        if view is not None and view.state != "submitted":
+        if view is not None and lifecycle.is_terminal(view.state):
             return view
         logged = await self.from_log(tenant, job_id)
-        if view is None or (logged is not None and lifecycle.is_terminal(logged.state)):
-            return logged
-        return view
+        if logged is None or (view is not None and view.version >= logged.version):
+            return view
+        return logged
 
     async def from_log(self, tenant: str, job_id: str) -> JobView | None:
         history = await self.store.history(tenant, job_id)
