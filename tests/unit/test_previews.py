@@ -9,18 +9,22 @@ import os
 import tarfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
+import asyncpg
 import msgspec
 import pytest
 import sample_files
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from nats.js import JetStreamContext
 from PIL import Image
 
 from xrunner.artifacts import archives, previews
 from xrunner.artifacts.index import preview_json
 from xrunner.artifacts.isolation import Isolated, Limits
-from xrunner.artifacts.previewer import EMPTY, outcome, previewed
+from xrunner.artifacts.objects import LocalStore
+from xrunner.artifacts.previewer import EMPTY, Previewer, outcome, previewed
 from xrunner.contracts import codec
 from xrunner.contracts.events import ArchiveEntry, ArtifactStored
 
@@ -240,6 +244,29 @@ async def test_a_child_derives_the_preview_and_a_hung_or_starved_one_gives_none_
     finally:
         await starved.close()
     assert failed.kind == "none" and failed.reason.startswith("deriving the preview")
+
+
+async def test_text_is_previewed_without_a_child_and_every_decoder_runs_in_one(tmp_path: Path) -> None:
+    """The previewer derives text itself (no decoder runs for it) and sends images, PDFs and archives to a child:
+    here every child is starved of memory, so only text gets a preview."""
+    files = {"logs.txt": b"step 1\n\x1b[31mred\x1b[0m\n", "data.json": b'{"a": 1}',
+             "plot.png": sample_files.png(64, 32), "bundle.zip": sample_files.zip_of({"a.csv": b"x\n"})}
+    for name, data in files.items():
+        (tmp_path / "tenants" / "acme").mkdir(parents=True, exist_ok=True)
+        _write(tmp_path / "tenants" / "acme" / name, data)
+    starved = Isolated(Limits(timeout_s=30.0, cpu_s=5, memory_bytes=16 << 20))
+    previewer = Previewer(cast(JetStreamContext, None), cast(asyncpg.Pool, None), LocalStore(tmp_path), starved,
+                          max_bytes=1 << 20)
+    try:
+        got = {name: await previewer.preview(msgspec.structs.replace(STORED, name=name, key=f"tenants/acme/{name}",
+                                                                     size=len(data)))
+               for name, data in files.items()}
+    finally:
+        await starved.close()
+    assert got["logs.txt"] == (previews.Preview(kind="text", text="step 1\n␛[31mred␛[0m\n", line_count=2), "text")
+    assert got["data.json"][0].text == '{\n  "a": 1\n}'
+    assert {name: (preview.kind, kind) for name, (preview, kind) in got.items() if name.endswith(("png", "zip"))} == {
+        "plot.png": ("none", "image"), "bundle.zip": ("none", "zip")}
 
 
 def test_a_preview_round_trips_through_msgpack_as_the_child_sends_it() -> None:

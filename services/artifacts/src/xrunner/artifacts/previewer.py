@@ -6,7 +6,9 @@ handled; it follows the `artifact.stored` events from there with an ordered cons
 crash between the append and the advance, or two instances) appends once: the message id is `<artifact_id>:
 previewed`, and past the stream's duplicate window a repeat carries the same preview, which the index folds to the
 same row. A file that cannot be previewed is a `none` preview with the reason; only the store or the log being
-unreachable stops the consumer, which then starts again from its position.
+unreachable stops the consumer, which then starts again from its position. Text (most artifacts: every job's
+`logs.txt`) is derived here, in a thread: it runs no decoder, reads 64 KiB and counts lines in 1 MiB chunks. Images,
+PDFs and archives go to a limited child process of their own (`isolation.py`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from xrunner.artifacts import metrics
 from xrunner.artifacts.isolation import Isolated
 from xrunner.artifacts.objects import ObjectStore
-from xrunner.artifacts.previews import NOT_PREVIEWABLE, SNIFF, Preview, cut, neutralise, none, sniff
+from xrunner.artifacts.previews import NOT_PREVIEWABLE, SNIFF, Preview, cut, neutralise, none, sniff, text
 from xrunner.contracts import codec, subjects
 from xrunner.contracts.events import ArtifactPreviewed, ArtifactStored
 from xrunner.servicekit.eventstore import EventStore
@@ -115,7 +117,9 @@ class Previewer:
                 if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") not in MISSING:
                     raise
                 return none("the object is missing from the store"), "other"
-            kind = await asyncio.to_thread(_sniff_file, path, stored.name)
+            kind, derived = await asyncio.to_thread(sniff_or_text, path, stored.name)
+            if derived is not None:
+                return derived, kind
             return await self.isolated.derive(path, stored.name), kind
 
 
@@ -123,9 +127,17 @@ MISSING = ("404", "NoSuchKey", "NotFound")
 EMPTY = Preview(kind="text", text="", line_count=0)  # e.g. the logs.txt of a job that printed nothing
 
 
-def _sniff_file(path: Path, name: str) -> str:
+def sniff_or_text(path: Path, name: str) -> tuple[str, Preview | None]:
+    """The type the file's first bytes show, and its preview when that is text: no decoder runs for it (64 KiB
+    decoded, the lines counted in 1 MiB chunks), so it is derived here rather than in a child process."""
     with path.open("rb") as src:
-        return sniff(src.read(SNIFF), name)
+        kind = sniff(src.read(SNIFF), name)
+    if kind != "text":
+        return kind, None
+    try:
+        return kind, text(path, name)
+    except OSError as exc:  # as the child reports a decoder's failure: a reason, not a stopped consumer
+        return kind, none(f"deriving the preview failed: {type(exc).__name__}: {str(exc)[:300]}")
 
 
 def outcome(preview: Preview) -> str:
