@@ -45,7 +45,8 @@ class ChaosCluster:
         self.services.start(name, service, **settings)
 
     def up(self) -> None:
-        self.start("scheduler", "scheduler", tick_s=0.1, worker_lease_s=LEASE_S)
+        # one identity, kept across a restart (as a pod's name or the embedded stack's): it takes its lease over
+        self.start("scheduler", "scheduler", tick_s=0.1, worker_lease_s=LEASE_S, scheduler_id="chaos-scheduler")
         self.start("gateway", "gateway")
         for i in range(WORKERS):
             # ids and workspaces of this run: workers of one id share job cgroups and the reaper's files

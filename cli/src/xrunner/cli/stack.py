@@ -163,6 +163,8 @@ class Stack:
             XR_HTTP_HOST=self.opts.host,
             XR_SYNC_ALWAYS=str(self.opts.sync_always).lower(),
             XR_STREAM_REPLICAS=str(self.opts.cluster),
+            # a stable identity: a scheduler restarted after a crash takes its own lease over at once
+            XR_SCHEDULER_SCHEDULER_ID=f"embedded-{self.opts.port}",
             XR_WORKER_SLOTS=str(self.opts.slots),
             XR_WORKER_SANDBOX=self.opts.sandbox,
             XR_WORKER_WARM_IMAGES=self.opts.warm_images,

@@ -2,6 +2,11 @@
 
 The bucket's TTL expires the key when the holder stops renewing, so a standby takes over within the lease. The
 holder renews with compare-and-set on the key's revision: a holder that lost the key finds out at once and stops.
+
+A scheduler restarted under the identity that still holds the lease (the same pod's container restarted, the
+embedded supervisor's restart: an identity is one process at a time) takes it over at once, compare-and-set on its
+revision, instead of waiting out the TTL of a holder that is known to be dead. Were that holder alive after all, its
+next renewal fails on the new revision and it stops acting (LeaseLost), as when any standby takes over.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import contextlib
 
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
 
 from xrunner.contracts import subjects
 from xrunner.servicekit.streams import LEASE_TTL_S
@@ -33,10 +39,28 @@ class Lease:
         while True:
             try:
                 self.revision = await kv.create(LEASE_KEY, self.holder.encode())
-                self.held = True
-                return
             except (KeyWrongLastSequenceError, APIError):
+                if await self._reclaim(kv):
+                    return
                 await asyncio.sleep(poll_s)
+                continue
+            self.held = True
+            return
+
+    async def _reclaim(self, kv: KeyValue) -> bool:
+        """Take over a lease that names this holder (its previous process died holding it); False otherwise."""
+        try:
+            entry = await kv.get(LEASE_KEY)
+        except APIError:  # none (KeyNotFoundError), or the KV did not answer: poll again
+            return False
+        if entry.value != self.holder.encode():
+            return False
+        try:
+            self.revision = await kv.update(LEASE_KEY, self.holder.encode(), last=entry.revision)
+        except (KeyWrongLastSequenceError, APIError):
+            return False
+        self.held = True
+        return True
 
     async def hold(self, every_s: float = LEASE_TTL_S / 5) -> None:
         """Renew until the lease is lost (raises LeaseLost)."""
