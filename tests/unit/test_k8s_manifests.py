@@ -129,7 +129,7 @@ def wrong(obj: Obj, path: str, value: Any) -> Obj:
     ("ScaledObject", "worker", "spec.minReplicas", 1),
     ("ScaledObject", "worker", "spec.minReplicaCount", "one"),
     ("ScaledObject", "worker", "spec.triggers.0.metdata", {}),
-    ("PrometheusRule", "xrunner", "spec.groups.1.rules.1.expresion", "up == 0"),
+    ("PrometheusRule", "xrunner", "spec.groups.0.rules.5.expresion", "up == 0"),
     ("HorizontalPodAutoscaler", "realtime", "spec.minReplica", 2),
 ])
 def test_a_wrong_or_mistyped_field_fails_validation(kind: str, name: str, path: str, value: Any) -> None:
