@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from simulate import Sim, churn, dump_jobs, dump_tenants, heartbeat, plan_of, pool
+from simulate import Sim, churn, dump_jobs, dump_tenants, heartbeat, plan_of, pool, random_job
 
 from xrunner.contracts import events as ev
 from xrunner.scheduler import fairness, placement
@@ -250,6 +250,18 @@ def test_backfill_looks_only_so_deep_into_a_tenants_queue() -> None:
     assert picked(within.plan(BIG)) == [last]
 
 
+def test_a_dispatch_round_over_a_deep_backlog_looks_past_the_jobs_it_picks() -> None:
+    """100 free slots, 60 jobs up front that fit nowhere, 900 behind them: the round picks 100 of those behind,
+    as the whole order does, though it orders only `free + LOOKAHEAD` jobs of the queue."""
+    sim = Sim()
+    sim.submit_many("a", LOOKAHEAD - 4, priority=1, gpu=1)
+    behind = sim.submit_many("a", 900)
+    slots = {"default": pool("default", workers=1, slots=100, cpu=10**6, memory=10**7)}
+    plan = fairness.plan(sim.state, slots, sim.now, waiting=False)
+    assert picked(plan) == behind[:100]
+    assert plan.picks == sim.plan(slots).picks
+
+
 def test_a_job_in_backoff_waits_until_its_not_before() -> None:
     sim = Sim()
     key = sim.submit("a")
@@ -339,6 +351,27 @@ def test_a_state_replayed_from_the_log_plans_exactly_like_the_live_one(
     assert dump_tenants(replayed) == dump_tenants(sim.state)
     live = sim.plan(pool_map)
     assert plan_of(fairness.plan(replayed, pool_map, sim.now)) == plan_of(live)
+
+
+@settings(max_examples=25, deadline=None)
+@given(limits=tenants, pool_map=pools(), seed=st.integers(0, 2**32), steps=st.integers(1, 6))
+def test_a_round_that_orders_only_as_deep_as_it_can_look_picks_exactly_what_the_whole_order_picks(
+    limits: dict[str, tuple[float, int]], pool_map: dict[str, Pool], seed: int, steps: int
+) -> None:
+    """Deep backlogs (each tenant's queue longer than the free slots plus LOOKAHEAD several times over, jobs of
+    every shape, priority, pool and backoff): the dispatch round's plan (`waiting=False`, each queue ordered only
+    `free + LOOKAHEAD` deep) picks the same jobs, in the same order, onto the same pools, with the same records."""
+    sim = configured_sim(limits)
+    rng = random.Random(seed)
+    churn(sim, rng, steps, pool_map, list(limits))
+    depth = sum(sim.plan(pool_map).round_free.values()) + LOOKAHEAD  # how deep the round may look
+    for tenant in limits:
+        for _ in range(4 * depth + rng.randint(1, 50)):  # past what `_shorten` orders in full
+            sim.submit(tenant, job=random_job(rng))
+    full, shortened = fairness.plan(sim.state, pool_map, sim.now), fairness.plan(sim.state, pool_map, sim.now,
+                                                                                  waiting=False)
+    assert shortened.picks == full.picks
+    assert shortened.round_free == full.round_free
 
 
 # --- reasons ---------------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ behind it: bounded backfill).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -52,12 +52,13 @@ class _Tenant:
     busy: bool = False
     usage: float = 0.0  # the part of `share` that is recent usage
     max_inflight: int = 0
+    queued: int = 0  # the tenant's queued jobs not yet picked (`queue` may hold only the first of them)
 
     def standing(self) -> Standing:
         return Standing(tenant=self.name, idle=not self.busy, rank_share=round(self.share / self.weight, 6),
                         running_share=round(self.share - self.usage, 6), usage_share=round(self.usage, 6),
                         weight=self.weight, inflight=self.max_inflight - self.room, max_inflight=self.max_inflight,
-                        queued=len(self.queue))
+                        queued=self.queued)
 
 
 def need_of(view: JobView) -> Need:
@@ -82,13 +83,16 @@ def dominant(cpu: float, mem: float, gpu: float, total: tuple[float, float, floa
 
 
 def plan(state: SchedulerState, pools: Mapping[str, Pool], now: datetime,
-         round_free: Mapping[str, int] | None = None, explain: bool = True) -> Plan:
-    """Which queued jobs start now and where (and, with `explain`, why for each pick); why the others wait.
-    `round_free`: the pools' free slots when they are known already (a replay takes the recorded ones)."""
+         round_free: Mapping[str, int] | None = None, explain: bool = True, waiting: bool = True) -> Plan:
+    """Which queued jobs start now and where (and, with `explain`, why for each pick); with `waiting`, why each of
+    the others waits. `round_free`: the pools' free slots when they are known already (a replay takes the recorded
+    ones). Without `waiting` (a round that only dispatches), each tenant's queue is ordered only as deep as a round
+    can look: the picks and their records are the same, and a backlog of 10,000 costs a fraction of sorting it."""
     total = capacity(pools)
     active: dict[str, int] = {}
     tenants = _tenants(state, pools, total, now, active)
     free = placement.free_slots(pools, active) if round_free is None else dict(round_free)
+    _shorten(tenants.values(), len(state.jobs) if waiting else sum(free.values()) + LOOKAHEAD)
     result = Plan(round_free=dict(free))
     heap = [(t.busy, t.share / t.weight, t.name) for t in tenants.values() if t.queue]
     heapq.heapify(heap)
@@ -96,10 +100,11 @@ def plan(state: SchedulerState, pools: Mapping[str, Pool], now: datetime,
         *_, name = heapq.heappop(heap)
         tenant = tenants[name]
         if tenant.room <= 0:
-            _wait_all(result, tenant.queue, "tenant_at_max_inflight", None)
+            if waiting:
+                _wait_all(result, tenant.queue, "tenant_at_max_inflight", None)
             continue
         standing = tenant.standing() if explain else None
-        found = _pick(tenant, pools, free, now, result, explain)
+        found = _pick(tenant, pools, free, now, result, explain, waiting)
         if found is None:
             continue
         picked, position, fits = found
@@ -147,12 +152,22 @@ def _tenants(
         share = dominant(use[0], use[1], use[2], total) + 0.5 * dominant(
             recent.cpu / horizon, recent.memory / horizon, recent.gpu / horizon, total
         )
-        queue.sort(key=queue_order)
         room = rec.limits.max_inflight - inflight.get(name, 0)
         usage = share - dominant(use[0], use[1], use[2], total)
         out[name] = _Tenant(name, max(rec.limits.weight, 1e-9), room, share, queue, busy=inflight.get(name, 0) > 0,
-                            usage=usage, max_inflight=rec.limits.max_inflight)
+                            usage=usage, max_inflight=rec.limits.max_inflight, queued=len(queue))
     return out
+
+
+def _shorten(tenants: Iterable[_Tenant], deepest: int) -> None:
+    """Order each tenant's queue (priority, then FIFO), keeping only its first `deepest` jobs when it is longer:
+    a round picks at most one job per free slot, each from the first LOOKAHEAD jobs left in its tenant's queue, so
+    it never looks past `free slots + LOOKAHEAD` (`_pick`)."""
+    for tenant in tenants:
+        if len(tenant.queue) > 4 * deepest:  # a partial sort pays off only well beyond the depth
+            tenant.queue = heapq.nsmallest(deepest, tenant.queue, key=queue_order)
+        else:
+            tenant.queue.sort(key=queue_order)
 
 
 def _why(standing: Standing, position: int, fits: list[PoolFit], heap: list[tuple[bool, float, str]],
@@ -172,7 +187,8 @@ def _why(standing: Standing, position: int, fits: list[PoolFit], heap: list[tupl
 
 
 def _pick(
-    tenant: _Tenant, pools: Mapping[str, Pool], free: dict[str, int], now: datetime, result: Plan, explain: bool
+    tenant: _Tenant, pools: Mapping[str, Pool], free: dict[str, int], now: datetime, result: Plan, explain: bool,
+    waiting: bool = True,
 ) -> tuple[JobView, int, list[PoolFit]] | None:
     """Take the tenant's first job that can start now (looking at most LOOKAHEAD jobs deep); with its position in
     the queue and how placement saw every pool."""
@@ -189,10 +205,12 @@ def _pick(
         fits = placement.assess(need_of(view), pools, free, result.round_free, pool) if explain else []
         free[pool] -= 1
         del tenant.queue[index]
+        tenant.queued -= 1
         result.waiting.pop(key, None)
         result.picks.append(Pick(key, pool))
         return view, index + 1, fits
-    _wait_all(result, tenant.queue, "next_round", None, only_missing=True)  # beyond the lookahead
+    if waiting:
+        _wait_all(result, tenant.queue, "next_round", None, only_missing=True)  # beyond the lookahead
     tenant.queue = []
     return None
 

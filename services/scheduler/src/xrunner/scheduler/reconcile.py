@@ -156,7 +156,7 @@ def reconcile(
         decided += [i for i in sweep(state, beats, inputs, now, rules, ids) if i.key not in taken]
     if any(isinstance(i, Append) for i in decided):
         return decided
-    plan = fairness.plan(state, placement.pools_from(beats), now)
+    plan = fairness.plan(state, placement.pools_from(beats), now, waiting=False)
     return decided + dispatches(state, plan.picks, now, ids, inputs.basis)
 
 

@@ -130,7 +130,7 @@ class Replayer:
     def _plan(self, now: datetime, why: DispatchWhy) -> dict[int, Picked]:
         self._catch_up(why.basis)
         pools, free = pools_of(why)
-        plan = fairness.plan(self.state, pools, now, round_free=free, explain=False)
+        plan = fairness.plan(self.state, pools, now, round_free=free, explain=False, waiting=False)
         return {rank: (pick.key, pick.pool) for rank, pick in enumerate(plan.picks, 1)}
 
     def _catch_up(self, basis: int) -> None:

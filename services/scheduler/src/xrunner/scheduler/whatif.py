@@ -243,7 +243,7 @@ class _Model:
     def plan(self, now: datetime) -> None:
         if not self.history.rounds:
             return
-        picks = fairness.plan(self.state, self.pools(now), now).picks
+        picks = fairness.plan(self.state, self.pools(now), now, waiting=False).picks
         for intent in reconcile.dispatches(self.state, picks, now, self.ids):
             assert isinstance(intent, reconcile.Dispatch)
             self.apply(intent.event)
