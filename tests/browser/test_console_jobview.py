@@ -162,6 +162,7 @@ def test_a_jobs_png_json_pdf_and_zip_artifacts_are_previewed(
     entries = page.locator("[data-testid=artifact][data-name='out/bundle.zip'] [data-testid=artifact-entries]")
     expect(entries).to_contain_text("dir/b.txt", timeout=WAIT_MS)
     expect(entries.locator("tbody tr")).to_have_count(2)
+    expect(page.get_by_test_id("log-status")).to_have_text("ended · the job printed nothing", timeout=WAIT_MS)
     screenshot(page, "job-artifacts")
 
 

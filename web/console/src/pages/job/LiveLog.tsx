@@ -60,12 +60,18 @@ export function LiveLog({ jobId, attempt }: { jobId: string; attempt: number }) 
       <div className="flex items-baseline gap-3">
         <h2 id="output-title" className="text-lg font-semibold">Output</h2>
         <span data-testid="log-status" className="text-xs text-slate-500 dark:text-slate-400">
-          {status === "live" && bytes === 0 ? "waiting for output" : STATUS_TEXT[status]} · {bytes.toLocaleString()} bytes
+          {statusText(status, bytes)}
         </span>
       </div>
       <div ref={host} data-testid="live-log" className="h-80 overflow-hidden rounded border border-slate-300 bg-slate-50 p-1 dark:border-slate-700 dark:bg-slate-900" />
     </section>
   );
+}
+
+function statusText(status: Status, bytes: number): string {
+  if (bytes === 0 && status === "live") return "waiting for output · 0 bytes";
+  if (bytes === 0 && status === "ended") return "ended · the job printed nothing";
+  return `${STATUS_TEXT[status]} · ${bytes.toLocaleString()} bytes`;
 }
 
 const STATUS_TEXT: Record<Status, string> = {
