@@ -183,9 +183,26 @@ async def test_the_whole_log_is_stored_as_logs_txt_when_the_job_ends(cluster: Cl
     assert events["logs.txt"]["content_type"] == "text/plain"
 
     def left() -> list[Path]:  # removed off the worker's loop, soon after the outcome
-        return [p for p in (cluster.logs / "workspaces").iterdir() if not p.name.startswith(".reaper-")]  # its lock
+        return list((cluster.logs / "workspaces" / W0).iterdir())
 
     await wait_until(lambda: not left(), timeout=10, what="the job's workspace and log spool to be removed")
+
+
+async def test_a_worker_started_again_under_its_id_removes_what_its_previous_life_left_in_its_workspaces(
+    cluster: Cluster,
+) -> None:
+    """What a worker that died left in its workspaces (an attempt's folder and log spool) is gone once a worker of
+    its id is ready again; another worker's workspaces are not touched."""
+    mine, other = cluster.logs / "workspaces" / W0, cluster.logs / "workspaces" / "another-worker"
+    for folder in (mine, other):
+        (folder / "01dead-1" / "out").mkdir(parents=True)
+        (folder / "01dead-1" / "out" / "partial.csv").write_text("a,b\n")
+        (folder / "01dead-1.log").write_bytes(b"line\n")
+    start(cluster)
+    assert list(mine.iterdir()) == []  # removed before the worker serves /readyz
+    assert sorted(p.name for p in other.iterdir()) == ["01dead-1", "01dead-1.log"]
+    async with cluster.client("acme") as client:
+        assert (await run(client, "echo still works"))["state"] == "succeeded"
 
 
 async def test_a_file_outside_the_globs_is_not_uploaded(cluster: Cluster) -> None:

@@ -40,6 +40,7 @@ from xrunner.worker.sandbox import Sandboxes
 from xrunner.worker.sandbox.docker.sandbox import open_docker
 from xrunner.worker.sandbox.process.sandbox import ProcessSandbox
 from xrunner.worker.settings import WorkerSettings
+from xrunner.worker.trash import leftovers, remove
 
 log = structlog.get_logger()
 RUNNING = Gauge("xrunner_worker_running_jobs", "Attempts running on this worker")
@@ -229,6 +230,10 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     lock_dir = Path(settings.workspace_dir)
     with exclusive(lock_dir, worker_id):  # a reaper of this id's previous life finishes first
         worker = Worker(runtime.nc, settings, worker_id)  # the sandboxes kill what a previous life left
+        left = leftovers(worker.runner.workspaces)
+    if left:  # before any attempt: every one of them had started, so none is run again under its name
+        await asyncio.to_thread(remove, left)
+        log.info("removed what a previous life left in its workspaces", entries=len(left))
     reaper = Reaper(worker_id, lock_dir, settings.fence_after_s,
                     settings.docker_url if "docker" in worker.sandboxes else None)
     worker.lease.watchdog = reaper.renewed

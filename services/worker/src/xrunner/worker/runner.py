@@ -100,6 +100,7 @@ class Runner:
         self.store, self.sandboxes, self.settings, self.worker_id = store, sandboxes, settings, worker_id
         self.artifacts, self.nc, self.lease = artifacts, nc, lease
         self.trash = Trash()  # finished workspaces, removed off the loop (the worker runs `trash.run()`)
+        self.workspaces = Path(settings.workspace_dir) / worker_id  # this worker's own (trash.py)
 
     def sandbox_name(self, spec: JobSpec) -> Sandbox:
         sandbox = self.sandboxes.get(workload_kind(spec.workload))
@@ -141,7 +142,7 @@ class Runner:
     async def execute(self, attempt: Attempt, stop: Stop) -> None:
         """Run the started attempt to its end and append the outcome."""
         run = attempt.run
-        workspace = Path(self.settings.workspace_dir) / f"{run.job_id}-{run.attempt}"
+        workspace = self.workspaces / f"{run.job_id}-{run.attempt}"
         workspace.mkdir(parents=True, exist_ok=True)
         logs = LogStream(
             self.store.js,

@@ -3,8 +3,13 @@
 Removing a directory waits for the filesystem: on this machine's ext4 under load an `rmdir` took 0.3 ms at the
 median and up to 35 ms (`docs/benchmarks.md`, "Session 6: before and after"), and on the loop that wait held up every
 other job and the outcome of the attempt that had just ended. A workspace's path names its attempt, so nothing
-reuses it while it waits here. A worker that dies first leaves it behind, as one that died during an attempt
-always has: nothing sweeps old workspaces at start yet.
+reuses it while it waits here.
+
+Each worker's workspaces live in a folder of its own id (`<workspace dir>/<worker id>/<job>-<attempt>`), so what a
+worker that died left there (its attempts' workspaces and log spools, and what was waiting here) is removed when a
+worker of that id starts again (`leftovers`), after the previous life's reaper has killed its jobs. Every such
+attempt had started, so none of them can run again under the same name. A worker without a stable id
+(`XR_WORKER_WORKER_ID` unset: host name and pid) never starts again under its id, and its folder stays behind.
 """
 
 from __future__ import annotations
@@ -34,9 +39,21 @@ class Trash:
         """Remove everything added so far (also at stop)."""
         paths, self._paths = self._paths, []
         if paths:
-            await asyncio.to_thread(_remove, paths)
+            await asyncio.to_thread(remove, paths)
 
 
-def _remove(paths: list[Path]) -> None:
+def leftovers(workspaces: Path) -> list[Path]:
+    """What a previous life of this worker left in its folder (nothing when the folder is new)."""
+    try:
+        return list(workspaces.iterdir())
+    except FileNotFoundError:
+        return []
+
+
+def remove(paths: list[Path]) -> None:
+    """Remove `paths` now, each a directory or a file (blocking: the caller hands it to a thread)."""
     for path in paths:
-        shutil.rmtree(path, ignore_errors=True)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
