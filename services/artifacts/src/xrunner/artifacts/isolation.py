@@ -18,7 +18,7 @@ from pathlib import Path
 
 import msgspec
 
-from xrunner.artifacts.previews import Preview, derive, none, warm
+from xrunner.artifacts.previews import Preview, derive, failed, none, warm
 
 MAX_REPLY = 8 * 1024 * 1024  # a reply is a preview: at most 64 KiB of text, 1,000 entries or one small PNG
 
@@ -106,7 +106,7 @@ def _child(cpu_s: int, memory_bytes: int) -> None:
     except MemoryError:
         preview = none(f"deriving the preview needed more than {memory_bytes:,} bytes of memory")
     except Exception as exc:  # a decoder's own failure is a reason, not a crash
-        preview = none(f"deriving the preview failed: {type(exc).__name__}: {str(exc)[:300]}")
+        preview = failed(exc)
     sys.stdout.buffer.write(msgspec.msgpack.encode(preview))
 
 

@@ -32,7 +32,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from xrunner.artifacts import metrics
 from xrunner.artifacts.isolation import Isolated
 from xrunner.artifacts.objects import ObjectStore
-from xrunner.artifacts.previews import NOT_PREVIEWABLE, SNIFF, Preview, cut, neutralise, none, sniff, text
+from xrunner.artifacts.previews import NOT_PREVIEWABLE, SNIFF, Preview, cut, failed, neutralise, none, sniff, text
 from xrunner.contracts import codec, subjects
 from xrunner.contracts.events import ArtifactPreviewed, ArtifactStored
 from xrunner.servicekit.eventstore import EventStore
@@ -137,7 +137,7 @@ def sniff_or_text(path: Path, name: str) -> tuple[str, Preview | None]:
     try:
         return kind, text(path, name)
     except OSError as exc:  # as the child reports a decoder's failure: a reason, not a stopped consumer
-        return kind, none(f"deriving the preview failed: {type(exc).__name__}: {str(exc)[:300]}")
+        return kind, failed(exc)
 
 
 def outcome(preview: Preview) -> str:

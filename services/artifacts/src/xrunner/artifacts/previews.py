@@ -55,6 +55,11 @@ def none(reason: str) -> Preview:
     return Preview(kind="none", reason=reason)
 
 
+def failed(exc: Exception) -> Preview:
+    """The `none` preview of a derivation that raised: the error, in one line."""
+    return none(f"deriving the preview failed: {type(exc).__name__}: {str(exc)[:300]}")
+
+
 def derive(path: Path, name: str) -> Preview:
     """The preview of the file at `path`, stored as `name` (its extension decides between look-alikes)."""
     with path.open("rb") as src:
