@@ -366,7 +366,7 @@ def test_a_round_that_orders_only_as_deep_as_it_can_look_picks_exactly_what_the_
     churn(sim, rng, steps, pool_map, list(limits))
     depth = sum(sim.plan(pool_map).round_free.values()) + LOOKAHEAD  # how deep the round may look
     for tenant in limits:
-        for _ in range(4 * depth + rng.randint(1, 50)):  # past what `_shorten` orders in full
+        for _ in range(4 * depth + rng.randint(1, 50)):  # past what `_order` orders in full
             sim.submit(tenant, job=random_job(rng))
     full, shortened = fairness.plan(sim.state, pool_map, sim.now), fairness.plan(sim.state, pool_map, sim.now,
                                                                                   waiting=False)

@@ -92,7 +92,7 @@ def plan(state: SchedulerState, pools: Mapping[str, Pool], now: datetime,
     active: dict[str, int] = {}
     tenants = _tenants(state, pools, total, now, active)
     free = placement.free_slots(pools, active) if round_free is None else dict(round_free)
-    _shorten(tenants.values(), len(state.jobs) if waiting else sum(free.values()) + LOOKAHEAD)
+    _order(tenants.values(), None if waiting else sum(free.values()) + LOOKAHEAD)
     result = Plan(round_free=dict(free))
     heap = [(t.busy, t.share / t.weight, t.name) for t in tenants.values() if t.queue]
     heapq.heapify(heap)
@@ -159,12 +159,12 @@ def _tenants(
     return out
 
 
-def _shorten(tenants: Iterable[_Tenant], deepest: int) -> None:
-    """Order each tenant's queue (priority, then FIFO), keeping only its first `deepest` jobs when it is longer:
-    a round picks at most one job per free slot, each from the first LOOKAHEAD jobs left in its tenant's queue, so
-    it never looks past `free slots + LOOKAHEAD` (`_pick`)."""
+def _order(tenants: Iterable[_Tenant], deepest: int | None) -> None:
+    """Order each tenant's queue (priority, then FIFO) whole, or keep only its first `deepest` jobs when it is
+    longer: a round picks at most one job per free slot, each from the first LOOKAHEAD jobs left in its tenant's
+    queue, so it never looks past `free slots + LOOKAHEAD` (`_pick`)."""
     for tenant in tenants:
-        if len(tenant.queue) > 4 * deepest:  # a partial sort pays off only well beyond the depth
+        if deepest is not None and len(tenant.queue) > 4 * deepest:  # a partial sort pays only well past the depth
             tenant.queue = heapq.nsmallest(deepest, tenant.queue, key=queue_order)
         else:
             tenant.queue.sort(key=queue_order)
