@@ -7,7 +7,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from xrunner.contracts.policy import RATE_BURST_S, Admitted, Bucket, Rejected, admit, backoff_s, refill, should_retry
@@ -111,6 +111,7 @@ def admissions_in_an_instant(limits: TenantLimits, bucket: Bucket, now: datetime
 
 @settings(max_examples=100, deadline=None)
 @given(half_rate=st.integers(1, 1000), idle_s=st.floats(0.0, 3600.0))
+@example(half_rate=72, idle_s=1 / 3)  # 1/3 s is 333,333 µs on the clock: a refill of 11.99999 tokens, not 12
 def test_a_tenant_gets_rate_times_burst_admissions_at_once_then_one_more_per_one_over_rate_seconds(
     half_rate: int, idle_s: float
 ) -> None:
@@ -128,8 +129,9 @@ def test_a_tenant_gets_rate_times_burst_admissions_at_once_then_one_more_per_one
 
     # However long the tenant stays idle, the bucket holds at most rate * burst tokens.
     rested = later + timedelta(seconds=idle_s)
+    idle = (rested - later).total_seconds()  # what the bucket sees: the idle time on the clock's microseconds
     refilled, _, _ = admissions_in_an_instant(limits, bucket, rested)
-    assert refilled == min(rate * RATE_BURST_S, math.floor(1e-9 + bucket.tokens + idle_s * rate))
+    assert refilled == min(rate * RATE_BURST_S, math.floor(1e-9 + bucket.tokens + idle * rate))
 
 
 @pytest.mark.parametrize(("rate", "burst"), [(0.1, 1), (0.5, 1), (0.75, 1), (1.3, 2), (2.6, 5), (100.0, 200)])
