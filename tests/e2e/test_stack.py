@@ -36,6 +36,17 @@ def wait_terminal(client: httpx.Client, job_id: str, timeout: float = 30) -> dic
         time.sleep(0.05)
 
 
+def wait_listed(client: httpx.Client, params: dict[str, object], job_id: str, timeout: float = 10) -> dict:
+    """The page of `GET /v1/jobs` with `params`, once its first job is `job_id` (or the last one read at the
+    deadline, for the caller's assertion to show)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        listed: dict = client.get("/v1/jobs", params=params).json()
+        if [j["id"] for j in listed["jobs"]][:1] == [job_id] or time.monotonic() >= deadline:
+            return listed
+        time.sleep(0.05)
+
+
 def test_every_service_answers_health_readiness_and_metrics(stack: Stack) -> None:
     for i, name in enumerate(SERVICES):
         base = f"http://127.0.0.1:{stack.port + i}"
@@ -187,7 +198,8 @@ def test_a_job_can_be_listed_rerun_and_its_log_read_as_ndjson(stack: Stack) -> N
         assert again.status_code in (201, 202)
         second = wait_terminal(client, again.json()["job"]["id"])
         assert second["spec"] == first["spec"] and second["id"] != first["id"]
-        listed = client.get("/v1/jobs", params={"label": "k=v", "state": "succeeded", "limit": 1}).json()
+        # the list reads the read model, which may fold the rerun's end a few ms after its URL shows it
+        listed = wait_listed(client, {"label": "k=v", "state": "succeeded", "limit": 1}, second["id"])
         assert [j["id"] for j in listed["jobs"]] == [second["id"]] and listed["next_cursor"]
         older = client.get("/v1/jobs", params={"label": "k=v", "cursor": listed["next_cursor"]}).json()
         assert [j["id"] for j in older["jobs"]] == [first["id"]] and older["next_cursor"] is None
