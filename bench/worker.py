@@ -6,6 +6,7 @@ That isolates the worker's cost from the rest of the pipeline (bench/run.py meas
 
     .venv/bin/python bench/worker.py throughput --jobs 2000 --slots 64      # `true`, jobs/s on one worker
     .venv/bin/python bench/worker.py latency --jobs 200                     # work item → job.started, one at a time
+    .venv/bin/python bench/worker.py latency --jobs 200 --set sandbox=none --set warm_shells=0 --label cold
     .venv/bin/python bench/worker.py memory --jobs 1000                     # RSS per running job, and in a log flood
     .venv/bin/python bench/worker.py stops --jobs 20                        # how long past a timeout or cancel
 
@@ -138,9 +139,9 @@ async def throughput(h: Harness, jobs: int, slots: int, argv: list[str]) -> dict
             "cpu_ms_per_job": {k: round(v * 1000 / jobs, 2) for k, v in cpu.items()}}
 
 
-async def latency(h: Harness, jobs: int) -> dict[str, object]:
+async def latency(h: Harness, jobs: int, settings: dict[str, str]) -> dict[str, object]:
     """One job at a time on an idle worker: `job.dispatched` → `job.started` seen, and → outcome seen."""
-    h.start_worker(4)
+    h.start_worker(4, **settings)
     await asyncio.sleep(2)  # let it subscribe and warm up
     to_started, to_done = [], []
     for _ in range(jobs):
@@ -148,8 +149,9 @@ async def latency(h: Harness, jobs: int) -> dict[str, object]:
         await h.until(lambda: h.finished([job_id]) == 1, 30, "the job")  # noqa: B023 (awaited at once)
         to_started.append((h.seen[job_id]["started"] - dispatched) * 1000)
         to_done.append((max(t for k, t in h.seen[job_id].items() if k in TERMINAL) - dispatched) * 1000)
-    return {"jobs": jobs, "dispatched_to_started_ms": percentiles(to_started),
-            "dispatched_to_outcome_ms": percentiles(to_done)}
+    return {"jobs": jobs, "settings": settings, "dispatched_to_started_ms": percentiles(to_started),
+            "dispatched_to_outcome_ms": percentiles(to_done),
+            "started_to_outcome_ms": percentiles([d - s for s, d in zip(to_started, to_done, strict=True)])}
 
 
 async def memory(h: Harness, jobs: int) -> dict[str, object]:
@@ -207,14 +209,18 @@ async def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--slots", type=int, default=64)
     parser.add_argument("--cmd", default="true")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a worker setting (XR_WORKER_<KEY>), e.g. sandbox=none or warm_shells=0")
+    parser.add_argument("--label", default="", help="appended to the result's name")
     args = parser.parse_args()
+    settings = dict(item.split("=", 1) for item in args.set)
     h = Harness(Path(tempfile.mkdtemp(prefix="xr-bench-worker-")))
     try:
         await h.connect()
         if args.scenario == "throughput":
             result = await throughput(h, args.jobs, args.slots, args.cmd.split())
         elif args.scenario == "latency":
-            result = await latency(h, args.jobs)
+            result = await latency(h, args.jobs, settings)
         elif args.scenario == "stops":
             result = await stops(h, args.jobs)
         else:
@@ -224,7 +230,7 @@ async def main() -> None:
     result |= {"scenario": f"worker-{args.scenario}", "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "machine": f"{os.cpu_count()} cores"}
     RESULTS.mkdir(exist_ok=True)
-    name = f"worker-{args.scenario}"
+    name = f"worker-{args.scenario}" + (f"-{args.label}" if args.label else "")
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     with (RESULTS / "SUMMARY.md").open("a") as f:
         f.write(f"- `{name}`: {msgspec.json.encode(result).decode()}\n")

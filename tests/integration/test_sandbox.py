@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import uuid
@@ -271,3 +273,88 @@ def test_without_bubblewrap_the_worker_by_default_refuses_to_start_unless_asked_
     with pytest.raises(RuntimeError, match=r"needs bubblewrap.*XR_WORKER_SANDBOX=none"):
         sandbox(WorkerSettings().sandbox, worker_id)
     assert sandbox("none", worker_id).name == "none"
+
+
+@contextlib.asynccontextmanager
+async def warm_sandbox(mode: str, worker_id: str, shells: int = 2) -> AsyncIterator[ProcessSandbox]:
+    """A sandbox keeping `shells` warm shells, all of them ready; closed (shells and cgroups gone) at the end."""
+    box = sandbox(mode, worker_id, warm_shells=shells, home=Path("/tmp"))
+    box.warm_up()
+    assert box.warm is not None
+    await wait_until(lambda: len(box.warm.ready) == shells, what="the warm shells to start")
+    try:
+        yield box
+    finally:
+        await box.close()
+
+
+def ready_pids(box: ProcessSandbox) -> set[int]:
+    assert box.warm is not None
+    return {shell.proc.pid for shell in box.warm.ready}
+
+
+# What the job sees of itself, to compare a warm start with a cold one.
+SELF = (
+    "import json, os, sys; lim = [l for l in open('/proc/self/limits') if l.startswith('Max cpu time')]; "
+    "print(json.dumps([sys.argv[1:], {k: v for k, v in os.environ.items() if k in "
+    "('XR_ATTEMPT', 'HOME', 'PATH', 'LANG', 'ODD', 'OLDPWD')}, os.getcwd().rsplit('/', 1)[-1], sys.stdin.read(), lim]))"
+)
+ODD = "it's \"quoted\"\n$HOME `id` $(id) \\ \t;|&*? ~ -- ünï"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_job_started_in_a_warm_shell_gets_exactly_what_a_cold_start_gives_it(
+    mode: str, worker_id: str, tmp_path: Path
+) -> None:
+    (tmp_path / "sub dir").mkdir()
+    spec = {"cwd": "sub dir", "env": {"ODD": ODD}, "stdin": f"{ODD}\nmore"}
+    cold = await run(sandbox(mode, worker_id), tmp_path, [PYTHON, "-c", SELF, ODD, "-x", ""], **spec)
+    async with warm_sandbox(mode, worker_id) as box:
+        shells = ready_pids(box)
+        job = await start(box, tmp_path, [PYTHON, "-c", SELF, ODD, "-x", ""], **spec)
+        assert job.proc.pid in shells, "the job ran in a warm shell"
+        out, err, code = await asyncio.wait_for(asyncio.gather(job.stdout.read(), job.stderr.read(), job.wait()), 20)
+    assert (code, err) == (0, b"")
+    seen = json.loads(out)
+    assert seen == json.loads(cold.out), "the same argv, environment, directory, stdin and cpu limit"
+    assert seen[0] == [ODD, "-x", ""] and seen[1]["ODD"] == ODD and seen[2] == "sub dir"
+    assert "OLDPWD" not in seen[1] and seen[4], "no trace of the shell's own cd; the cpu rlimit applied"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_job_in_a_warm_shell_is_held_to_its_own_cgroup_limits(
+    mode: str, worker_id: str, tmp_path: Path, marker: str
+) -> None:
+    async with warm_sandbox(mode, worker_id) as box:
+        hog = "b = b'x' * (200 << 20); print('allocated', len(b))"
+        shells = ready_pids(box)
+        job = await start(box, tmp_path, [PYTHON, "-c", hog], resources=Resources(memory_mib=64))
+        assert job.proc.pid in shells and job.cgroup is not None
+        assert [d.name for d in job.cgroup.dirs.values()] == [f"{job.cgroup.dirs['memory'].name}"] * 3
+        assert not job.cgroup.idle_name(), "the spare cgroup is named for the job"
+        assert int((job.cgroup.dirs["memory"] / "memory.limit_in_bytes").read_text()) == 64 << 20
+        out, err, code = await asyncio.wait_for(asyncio.gather(job.stdout.read(), job.stderr.read(), job.wait()), 20)
+        assert b"allocated" not in out
+        assert killed(code) == signal.SIGKILL or b"MemoryError" in err
+        assert len(box.warm.ready) == 1, "no refill while the job ran"  # type: ignore[union-attr]
+        box.settled()  # what the runner calls once the attempt's outcome is stored
+        await wait_until(lambda: len(box.warm.ready) == 2, what="the pool to refill")  # type: ignore[union-attr]
+        escapee = f'(setsid {PYTHON} -c "import time; time.sleep(300)" {marker} &) ; sleep 0.2; exit 3'
+        result = await run(box, tmp_path, ["sh", "-c", escapee])
+        assert result.code == 3
+        await wait_until(lambda: not with_marker(marker), 5)
+
+
+async def test_a_command_a_shell_cannot_carry_starts_cold_and_dead_warm_shells_are_replaced(
+    worker_id: str, tmp_path: Path
+) -> None:
+    async with warm_sandbox("none", worker_id) as box:
+        shells = ready_pids(box)
+        job = await start(box, tmp_path, ["sh", "-c", 'echo "${#1}"', "sh", "y" * 20_000])
+        assert job.proc.pid not in shells, "a command too long to read quickly: started cold"
+        assert (await job.stdout.read(), await job.wait()) == (b"20000\n", 0)
+        assert CgroupV1(worker_id).signal_all(signal.SIGKILL) == 2  # the reaper's fence kills the shells too
+        await wait_until(lambda: all(s.proc.returncode is not None for s in box.warm.ready))  # type: ignore[union-attr]
+        assert (await run(box, tmp_path, ["echo", "still fine"])).out == "still fine\n"
+        box.settled()
+        await wait_until(lambda: len(ready_pids(box) - shells) == 2, what="fresh shells in place of the dead")

@@ -63,7 +63,8 @@ class Worker:
         self.lease = Lease(settings.fence_after_s, fence_marker(Path(settings.workspace_dir), worker_id))
         self.store = EventStore(self.js)
         self.sandbox = ProcessSandbox(settings.sandbox, settings.allow_network, worker_id=worker_id,
-                                      max_pids=settings.max_pids)
+                                      max_pids=settings.max_pids, warm_shells=min(settings.warm_shells, settings.slots),
+                                      home=Path(settings.workspace_dir))
         self.objects = open_store(settings)
         self.sandboxes: dict[str, Sandboxes] = {"process": self.sandbox}
         if (docker := open_docker(settings, worker_id)) is not None:
@@ -261,6 +262,7 @@ async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
                           worker.stop_fenced)
     await heartbeat.start()
     runtime.spawn(worker.runner.trash.run(), "workspace removal")
+    worker.sandbox.warm_up()
     pulling = runtime.spawn(worker.pull(), "pull")
     server = HttpServer(health_app(runtime.ready, settings.metrics_token), settings.http_host, settings.http_port)
     runtime.http_port = await server.start()

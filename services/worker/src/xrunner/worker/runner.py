@@ -170,6 +170,8 @@ class Runner:
             self.trash.add(*{workspace, used})
         assert outcome is not None
         await self.conclude(attempt, outcome, round(time.monotonic() - began, 6))
+        if (sandbox := self.sandboxes.get(workload_kind(run.spec.workload))) is not None:
+            sandbox.settled()
 
     async def conclude(self, attempt: Attempt, outcome: Outcome, duration_s: float, *, counted: bool = True) -> None:
         """Append the event `outcome` ends the attempt with (none when handed back), `counted` in the metric."""

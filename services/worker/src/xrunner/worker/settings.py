@@ -40,6 +40,7 @@ class WorkerSettings(CommonSettings, kw_only=True, frozen=True):
     max_artifacts: int = 1000  # files per attempt (the job's log is not counted)
     max_artifacts_total_bytes: int = 1024 * 1024 * 1024  # all files of an attempt together (the log not counted)
     max_pids: int = 512
+    warm_shells: int = 8  # process jobs: shells started and put in spare cgroups ahead of jobs (0: none)
     allow_network: bool = False  # a job that asks for network (either sandbox) gets it only when the operator allows
     docker: Literal["auto", "on", "off"] = "auto"  # auto: docker workloads only when the daemon answers at start
     docker_url: str = "unix:///var/run/docker.sock"

@@ -58,5 +58,9 @@ class Sandboxes(Protocol):
 
     async def start(self, launch: Launch) -> Running: ...
 
+    def settled(self) -> None:
+        """An attempt of this sandbox ended and its outcome is stored: a moment off every job's critical path to
+        top up what the sandbox keeps warm."""
+
     async def close(self) -> None:
         """Release what the sandbox holds (warm pools, clients) at the worker's stop."""

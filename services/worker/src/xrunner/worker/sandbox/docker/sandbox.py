@@ -94,6 +94,9 @@ class DockerSandbox:
                 self._drop(warm)
         return await self._run(launch, workload, limits, network)
 
+    def settled(self) -> None:
+        """Nothing to do: each warm pool refills as soon as it hands out a container."""
+
     async def close(self) -> None:
         if self.closed:
             return

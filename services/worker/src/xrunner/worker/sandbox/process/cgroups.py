@@ -51,6 +51,11 @@ class JobCgroup:
             _set_limits(self.dirs, limits)
             self.limits = written
 
+    def assign(self, job_id: str, attempt: int, limits: Limits) -> None:
+        """Take a spare (a warm shell's, already holding its process) for an attempt: its name and its limits."""
+        self.rename(job_name(job_id, attempt))
+        self.set_limits(limits)
+
     def idle_name(self) -> bool:
         return any(d.name.startswith(IDLE) for d in self.dirs.values())
 
@@ -113,17 +118,29 @@ class CgroupV1:
     def create(self, job_id: str, attempt: int, limits: Limits) -> JobCgroup | None:
         if not self.controllers:
             return None
-        name = f"{_safe(job_id)}-{attempt}"
-        group = self._reused(name)
-        if group is None:
-            group = JobCgroup({c: base / name for c, base in self.base.items()}, self._recycle)
-            for d in group.dirs.values():
-                d.mkdir(exist_ok=True)
+        group = self._named_group(job_name(job_id, attempt))
         try:
             group.set_limits(limits)
         except OSError:
             _rmdir_all(group.dirs.values())  # nothing has joined yet
             raise
+        return group
+
+    def spare(self) -> JobCgroup | None:
+        """A job cgroup under an idle name for a process started ahead of its job (a warm shell): moving a process
+        into a cgroup is what costs (the kernel waits out an RCU grace period per move on v1), so it is paid before
+        the job exists. It keeps the limits it had until `assign`. None where there are no controllers."""
+        if not self.controllers:
+            return None
+        return self._named_group(f"{IDLE}{next(self._named)}")
+
+    def _named_group(self, name: str) -> JobCgroup:
+        """An idle job cgroup renamed to `name`, else a new one."""
+        group = self._reused(name)
+        if group is None:
+            group = JobCgroup({c: base / name for c, base in self.base.items()}, self._recycle)
+            for d in group.dirs.values():
+                d.mkdir(exist_ok=True)
         return group
 
     def _reused(self, name: str) -> JobCgroup | None:
@@ -180,6 +197,10 @@ class CgroupV1:
             _rmdir_all(group.dirs.values())
         self.idle.clear()
         _rmdir_all(self.base.values())
+
+
+def job_name(job_id: str, attempt: int) -> str:
+    return f"{_safe(job_id)}-{attempt}"
 
 
 def _set_limits(dirs: dict[str, Path], limits: Limits) -> None:

@@ -18,8 +18,17 @@ from xrunner.contracts.spec import ProcessWorkload, Sandbox, is_interactive
 from xrunner.worker.sandbox import STDIN_BACKLOG, Launch, SandboxError
 from xrunner.worker.sandbox.limits import Limits, RLimits, rlimits
 from xrunner.worker.sandbox.process.cgroups import CgroupV1, JobCgroup
-from xrunner.worker.sandbox.process.spawn import Stdio, descendants, exited, spawn_blocked, spawn_held
+from xrunner.worker.sandbox.process.spawn import (
+    Stdio,
+    check_executable,
+    descendants,
+    exited,
+    go_ahead,
+    spawn_blocked,
+    spawn_held,
+)
 from xrunner.worker.sandbox.process.terminal import EOT, Terminal
+from xrunner.worker.sandbox.process.warm import WarmShells, command_line
 
 log = structlog.get_logger()
 
@@ -118,7 +127,17 @@ class ProcessRun:
 class ProcessSandbox:
     """Runs `process` workloads; `name` is what `job.started` records (`process` or, unsandboxed, `none`)."""
 
-    def __init__(self, mode: str, allow_network: bool = False, *, worker_id: str = "", max_pids: int = 512) -> None:
+    def __init__(
+        self,
+        mode: str,
+        allow_network: bool = False,
+        *,
+        worker_id: str = "",
+        max_pids: int = 512,
+        warm_shells: int = 0,
+        home: Path | None = None,
+    ) -> None:
+        """`warm_shells` keeps that many shells started and in spare cgroups ahead of jobs (`warm.py`), in `home`."""
         bwrap = shutil.which("bwrap")
         if mode == "bwrap" and bwrap is None:
             raise RuntimeError("the process sandbox needs bubblewrap: install it (Debian: apt-get install bubblewrap), "
@@ -134,6 +153,7 @@ class ProcessSandbox:
             log.warning("tty jobs get no controlling terminal: util-linux setsid is not installed")
         self.cgroups = CgroupV1(worker_id or f"{socket.gethostname()}-{os.getpid()}")
         stale = self.cgroups.cleanup_stale()
+        self.warm = WarmShells(self.cgroups, warm_shells, home or Path("/")) if warm_shells > 0 else None
         log.info("process sandbox limits", sandbox=self.name, cgroup_v1=list(self.cgroups.controllers),
                  rlimits=self._rlimit_names(), stale_jobs_killed=stale)
 
@@ -143,6 +163,8 @@ class ProcessSandbox:
             raise SandboxError("this sandbox runs process workloads only")
         cwd = _inside(workload.cwd)
         limits = Limits.of(launch.spec, self.max_pids)
+        if not workload.tty and (warm := await self._start_warm(launch, workload, cwd, limits)) is not None:
+            return warm
         try:
             cgroup = self.cgroups.create(launch.job_id, launch.attempt, limits)
         except OSError as exc:
@@ -160,6 +182,46 @@ class ProcessSandbox:
             await terminal.open(workload.stdin)
         return ProcessRun(proc, cgroup, ns_init, launch.workspace, terminal)
 
+    async def _start_warm(
+        self, launch: Launch, workload: ProcessWorkload, cwd: str, limits: Limits
+    ) -> ProcessRun | None:
+        """Start the job in a warm shell, already in a spare cgroup: it is renamed for the job and given its limits,
+        then the shell gets the job's command. None (start it cold) when no shell is ready or the command cannot
+        go through one; a bubblewrapped job needs cgroups for it (without them it is confined as it starts)."""
+        if self.warm is None or (self.bwrap and not self.cgroups.controllers):
+            return None
+        env = self._env(launch, workload)
+        if self.bwrap:
+            argv = [*self._bwrap_argv(launch.workspace, cwd, workload.network, env), "--", *workload.argv]
+            line = command_line(argv, {"PATH": JOB_PATH}, None)
+        else:
+            check_executable(workload.argv[0], launch.workspace / cwd, env["PATH"])
+            if not (launch.workspace / cwd).is_dir():
+                raise SandboxError(f"cannot start {workload.argv[0]!r}: no such directory {cwd!r} in the workspace")
+            line = command_line(workload.argv, env, launch.workspace / cwd)
+        if line is None or (shell := self.warm.take()) is None:
+            return None
+        try:
+            if shell.cgroup is not None:
+                shell.cgroup.assign(launch.job_id, launch.attempt, limits)
+            go_ahead(shell.proc, line, Stdio(text=workload.stdin, keep_open=is_interactive(workload)),
+                     self._rlimits(limits))
+        except OSError as exc:
+            await self.warm.drop(shell)
+            raise SandboxError(f"cannot confine the job: {exc}") from exc
+        return ProcessRun(shell.proc, shell.cgroup, shell.proc.pid if self.bwrap else None, launch.workspace)
+
+    def _env(self, launch: Launch, workload: ProcessWorkload) -> dict[str, str]:
+        env = {
+            "PATH": JOB_PATH,
+            "LANG": "C.UTF-8",
+            "XR_JOB_ID": launch.job_id,
+            "XR_ATTEMPT": str(launch.attempt),
+            **workload.env,
+        }
+        env.setdefault("HOME", SANDBOX_HOME if self.bwrap else str(launch.workspace))
+        return env
+
     async def _spawn(
         self,
         launch: Launch,
@@ -169,28 +231,33 @@ class ProcessSandbox:
         rl: RLimits,
         terminal: Terminal | None,
     ) -> tuple[asyncio.subprocess.Process, int | None]:
-        env = {
-            "PATH": JOB_PATH,
-            "LANG": "C.UTF-8",
-            "XR_JOB_ID": launch.job_id,
-            "XR_ATTEMPT": str(launch.attempt),
-            **workload.env,
-        }
+        env = self._env(launch, workload)
         if terminal is not None:
             env.setdefault("TERM", "xterm-256color")  # what xterm.js, the usual attach client, understands
             stdio = Stdio(tty=terminal.slave)
         else:
             stdio = Stdio(text=workload.stdin, keep_open=is_interactive(workload))
         if self.bwrap:
-            env.setdefault("HOME", SANDBOX_HOME)
             job = [*self.ctty, *workload.argv] if terminal is not None else workload.argv
             argv = [*self._bwrap_argv(launch.workspace, cwd, workload.network, env), "--", *job]
             return await spawn_blocked(argv, stdio, {"PATH": JOB_PATH}, cgroup, rl)
-        env.setdefault("HOME", str(launch.workspace))
         proc = await spawn_held(list(workload.argv), stdio, launch.workspace / cwd, env, cgroup, rl)
         return proc, None
 
+    def warm_up(self) -> None:
+        """Start the warm shells (on the running loop), before the first job asks for one."""
+        if self.warm is not None:
+            self.warm.fill()
+
+    def settled(self) -> None:
+        """Replace the warm shells jobs took only now: started beside a running job, the new shell's spawn and move
+        into a cgroup (which holds up every fork and exit on the host while the kernel waits for RCU) slowed that
+        job's own end by as much as a warm start saved (`bench/worker.py latency`)."""
+        self.warm_up()
+
     async def close(self) -> None:
+        if self.warm is not None:
+            await self.warm.close()
         self.cgroups.release()
 
     def _rlimits(self, limits: Limits) -> RLimits:

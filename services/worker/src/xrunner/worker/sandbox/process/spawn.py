@@ -68,7 +68,7 @@ async def spawn_held(
 ) -> Process:
     """Start a shell that waits on stdin for a go-ahead, put it in the cgroups and rlimits, then let it exec
     the job: no fork of the job escapes, and no preexec hook turns the spawn's vfork into a full fork."""
-    _check_executable(argv[0], cwd, env.get("PATH", ""))
+    check_executable(argv[0], cwd, env.get("PATH", ""))
     hold = ["/bin/sh", "-c", _HOLD, "xrunner-job"] if stdio.tty is None else \
         ["/bin/sh", "-c", _HOLD_TTY, "xrunner-job", os.ttyname(stdio.tty)]
     proc = await spawn([*hold, *argv], PIPE, cwd, env, output=stdio.output)
@@ -84,7 +84,17 @@ async def spawn_held(
     return proc
 
 
-def _check_executable(name: str, cwd: Path, path: str) -> None:
+def go_ahead(proc: Process, line: bytes, stdio: Stdio, limits: RLimits) -> None:
+    """Let a warm shell (`warm.py`), already in the job's cgroups, become the job: its rlimits, then its command
+    line and the job's stdin text (stdin then stays open only for an interactive job)."""
+    apply_to(proc.pid, limits)
+    assert proc.stdin is not None
+    proc.stdin.write(line + (stdio.text or "").encode())
+    if not stdio.keep_open:
+        proc.stdin.close()
+
+
+def check_executable(name: str, cwd: Path, path: str) -> None:
     """Fail the start, as a direct exec would, when the job's executable is missing or not executable."""
     found = (cwd / name).is_file() and os.access(cwd / name, os.X_OK) if "/" in name else shutil.which(name, path=path)
     if not found:
