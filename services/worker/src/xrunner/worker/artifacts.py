@@ -76,13 +76,13 @@ class Artifacts:
         self.max_total = settings.max_artifacts_total_bytes
 
     async def keep(self, run: RunJob, workspace: Path, logs: LogStream, announce: Announce) -> None:
-        """Keep the files the job's globs select, close `logs`, then keep the whole log as `logs.txt` (none for a
+        """Keep the files the job's globs select, finish `logs`, then keep the whole log as `logs.txt` (none for a
         job that wrote nothing: an empty object, its `artifact.stored` and its preview would be two events and an
         upload per job with nothing in them). Never raises: a file that cannot be kept is a system line in the
         job's log, and the attempt goes on to its end."""
         try:
             current = await self._files(run, workspace, logs, announce)
-            await logs.close()
+            await logs.finish()
             if current and (kept := logs.kept()) is not None and kept != b"":
                 await self._log(run, kept, announce)
         except Exception:

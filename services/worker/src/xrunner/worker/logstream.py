@@ -53,7 +53,7 @@ class LogStream:
         self.spool = spool
         self._kept = bytearray()  # the log so far, while it fits in memory
         self._spool_file: BinaryIO | None = None  # the log so far, once it did not
-        self.closed = False
+        self.finished = self.closed = False
 
     async def pump(self, reader: asyncio.StreamReader, stream: str) -> None:
         """Copy `reader` to the log until EOF."""
@@ -118,19 +118,30 @@ class LogStream:
             for stream, data in _merge(pending):
                 await self._publish(stream, data)
 
+    async def finish(self) -> None:
+        """Publish what is left of the output and mark truncation: from now on the log's bytes are final (`kept`),
+        only its end-of-log chunk is still to come (`close`). Once; later calls do nothing."""
+        if self.finished:
+            return
+        self.finished = True
+        await self.flush()
+        if self._flush_task is not None:
+            await self._flush_task
+        async with self._lock:
+            if self.truncated:
+                marker = f"\n[xrunner: output truncated at {self.max_bytes} bytes]\n".encode()
+                await self._publish("system", marker)
+        if self._spool_file is not None:
+            self._spool_file.flush()
+
     async def close(self) -> None:
-        """Flush what is left, mark truncation, and publish the end-of-log chunk; once, later calls do nothing."""
+        """Finish the log, then publish the end-of-log chunk; once, later calls do nothing."""
         if self.closed:
             return
         self.closed = True
         try:
-            await self.flush()
-            if self._flush_task is not None:
-                await self._flush_task
+            await self.finish()
             async with self._lock:
-                if self.truncated:
-                    marker = f"\n[xrunner: output truncated at {self.max_bytes} bytes]\n".encode()
-                    await self._publish("system", marker)
                 await self._publish("system", b"", eof=True)
         finally:
             if self._spool_file is not None:
@@ -166,7 +177,7 @@ class LogStream:
         self._spool_file.write(data)
 
     def kept(self) -> bytes | Path | None:
-        """The whole log once closed: its bytes, or the spool file that holds them (None without a spool)."""
+        """The whole log once finished: its bytes, or the spool file that holds them (None without a spool)."""
         if self.spool is None:
             return None
         return self.spool if self._spool_file is not None else bytes(self._kept)

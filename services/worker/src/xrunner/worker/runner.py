@@ -166,10 +166,17 @@ class Runner:
                 await logs.write("system", _GIVEN_UP[type(outcome)])
             else:
                 await self.artifacts.keep(run, used, logs, lambda event, kind: self.append(attempt, event, kind))
-            await logs.close()
+            if outcome is None:
+                await logs.close()
             self.trash.add(*{workspace, used})
         assert outcome is not None
-        await self.conclude(attempt, outcome, round(time.monotonic() - began, 6))
+        # The log's end and the outcome go to different streams, and no reader needs one before the other (a log
+        # reader follows to the end-of-log chunk): both are stored at once, one round trip instead of two.
+        closing = asyncio.ensure_future(logs.close())
+        try:
+            await self.conclude(attempt, outcome, round(time.monotonic() - began, 6))
+        finally:
+            await closing
         if (sandbox := self.sandboxes.get(workload_kind(run.spec.workload))) is not None:
             sandbox.settled()
 
