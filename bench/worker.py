@@ -125,16 +125,18 @@ class Harness:
         embedded.stop(self.nats)
 
 
-async def throughput(h: Harness, jobs: int, slots: int, argv: list[str]) -> dict[str, object]:
+async def throughput(
+    h: Harness, jobs: int, slots: int, argv: list[str], settings: dict[str, str]
+) -> dict[str, object]:
     """All work items queued first, then the worker starts: jobs/s from its first `started` to its last outcome."""
     ids = [(await h.dispatch(argv))[0] for _ in range(jobs)]
-    h.start_worker(slots)
+    h.start_worker(slots, **settings)
     await h.until(lambda: h.finished(ids) == jobs, 600, "all jobs")
     first = min(h.seen[i]["started"] for i in ids)
     last = max(t for i in ids for k, t in h.seen[i].items() if k in TERMINAL)
     outcomes = {k: sum(1 for i in ids if k in h.seen[i]) for k in TERMINAL}
     cpu = h.cpu_s()
-    return {"jobs": jobs, "slots": slots, "argv": argv, "seconds": round(last - first, 3),
+    return {"jobs": jobs, "slots": slots, "argv": argv, "settings": settings, "seconds": round(last - first, 3),
             "jobs_per_s": round(jobs / (last - first), 1), "outcomes": outcomes, "cpu_s": cpu,
             "cpu_ms_per_job": {k: round(v * 1000 / jobs, 2) for k, v in cpu.items()}}
 
@@ -218,7 +220,7 @@ async def main() -> None:
     try:
         await h.connect()
         if args.scenario == "throughput":
-            result = await throughput(h, args.jobs, args.slots, args.cmd.split())
+            result = await throughput(h, args.jobs, args.slots, args.cmd.split(), settings)
         elif args.scenario == "latency":
             result = await latency(h, args.jobs, settings)
         elif args.scenario == "stops":
