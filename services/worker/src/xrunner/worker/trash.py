@@ -15,6 +15,7 @@ attempt had started, so none of them can run again under the same name. A worker
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from pathlib import Path
 
@@ -51,9 +52,15 @@ def leftovers(workspaces: Path) -> list[Path]:
 
 
 def remove(paths: list[Path]) -> None:
-    """Remove `paths` now, each a directory or a file (blocking: the caller hands it to a thread)."""
+    """Remove `paths` now, each a directory or a file (blocking: the caller hands it to a thread). Most workspaces
+    are empty (a job that wrote no file): one `rmdir` removes them, where `rmtree` first looks at what the path is,
+    opens it and lists it (that walk was 8 % of the worker's CPU samples running `true` jobs)."""
     for path in paths:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except NotADirectoryError:  # a file, or a link (never followed)
             path.unlink(missing_ok=True)
+        except OSError:  # not empty
+            shutil.rmtree(path, ignore_errors=True)
