@@ -358,3 +358,16 @@ async def test_a_command_a_shell_cannot_carry_starts_cold_and_dead_warm_shells_a
         assert (await run(box, tmp_path, ["echo", "still fine"])).out == "still fine\n"
         box.settled()
         await wait_until(lambda: len(ready_pids(box) - shells) == 2, what="fresh shells in place of the dead")
+
+
+async def test_warm_shells_are_replaced_only_once_no_job_runs(worker_id: str, tmp_path: Path, marker: str) -> None:
+    async with warm_sandbox("none", worker_id) as box:
+        assert box.warm is not None
+        long = await start(box, tmp_path, [PYTHON, "-c", "import time; time.sleep(300)", marker])
+        assert (await run(box, tmp_path, ["true"])).code == 0
+        box.settled()  # a job still runs: a refill now would compete with it
+        assert (len(box.warm.ready), box.warm.starting) == (0, 0)
+        long.signal_all(signal.SIGKILL)
+        await asyncio.wait_for(long.wait(), 10)
+        box.settled()
+        await wait_until(lambda: len(box.warm.ready) == 2, what="the pool to refill once the worker is quiet")

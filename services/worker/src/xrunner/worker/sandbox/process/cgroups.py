@@ -132,6 +132,10 @@ class CgroupV1:
         the job exists. It keeps the limits it had until `assign`. None where there are no controllers."""
         if not self.controllers:
             return None
+        if self.idle:  # already under an idle name: taken as it is
+            group = self.idle.pop()
+            group.removed = False
+            return group
         return self._named_group(f"{IDLE}{next(self._named)}")
 
     def _named_group(self, name: str) -> JobCgroup:

@@ -10,6 +10,7 @@ import resource
 import shutil
 import signal
 import socket
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 import structlog
@@ -67,6 +68,7 @@ class ProcessRun:
     ) -> None:
         self.proc, self.cgroup, self.ns_init, self.workspace = proc, cgroup, ns_init, workspace
         self.terminal = terminal
+        self.on_end: Callable[[], None] | None = None  # once, when `wait` has the job's exit status
         self.stdin: asyncio.WriteTransport | None  # an interactive job's stdin, until the job ends
         if terminal is not None:
             self.stdout, self.stderr, self.stdin = terminal.output, _ended(), terminal.input
@@ -108,7 +110,11 @@ class ProcessRun:
                 os.killpg(self.proc.pid, KILL)
         if self.stdin is not None and not self.stdin.is_closing():  # input left unread is dropped (asyncio's
             self.stdin.abort()  # wait() waits for the pipe to close)
-        return await self.proc.wait()
+        code = await self.proc.wait()
+        on_end, self.on_end = self.on_end, None
+        if on_end is not None:
+            on_end()
+        return code
 
     def signal_all(self, sig: int) -> None:
         """A polite signal spares bubblewrap itself, whose death would SIGKILL the job before it could react."""
@@ -154,6 +160,7 @@ class ProcessSandbox:
         self.cgroups = CgroupV1(worker_id or f"{socket.gethostname()}-{os.getpid()}")
         stale = self.cgroups.cleanup_stale()
         self.warm = WarmShells(self.cgroups, warm_shells, home or Path("/")) if warm_shells > 0 else None
+        self.running = 0  # jobs started and not yet ended
         log.info("process sandbox limits", sandbox=self.name, cgroup_v1=list(self.cgroups.controllers),
                  rlimits=self._rlimit_names(), stale_jobs_killed=stale)
 
@@ -180,7 +187,7 @@ class ProcessSandbox:
             raise
         if terminal is not None:
             await terminal.open(workload.stdin)
-        return ProcessRun(proc, cgroup, ns_init, launch.workspace, terminal)
+        return self._running(ProcessRun(proc, cgroup, ns_init, launch.workspace, terminal))
 
     async def _start_warm(
         self, launch: Launch, workload: ProcessWorkload, cwd: str, limits: Limits
@@ -209,7 +216,18 @@ class ProcessSandbox:
         except OSError as exc:
             await self.warm.drop(shell)
             raise SandboxError(f"cannot confine the job: {exc}") from exc
-        return ProcessRun(shell.proc, shell.cgroup, shell.proc.pid if self.bwrap else None, launch.workspace)
+        return self._running(ProcessRun(shell.proc, shell.cgroup, shell.proc.pid if self.bwrap else None,
+                                        launch.workspace))
+
+    def _running(self, run: ProcessRun) -> ProcessRun:
+        """Count the job among those running until its exit status is known (`settled` reads the count)."""
+        self.running += 1
+
+        def ended() -> None:
+            self.running -= 1
+
+        run.on_end = ended
+        return run
 
     def _env(self, launch: Launch, workload: ProcessWorkload) -> dict[str, str]:
         env = {
@@ -250,10 +268,15 @@ class ProcessSandbox:
             self.warm.fill()
 
     def settled(self) -> None:
-        """Replace the warm shells jobs took only now: started beside a running job, the new shell's spawn and move
-        into a cgroup (which holds up every fork and exit on the host while the kernel waits for RCU) slowed that
-        job's own end by as much as a warm start saved (`bench/worker.py latency`)."""
-        self.warm_up()
+        """Replace the warm shells jobs took only now, and only when no job of this sandbox runs: started beside a
+        running job, a new shell's spawn and move into a cgroup (which holds up every fork and exit on the host while
+        the kernel waits for RCU) slowed that job by as much as a warm start saved (`bench/worker.py latency`), and
+        under a steady load, where every shell is taken as soon as it is ready, warm starts cost more CPU per job than
+        cold ones (the extra cgroup handling and the shell reading its line): ~0.5 ms per `true` job in all
+        (`bench/cpu.py`, docs/benchmarks.md "Session 8"). A quiet worker is warm for its next job; a busy one starts
+        its jobs cold, as before."""
+        if self.running == 0:
+            self.warm_up()
 
     async def close(self) -> None:
         if self.warm is not None:
