@@ -44,6 +44,8 @@ def test_each_worker_process_has_its_own_id_and_port_and_is_supervised_in_the_se
     assert [c.name for c in workers] == ["worker", "worker-2", "worker-3"]
     assert len({e["XR_WORKER_WORKER_ID"] for e in envs}) == 3
     assert {e["XR_WORKER_SLOTS"] for e in envs} == {"7"}
+    assert {e["XR_WORKER_WARM_SHELLS"] for e in envs} == {"8"}
+    assert {e["XR_WORKER_WARM_SHELLS"] for e in _worker_envs(tmp_path, warm_shells=0)} == {"0"}
     service_ports = {stack.port_of(s) for s in SERVICES if s != "worker"}
     assert len(set(ports)) == 3 and not set(ports) & service_ports
     assert {c.layer for c in workers} == {1}
@@ -80,3 +82,7 @@ def test_without_one_the_services_accept_the_stacks_own_tokens(tmp_path: Path) -
     env = children[0].launch.args[3]  # type: ignore[attr-defined]
     assert env["XR_JWT_SECRET"] == stack.secret() and "XR_TICKET_SECRET" not in env
     assert env["XR_GATEWAY_CONSOLE_OIDC_ISSUER"] == "http://idp"
+
+
+def _worker_envs(tmp_path: Path, **options: object) -> list[dict[str, str]]:
+    return [c.launch.args[3] for c in planned(tmp_path, **options)[1] if c.name.startswith("worker")]  # type: ignore[attr-defined]

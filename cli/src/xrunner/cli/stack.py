@@ -57,6 +57,7 @@ class StackOptions:
     sandbox: str = "bwrap"
     sync_always: bool = False
     warm_images: str = ""
+    warm_shells: int = 8  # per worker process: process jobs start in a shell started ahead (0: none)
     cluster: int = 1  # nats-server nodes; 3 runs a JetStream cluster with every stream and bucket at R3
     console_dir: Path | None = None  # the web console's build, served by the gateway at /console/
     identity: dict[str, str] = field(default_factory=dict)  # IDENTITY_SETTINGS, passed to every service
@@ -168,6 +169,7 @@ class Stack:
             XR_WORKER_SLOTS=str(self.opts.slots),
             XR_WORKER_SANDBOX=self.opts.sandbox,
             XR_WORKER_WARM_IMAGES=self.opts.warm_images,
+            XR_WORKER_WARM_SHELLS=str(self.opts.warm_shells),
             XR_WORKER_WORKSPACE_DIR=str((self.opts.data_dir / "work").resolve()),
             XR_WORKER_ARTIFACT_DIR=str((self.opts.data_dir / "artifacts").resolve()),
             XR_ARTIFACTS_ARTIFACT_DIR=str((self.opts.data_dir / "artifacts").resolve()),
