@@ -101,8 +101,8 @@ class WarmShells:
             proc = await spawn(["/bin/sh", "-c", _WAIT, "xrunner-job"], asyncio.subprocess.PIPE, self.home, {})
             shell = WarmShell(proc, None)
             shell.cgroup = self.cgroups.spare()
-            if shell.cgroup is not None:
-                shell.cgroup.add(proc.pid)
+            if shell.cgroup is not None:  # in a thread: the move waits for the kernel (RCU), not on the loop
+                await asyncio.to_thread(shell.cgroup.add, proc.pid)
         except Exception as exc:  # the job that comes starts cold; so do the next ones until one is asked for again
             self.failures += 1
             log.warning("a warm shell could not be started", error=repr(exc))
