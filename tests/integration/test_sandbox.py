@@ -16,7 +16,7 @@ import pytest
 from support import wait_until, with_marker
 
 from xrunner.contracts.spec import JobSpec, ProcessWorkload, Resources
-from xrunner.worker.sandbox import Launch
+from xrunner.worker.sandbox import Launch, SandboxError
 from xrunner.worker.sandbox.process.cgroups import IDLE, ROOT, CgroupV1
 from xrunner.worker.sandbox.process.sandbox import ProcessRun, ProcessSandbox
 from xrunner.worker.settings import WorkerSettings
@@ -371,3 +371,17 @@ async def test_warm_shells_are_replaced_only_once_no_job_runs(worker_id: str, tm
         await asyncio.wait_for(long.wait(), 10)
         box.settled()
         await wait_until(lambda: len(box.warm.ready) == 2, what="the pool to refill once the worker is quiet")
+
+
+@pytest.mark.parametrize("shells", [0, 2], ids=["cold", "warm"])
+async def test_a_missing_working_directory_fails_the_start_with_the_same_reason_warm_or_cold(
+    shells: int, worker_id: str, tmp_path: Path
+) -> None:
+    box = sandbox("none", worker_id, warm_shells=shells, home=Path("/tmp"))
+    box.warm_up()
+    try:
+        with pytest.raises(SandboxError, match=r"cannot start 'true': no directory 'nowhere' in the workspace"):
+            await start(box, tmp_path, ["true"], cwd="nowhere")
+        assert box.running == 0
+    finally:
+        await box.close()

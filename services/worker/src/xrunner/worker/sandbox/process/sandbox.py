@@ -102,6 +102,14 @@ class ProcessRun:
     async def wait(self) -> int:
         """The job's exit status, once its leader exited and nothing of it is left: the rest of its cgroups, or
         else of its process group, is killed then (which also closes output pipes a straggler held)."""
+        try:
+            return await self._ended()
+        finally:
+            on_end, self.on_end = self.on_end, None
+            if on_end is not None:
+                on_end()
+
+    async def _ended(self) -> int:
         await exited(self.proc)
         if self.cgroup is not None:
             await self.cgroup.remove()
@@ -110,11 +118,7 @@ class ProcessRun:
                 os.killpg(self.proc.pid, KILL)
         if self.stdin is not None and not self.stdin.is_closing():  # input left unread is dropped (asyncio's
             self.stdin.abort()  # wait() waits for the pipe to close)
-        code = await self.proc.wait()
-        on_end, self.on_end = self.on_end, None
-        if on_end is not None:
-            on_end()
-        return code
+        return await self.proc.wait()
 
     def signal_all(self, sig: int) -> None:
         """A polite signal spares bubblewrap itself, whose death would SIGKILL the job before it could react."""
@@ -169,6 +173,8 @@ class ProcessSandbox:
         if not isinstance(workload, ProcessWorkload):
             raise SandboxError("this sandbox runs process workloads only")
         cwd = _inside(workload.cwd)
+        if not self.bwrap and not (launch.workspace / cwd).is_dir():  # (bubblewrap says so itself)
+            raise SandboxError(f"cannot start {workload.argv[0]!r}: no directory {cwd!r} in the workspace")
         limits = Limits.of(launch.spec, self.max_pids)
         if not workload.tty and (warm := await self._start_warm(launch, workload, cwd, limits)) is not None:
             return warm
@@ -203,8 +209,6 @@ class ProcessSandbox:
             line = command_line(argv, {"PATH": JOB_PATH}, None)
         else:
             check_executable(workload.argv[0], launch.workspace / cwd, env["PATH"])
-            if not (launch.workspace / cwd).is_dir():
-                raise SandboxError(f"cannot start {workload.argv[0]!r}: no such directory {cwd!r} in the workspace")
             line = command_line(workload.argv, env, launch.workspace / cwd)
         if line is None or (shell := self.warm.take()) is None:
             return None
