@@ -133,8 +133,6 @@ class WarmShells:
     async def close(self) -> None:
         """Kill every shell not handed out and remove its cgroup (before the worker releases its cgroups)."""
         self.closed = True
-        for task in list(self.tasks):
-            with contextlib.suppress(BaseException):
-                await task
+        await asyncio.gather(*self.tasks, return_exceptions=True)  # a start in flight drops its own shell
         while self.ready:
             await self.drop(self.ready.popleft())
