@@ -203,14 +203,15 @@ class ProcessSandbox:
         go through one; a bubblewrapped job needs cgroups for it (without them it is confined as it starts)."""
         if self.warm is None or (self.bwrap and not self.cgroups.controllers):
             return None
-        env = self._env(launch, workload)
-        if self.bwrap:
-            argv = [*self._bwrap_argv(launch.workspace, cwd, workload.network, env), "--", *workload.argv]
-            line = command_line(argv, {"PATH": JOB_PATH}, None)
-        else:
-            check_executable(workload.argv[0], launch.workspace / cwd, env["PATH"])
-            line = command_line(workload.argv, env, launch.workspace / cwd)
-        if line is None or (shell := self.warm.take()) is None:
+        shell, line = self.warm.take(), None  # first: under load none is ready, and a cold start builds its own command
+        try:
+            if shell is not None:
+                line = self._command_line(launch, workload, cwd)
+        finally:
+            if shell is not None and line is None:  # the job starts cold (or not at all): the shell waits for another
+                self.warm.put_back(shell)
+        self.warm.count(warm=line is not None)
+        if shell is None or line is None:
             return None
         try:
             if shell.cgroup is not None:
@@ -222,6 +223,15 @@ class ProcessSandbox:
             raise SandboxError(f"cannot confine the job: {exc}") from exc
         return self._running(ProcessRun(shell.proc, shell.cgroup, shell.proc.pid if self.bwrap else None,
                                         launch.workspace))
+
+    def _command_line(self, launch: Launch, workload: ProcessWorkload, cwd: str) -> bytes | None:
+        """What a warm shell evaluates to become the job, or None when it cannot carry the job (`command_line`)."""
+        env = self._env(launch, workload)
+        if self.bwrap:
+            argv = [*self._bwrap_argv(launch.workspace, cwd, workload.network, env), "--", *workload.argv]
+            return command_line(argv, {"PATH": JOB_PATH}, None)
+        check_executable(workload.argv[0], launch.workspace / cwd, env["PATH"])
+        return command_line(workload.argv, env, launch.workspace / cwd)
 
     def _running(self, run: ProcessRun) -> ProcessRun:
         """Count the job among those running until its exit status is known (`settled` reads the count)."""
@@ -275,10 +285,10 @@ class ProcessSandbox:
         """Replace the warm shells jobs took only now, and only when no job of this sandbox runs: started beside a
         running job, a new shell's spawn and move into a cgroup (which holds up every fork and exit on the host while
         the kernel waits for RCU) slowed that job by as much as a warm start saved (`bench/worker.py latency`), and
-        under a steady load, where every shell is taken as soon as it is ready, warm starts cost more CPU per job than
-        cold ones (the extra cgroup handling and the shell reading its line): ~0.5 ms per `true` job in all
-        (`bench/cpu.py`, docs/benchmarks.md "Session 8"). A quiet worker is warm for its next job; a busy one starts
-        its jobs cold, as before."""
+        under a steady load, where every shell is taken as soon as it is ready, a warm start saves nothing and costs
+        a little more (the extra cgroup handling, the shell reading its line; `bench/cpu.py` could not tell the two
+        apart on this machine, docs/benchmarks.md "Session 8"). A quiet worker is warm for its next job; a busy one
+        starts its jobs cold, as before."""
         if self.running == 0:
             self.warm_up()
 

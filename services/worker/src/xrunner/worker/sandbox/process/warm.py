@@ -3,7 +3,8 @@ waiting for one line on stdin — the job's environment, directory and command, 
 an `exec` of the job (or of bubblewrap around it). Starting a process and moving it into its cgroups is most of what
 a short job's start costs (on cgroup v1 the first move waits out an RCU grace period: ~4.6 ms p50 here, see
 docs/benchmarks.md); a warm shell pays both before the job arrives. Each shell serves one job; the pool refills in
-the background, and a job that finds none ready starts the cold way (`spawn.py`)."""
+the background when the sandbox says so (`ProcessSandbox.settled`), and a job that finds none ready starts the cold
+way (`spawn.py`)."""
 
 from __future__ import annotations
 
@@ -90,10 +91,17 @@ class WarmShells:
                 shell = candidate
             else:
                 self._discard(candidate)
-        WARM_SHELLS.labels("warm" if shell is not None else "cold").inc()
         if shell is None:  # after failures, one more try per job that found none
             self.failures = min(self.failures, 2)
         return shell
+
+    def put_back(self, shell: WarmShell) -> None:
+        """A shell taken for a job that starts cold after all: first in line for the next one."""
+        self.ready.appendleft(shell)
+
+    @staticmethod
+    def count(warm: bool) -> None:
+        WARM_SHELLS.labels("warm" if warm else "cold").inc()
 
     async def _start_one(self) -> None:
         shell = None
