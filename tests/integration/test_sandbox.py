@@ -297,7 +297,8 @@ def ready_pids(box: ProcessSandbox) -> set[int]:
 SELF = (
     "import json, os, sys; lim = [l for l in open('/proc/self/limits') if l.startswith('Max cpu time')]; "
     "print(json.dumps([sys.argv[1:], {k: v for k, v in os.environ.items() if k in "
-    "('XR_ATTEMPT', 'HOME', 'PATH', 'LANG', 'ODD', 'OLDPWD')}, os.getcwd().rsplit('/', 1)[-1], sys.stdin.read(), lim]))"
+    "('XR_ATTEMPT', 'HOME', 'PATH', 'LANG', 'ODD', 'OLDPWD', 'PWD')}, os.getcwd().rsplit('/', 1)[-1], "
+    "sys.stdin.read(), lim]))"
 )
 ODD = "it's \"quoted\"\n$HOME `id` $(id) \\ \t;|&*? ~ -- ünï"
 
@@ -306,8 +307,11 @@ ODD = "it's \"quoted\"\n$HOME `id` $(id) \\ \t;|&*? ~ -- ünï"
 async def test_a_job_started_in_a_warm_shell_gets_exactly_what_a_cold_start_gives_it(
     mode: str, worker_id: str, tmp_path: Path
 ) -> None:
-    (tmp_path / "sub dir").mkdir()
-    spec = {"cwd": "sub dir", "env": {"ODD": ODD}, "stdin": f"{ODD}\nmore"}
+    # A job's workspace is empty when it starts; here an unsandboxed one also starts in a directory made in it (a
+    # warm sandbox is made around an empty workspace: a job's cwd can only be its root).
+    if mode == "none":
+        (tmp_path / "sub dir").mkdir()
+    spec = {"cwd": "sub dir" if mode == "none" else None, "env": {"ODD": ODD}, "stdin": f"{ODD}\nmore"}
     cold = await run(sandbox(mode, worker_id), tmp_path, [PYTHON, "-c", SELF, ODD, "-x", ""], **spec)
     async with warm_sandbox(mode, worker_id) as box:
         shells = ready_pids(box)
@@ -317,8 +321,48 @@ async def test_a_job_started_in_a_warm_shell_gets_exactly_what_a_cold_start_give
     assert (code, err) == (0, b"")
     seen = json.loads(out)
     assert seen == json.loads(cold.out), "the same argv, environment, directory, stdin and cpu limit"
-    assert seen[0] == [ODD, "-x", ""] and seen[1]["ODD"] == ODD and seen[2] == "sub dir"
+    assert seen[0] == [ODD, "-x", ""] and seen[1]["ODD"] == ODD and seen[2] == ("sub dir" if mode == "none" else
+                                                                                  "workspace")
     assert "OLDPWD" not in seen[1] and seen[4], "no trace of the shell's own cd; the cpu rlimit applied"
+    assert seen[1]["PWD"].endswith(seen[2]), "the shell's PWD, as the cold start's shell or bubblewrap's --chdir set it"
+
+
+async def test_a_warm_sandbox_becomes_the_jobs_own_and_what_it_cannot_carry_starts_cold(
+    worker_id: str, tmp_path: Path
+) -> None:
+    spares = tmp_path / "spares"
+    box = sandbox("bwrap", worker_id, warm_shells=2, home=Path("/tmp"), workspaces=spares, allow_network=True)
+    box.warm_up()
+    try:
+        assert box.warm is not None
+        await wait_until(lambda: len(box.warm.ready) == 2, what="the warm sandboxes to start")  # type: ignore[union-attr]
+        assert sorted(p.name[:5] for p in spares.iterdir()) == ["warm-", "warm-"], "one spare workspace each"
+        workspace = tmp_path / "job"
+        workspace.mkdir()
+        shells = ready_pids(box)
+        job = await start(box, workspace, ["sh", "-c", 'echo made > "$HOME/out.txt"; pwd'])
+        assert job.proc.pid in shells, "an empty workspace, the default cwd and no network: started warm"
+        assert (await job.stdout.read(), await job.wait()) == (b"/workspace\n", 0)
+        assert (workspace / "out.txt").read_text() == "made\n", "what it wrote is in its own workspace on the host"
+        assert len(list(spares.iterdir())) == 1, "the spare it took became the job's workspace"
+        # What a sandbox made ahead cannot give a job: each starts cold, and runs as it always did.
+        (workspace / "sub").mkdir()
+        cold = {
+            "a workspace with something in it": (workspace, ["ls"], {}),
+            "a working directory": (workspace, ["pwd"], {"cwd": "sub"}),
+            "the network": (tmp_path / "empty-1", ["true"], {"network": True}),
+            "an executable outside /usr": (tmp_path / "empty-2", ["/workspace/x"], {}),
+        }
+        for why, (where, argv, spec) in cold.items():
+            where.mkdir(exist_ok=True)
+            before = ready_pids(box)
+            started = await start(box, where, argv, **spec)
+            assert started.proc.pid not in before, why
+            await asyncio.wait_for(asyncio.gather(started.stdout.read(), started.stderr.read(), started.wait()), 20)
+            assert ready_pids(box) == before, f"{why}: the warm sandbox waits for another job"
+    finally:
+        await box.close()
+    assert list(spares.iterdir()) == [], "closing removes the spare workspaces with their sandboxes"
 
 
 @pytest.mark.parametrize("mode", MODES)

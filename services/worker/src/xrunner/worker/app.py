@@ -64,7 +64,8 @@ class Worker:
         self.store = EventStore(self.js)
         self.sandbox = ProcessSandbox(settings.sandbox, settings.allow_network, worker_id=worker_id,
                                       max_pids=settings.max_pids, warm_shells=min(settings.warm_shells, settings.slots),
-                                      home=Path(settings.workspace_dir))
+                                      home=Path(settings.workspace_dir),
+                                      workspaces=Path(settings.workspace_dir) / worker_id)
         self.objects = open_store(settings)
         self.sandboxes: dict[str, Sandboxes] = {"process": self.sandbox}
         if (docker := open_docker(settings, worker_id)) is not None:

@@ -146,8 +146,10 @@ class ProcessSandbox:
         max_pids: int = 512,
         warm_shells: int = 0,
         home: Path | None = None,
+        workspaces: Path | None = None,
     ) -> None:
-        """`warm_shells` keeps that many shells started and in spare cgroups ahead of jobs (`warm.py`), in `home`."""
+        """`warm_shells` keeps that many shells started and in spare cgroups ahead of jobs (`warm.py`), in `home`; in
+        bubblewrap each in a sandbox of its own around a spare workspace made in `workspaces` (default: `home`)."""
         bwrap = shutil.which("bwrap")
         if mode == "bwrap" and bwrap is None:
             raise RuntimeError("the process sandbox needs bubblewrap: install it (Debian: apt-get install bubblewrap), "
@@ -163,7 +165,10 @@ class ProcessSandbox:
             log.warning("tty jobs get no controlling terminal: util-linux setsid is not installed")
         self.cgroups = CgroupV1(worker_id or f"{socket.gethostname()}-{os.getpid()}")
         stale = self.cgroups.cleanup_stale()
-        self.warm = WarmShells(self.cgroups, warm_shells, home or Path("/")) if warm_shells > 0 else None
+        sandboxing = (lambda workspace: self._bwrap_argv(workspace, ".", False, {"PATH": JOB_PATH})) if self.bwrap \
+            else None
+        self.warm = WarmShells(self.cgroups, warm_shells, (workspaces or home or Path("/")) if self.bwrap
+                               else (home or Path("/")), sandboxing) if warm_shells > 0 else None
         self.running = 0  # jobs started and not yet ended
         log.info("process sandbox limits", sandbox=self.name, cgroup_v1=list(self.cgroups.controllers),
                  rlimits=self._rlimit_names(), stale_jobs_killed=stale)
@@ -214,22 +219,29 @@ class ProcessSandbox:
         if shell is None or line is None:
             return None
         try:
+            if shell.workspace is not None:  # the sandbox's /workspace becomes the job's (empty) workspace
+                os.rmdir(launch.workspace)
+                shell.workspace = shell.workspace.rename(launch.workspace)
             if shell.cgroup is not None:
                 shell.cgroup.assign(launch.job_id, launch.attempt, limits)
-            go_ahead(shell.proc, line, Stdio(text=workload.stdin, keep_open=is_interactive(workload)),
+            go_ahead(shell.proc, shell.pid, line, Stdio(text=workload.stdin, keep_open=is_interactive(workload)),
                      self._rlimits(limits))
         except OSError as exc:
             await self.warm.drop(shell)
             raise SandboxError(f"cannot confine the job: {exc}") from exc
-        return self._running(ProcessRun(shell.proc, shell.cgroup, shell.proc.pid if self.bwrap else None,
-                                        launch.workspace))
+        return self._running(ProcessRun(shell.proc, shell.cgroup, shell.init, launch.workspace))
 
     def _command_line(self, launch: Launch, workload: ProcessWorkload, cwd: str) -> bytes | None:
-        """What a warm shell evaluates to become the job, or None when it cannot carry the job (`command_line`)."""
+        """What a warm shell evaluates to become the job, or None when it cannot carry the job (`command_line`). A
+        warm sandbox was made without network, around an empty workspace: a job that asks for the network, or whose
+        workspace has something in it (so its cwd may be elsewhere than its root), starts cold; so does one whose
+        executable is not plainly on the PATH, so that bubblewrap itself says why it cannot run it, as always."""
         env = self._env(launch, workload)
         if self.bwrap:
-            argv = [*self._bwrap_argv(launch.workspace, cwd, workload.network, env), "--", *workload.argv]
-            return command_line(argv, {"PATH": JOB_PATH}, None)
+            if (workload.network and self.allow_network) or cwd != "." or not _on_host(workload.argv[0]) \
+                    or _has_entries(launch.workspace):
+                return None
+            return command_line(workload.argv, env, PurePosixPath(SANDBOX_HOME))
         check_executable(workload.argv[0], launch.workspace / cwd, env["PATH"])
         return command_line(workload.argv, env, launch.workspace / cwd)
 
@@ -353,6 +365,21 @@ class ProcessSandbox:
         for key, value in env.items():
             argv += ["--setenv", key, value]
         return argv
+
+
+def _on_host(executable: str) -> bool:
+    """Whether the sandbox finds `executable` where the host does: by name on the PATH, or an absolute path in what
+    the sandbox binds read-only from the host (/usr and its links)."""
+    if "/" not in executable:
+        return shutil.which(executable, path=JOB_PATH) is not None
+    path = PurePosixPath(executable)
+    return path.is_absolute() and path.parts[1] in ("usr", "bin", "sbin") and ".." not in path.parts \
+        and os.access(executable, os.X_OK) and os.path.isfile(executable)
+
+
+def _has_entries(directory: Path) -> bool:
+    with os.scandir(directory) as entries:
+        return next(entries, None) is not None
 
 
 def _inside(cwd: str | None) -> str:

@@ -84,10 +84,11 @@ async def spawn_held(
     return proc
 
 
-def go_ahead(proc: Process, line: bytes, stdio: Stdio, limits: RLimits) -> None:
-    """Let a warm shell (`warm.py`), already in the job's cgroups, become the job: its rlimits, then its command
-    line and the job's stdin text (stdin then stays open only for an interactive job)."""
-    apply_to(proc.pid, limits)
+def go_ahead(proc: Process, pid: int, line: bytes, stdio: Stdio, limits: RLimits) -> None:
+    """Let a warm shell (`warm.py`; process `pid`, `proc` itself or inside `proc`'s sandbox), already in the job's
+    cgroups, become the job: its rlimits, then its command line and the job's stdin text (stdin then stays open
+    only for an interactive job)."""
+    apply_to(pid, limits)
     assert proc.stdin is not None
     proc.stdin.write(line + (stdio.text or "").encode())
     if not stdio.keep_open:
@@ -108,11 +109,14 @@ async def _abort(proc: Process) -> None:
 
 
 async def spawn_blocked(
-    bwrap_argv: list[str], stdio: Stdio, env: dict[str, str], cgroup: JobCgroup | None, limits: RLimits
+    bwrap_argv: list[str], stdio: Stdio, env: dict[str, str], cgroup: JobCgroup | None, limits: RLimits,
+    *, off_loop: bool = False,
 ) -> tuple[Process, int | None]:
     """Start bubblewrap held at `--block-fd` (after it cloned the sandbox's init, before it runs the job), put
     both in the cgroups and limit the init, then let it go: no fork of the job escapes, and no preexec hook
-    slows the spawn. Returns the process and the sandbox init's pid (None if bubblewrap failed early)."""
+    slows the spawn. `off_loop`: move them in a thread (the move waits for the kernel; a warm sandbox's start
+    does not hold up the loop for it). Returns the process and the sandbox init's pid (None if bubblewrap failed
+    early)."""
     info_r, info_w = os.pipe()
     block_r, block_w = os.pipe()
     argv = [bwrap_argv[0], "--info-fd", str(info_w), "--block-fd", str(block_r), *bwrap_argv[1:]]
@@ -127,7 +131,9 @@ async def spawn_blocked(
         os.close(block_r)
     try:
         init = _child_pid(await asyncio.wait_for(_read_info(info_r), 10.0))
-        if init is not None:
+        if init is not None and off_loop:
+            await asyncio.to_thread(_confine, (proc.pid, init), cgroup, init, limits)
+        elif init is not None:
             _confine((proc.pid, init), cgroup, init, limits)
     except (OSError, TimeoutError, ValueError) as exc:
         await _abort(proc)
@@ -206,6 +212,16 @@ async def exited(proc: Process) -> None:
         await _readable(fd)
     finally:
         os.close(fd)
+
+
+def children(pid: int) -> list[int]:
+    """The live children of `pid` (any of its threads' forks); none when it is gone."""
+    found = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                found += [int(c) for c in (task / "children").read_text().split()]
+    return found
 
 
 def descendants(pid: int) -> list[int]:
