@@ -84,3 +84,23 @@ async def test_one_tenants_history_never_contains_another_tenants_job(js: JetStr
     store, job = EventStore(js), new_id()
     await store.append(submitted("tenant-a", job), msg_id=f"a:{job}")
     assert await store.history("tenant-b", job) == []
+
+
+async def test_an_atomic_append_stores_every_event_in_one_piece_or_none_of_them(js: JetStreamContext) -> None:
+    store, jobs = EventStore(js), [new_id() for _ in range(5)]
+    appended = await store.append_atomic([(submitted("acme", j), f"{j}:submit", 0) for j in jobs])
+    assert appended is not None and not any(a.duplicate for a in appended)
+    for job, one in zip(jobs, appended, strict=True):  # each sequence is its own event's
+        assert [seq for seq, _ in await store.history("acme", job)] == [one.seq]
+    assert [a.seq for a in appended] == list(range(appended[0].seq, appended[0].seq + 5)), "stored in one piece"
+    # One job's history moved: nothing of the batch is stored, and the caller is told to append one by one.
+    fresh = [new_id() for _ in range(3)]
+    moved = [(submitted("acme", j), f"{j}:submit", 0) for j in fresh] + [(queued("acme", jobs[0]), "q", 0)]
+    assert await store.append_atomic(moved) is None
+    assert [await store.history("acme", j) for j in fresh] == [[], [], []]
+    # The same request again (new job ids, the same message ids): refused as a whole; one by one, each append is
+    # answered as the duplicate of the first request's.
+    again = [(submitted("acme", new_id()), f"{j}:submit", 0) for j in jobs]
+    assert await store.append_atomic(again) is None
+    repeated = [await store.append(e, msg_id=m, expect=x) for e, m, x in again]
+    assert [(a.seq, a.duplicate) for a in repeated] == [(a.seq, True) for a in appended]

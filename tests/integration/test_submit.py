@@ -44,3 +44,19 @@ async def test_each_job_of_a_small_batch_is_reported_queued_with_its_position(cl
     assert [r["index"] for r in results] == list(range(20))
     assert [r["job"]["state"] for r in results] == ["queued"] * 20
     assert len({r["job"]["id"] for r in results}) == 20
+
+
+async def test_a_large_batch_is_appended_in_one_piece_and_its_repeat_returns_the_same_jobs(cluster: Cluster) -> None:
+    start(cluster)
+    async with cluster.client("acme") as client:
+        headers = {"Idempotency-Key": "large-batch"}
+        first = await client.post("/v1/jobs/batch", json={"jobs": [NOWHERE] * 400}, headers=headers)
+        again = await client.post("/v1/jobs/batch", json={"jobs": [NOWHERE] * 400}, headers=headers)
+        assert (first.status_code, again.status_code) == (202, 202)
+        jobs = [r["job"] for r in first.json()["results"]]
+        versions = [job["version"] for job in jobs]
+        assert versions == list(range(versions[0], versions[0] + 400)), "one atomic batch: stored in one piece"
+        assert [r["job"]["id"] for r in again.json()["results"]] == [job["id"] for job in jobs]
+        for job in jobs[:: 57]:  # each answered version is the job's own submission in the log
+            events = (await client.get(f"/v1/jobs/{job['id']}/events")).json()
+            assert (events[0]["seq"], events[0]["type"]) == (job["version"], "job.submitted.v1")

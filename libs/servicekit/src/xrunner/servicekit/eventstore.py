@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -18,8 +19,10 @@ from xrunner.contracts import codec, subjects
 from xrunner.contracts.events import Event, JobEvent
 from xrunner.servicekit import tracing
 from xrunner.servicekit.consumer import UNKNOWN_EVENTS
+from xrunner.servicekit.ids import new_id
 
 WRONG_LAST_SEQUENCE = 10071  # JetStream's error code for a failed Nats-Expected-Last-Subject-Sequence
+MAX_ATOMIC = 1000  # nats-server's limit on the messages of an atomic batch
 # A stream leader's election takes seconds (nats-server's raft: a 4-9 s election timeout); appends retry past it.
 APPEND_RETRY_S = 20.0
 TRY_TIMEOUT_S = 5.0  # one publish waits this long for its ack before it is sent again (shorter: retries pile up
@@ -90,6 +93,36 @@ class EventStore:
         except (NotFoundError, msgspec.DecodeError, msgspec.ValidationError):
             return None
         return raw.seq if stored.event_id == event.event_id else None
+
+    async def append_atomic(self, items: Sequence[tuple[JobEvent, str, int]]) -> list[Appended] | None:
+        """Append job events `(event, msg_id, expect)` as one atomic batch: each compare-and-set on its own job's
+        history and deduplicated by its message id like `append`, and all of them or none; returns their sequences
+        in order (a batch is stored in one piece). None when the log refused the batch as a whole — a history
+        moved, a message id it saw before (a retried request) — or did not answer: the caller appends them one by
+        one, which tells which is which (an unanswered batch that was stored is found by its event ids)."""
+        if not items or len(items) > MAX_ATOMIC:
+            return None
+        nc, batch = self.js._nc, new_id()  # a batch's messages are plain publishes; only its commit is answered
+        try:
+            for number, (event, msg_id, expect) in enumerate(items, start=1):
+                headers = tracing.headers({
+                    "Nats-Msg-Id": msg_id, "Nats-Batch-Id": batch, "Nats-Batch-Sequence": str(number),
+                    "Nats-Expected-Last-Subject-Sequence": str(expect),
+                    "Nats-Expected-Last-Subject-Sequence-Subject": subjects.job_history(event.tenant, event.job_id),
+                })
+                subject, data = subjects.event_subject(event), codec.encode(event)
+                if number < len(items):
+                    await nc.publish(subject, data, headers=headers)
+                    continue
+                headers["Nats-Batch-Commit"] = "1"
+                reply = await nc.request(subject, data, headers=headers, timeout=TRY_TIMEOUT_S)
+        except PASSING:
+            return None
+        ack = json.loads(reply.data)
+        last = ack.get("seq") if isinstance(ack, dict) and "error" not in ack else None
+        if not isinstance(last, int) or ack.get("count") != len(items):
+            return None
+        return [Appended(seq=last - len(items) + number, duplicate=False) for number in range(1, len(items) + 1)]
 
     async def history(self, tenant: str, job_id: str) -> list[tuple[int, Event]]:
         """Every event of one job, in order, with its stream sequence."""
