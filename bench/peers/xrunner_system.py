@@ -23,6 +23,7 @@ import httpx
 from workloads import Completion
 
 from xrunner.cli.edge import SseParser
+from xrunner.cli.stack import DEFAULT_WORKERS
 
 TERMINAL = ("succeeded", "failed", "timed_out", "cancelled", "expired", "rejected")
 PORT_OFFSETS = (0, 1, 2, 3, 4, 22, 32)  # the services, then NATS and Postgres (see xrunner.cli.stack)
@@ -30,8 +31,18 @@ PORT_OFFSETS = (0, 1, 2, 3, 4, 22, 32)  # the services, then NATS and Postgres (
 
 class Xrunner:
     def __init__(self, sandbox: str, slots: int, extra_args: list[str]) -> None:
+        """`slots` concurrent jobs in all, as every system gets: `xrunner up`'s `--slots` is per worker process, so
+        they are shared out over its workers (before session 9 each of the default two got all of them: 200 slots
+        where the others had 100)."""
         self.name = f"xrunner-{sandbox}"
-        self.argv = ["--slots", str(slots), "--sandbox", sandbox, *extra_args]
+        rest, workers = list(extra_args), DEFAULT_WORKERS
+        if "--workers" in rest:
+            at = rest.index("--workers")
+            workers = int(rest[at + 1])
+            del rest[at : at + 2]
+        if slots % workers:
+            raise ValueError(f"{slots} slots cannot be shared out evenly over {workers} worker processes")
+        self.argv = ["--slots", str(slots // workers), "--workers", str(workers), "--sandbox", sandbox, *rest]
         self.pending: dict[str, asyncio.Future[Completion]] = {}
         self.early: dict[str, Completion] = {}  # ends pushed before their submit's response was read
         self.throttled = 0
