@@ -228,6 +228,8 @@ class ProcessSandbox:
                      self._rlimits(limits))
         except OSError as exc:
             await self.warm.drop(shell)
+            with contextlib.suppress(OSError):  # the job's workspace is where the runner looks for it, as it made it
+                launch.workspace.mkdir(exist_ok=True)
             raise SandboxError(f"cannot confine the job: {exc}") from exc
         return self._running(ProcessRun(shell.proc, shell.cgroup, shell.init, launch.workspace))
 
