@@ -262,6 +262,23 @@ def test_a_run_is_charged_its_resource_seconds_when_it_ends_and_the_charge_decay
     assert (later.cpu, later.memory, later.gpu) == pytest.approx((1000 * 60.0, 512 * 60.0, 30.0))
 
 
+def test_runs_that_end_are_charged_the_same_usage_in_whichever_order_their_ends_are_folded() -> None:
+    sim = Sim()
+    early, late = running(sim, cpu=2000), running(sim, cpu=4000, gpu=1)
+    sim.tick(60)
+    sim.finish([early])
+    sim.tick(200)
+    sim.finish([late])
+    # The working copy folds its own appends at once and the workers' events when projected: a run that ended
+    # earlier can be charged after one that ended later.
+    in_order, swapped = fold(sim.log), fold(sorted(sim.log, key=lambda e: isinstance(e[1], ev.JobSucceeded)
+                                                   and e[1].job_id == early[1]))
+    charged = in_order.tenant("acme").usage
+    assert (swapped.tenant("acme").usage.cpu, swapped.tenant("acme").usage.gpu) == pytest.approx(
+        (charged.cpu, charged.gpu), rel=1e-12)
+    assert charged.cpu == pytest.approx(2000 * 60 * 0.5 ** (200 / USAGE_HALF_LIFE_S) + 4000 * 260)
+
+
 def test_a_job_lost_before_it_started_is_not_charged() -> None:
     sim = Sim()
     key = sim.submit("acme")

@@ -128,10 +128,13 @@ class SchedulerState:
         rec.bucket_seq = max(rec.bucket_seq, seq)
 
     def _charge(self, view: JobView, started_at: datetime, ended_at: datetime) -> None:
-        """Add an attempt's resource-seconds to its tenant's decayed usage."""
+        """Add an attempt's resource-seconds to its tenant's decayed usage. A run that ended before the last one
+        charged (their events were folded out of time order: the working copy applies its own appends at once) is
+        decayed to that time, so the usage is the same in whatever order the runs are charged."""
         rec = self.tenant(view.tenant)
-        seconds = max(0.0, (ended_at - started_at).total_seconds())
         usage = rec.usage.decayed(ended_at)
+        late_s = (usage.at - ended_at).total_seconds() if usage.at is not None else 0.0
+        seconds = max(0.0, (ended_at - started_at).total_seconds()) * 0.5 ** (max(0.0, late_s) / USAGE_HALF_LIFE_S)
         res = view.spec.resources
         rec.usage = Usage(
             usage.cpu + res.cpu_millis * seconds,
