@@ -25,6 +25,7 @@ class Cluster:
     logs: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
+    launched: dict[str, tuple[str, dict[str, object], int]] = field(default_factory=dict)  # and the log's size
 
     def start(self, name: str, service: str, wait: bool = True, **settings: object) -> subprocess.Popen[bytes]:
         """Start `python -m xrunner.<service>` as `name` with `XR_<SERVICE>_<KEY>` settings."""
@@ -35,22 +36,33 @@ class Cluster:
         if service == "gateway":  # tests poll hard; the request rate limit has its own tests
             settings = {"request_rate_per_s": 0, **settings}
         env |= {f"XR_{service.upper()}_{k.upper()}": str(v) for k, v in settings.items()}
-        proc = embedded.spawn([sys.executable, "-m", f"xrunner.{service}"], self.logs / f"{name}.log", env=env)
+        log = self.logs / f"{name}.log"
+        self.launched[name] = (service, settings, log.stat().st_size if log.exists() else 0)
+        proc = embedded.spawn([sys.executable, "-m", f"xrunner.{service}"], log, env=env)
         self.procs[name], self.ports[name] = proc, port
         if wait:
             self.wait_ready(name)
         return proc
 
     def wait_ready(self, name: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
+        """Until `name`'s own process answers /readyz 200 (the port was free when picked, not reserved: another
+        test's server may take it first — then this one could not bind, and starts again on another port)."""
+        deadline, relaunched = time.monotonic() + timeout, 0
         while True:
             proc = self.procs[name]
             if proc.poll() is not None:
+                service, settings, since = self.launched[name]
+                said = (self.logs / f"{name}.log").read_bytes()[since:]
+                if relaunched < 5 and b"address already in use" in said.lower():
+                    relaunched += 1
+                    self.start(name, service, wait=False, **settings)
+                    continue
                 raise RuntimeError(f"{name} exited {proc.returncode}: {self.log(name)[-3000:]}")
             try:
-                if httpx.get(f"http://127.0.0.1:{self.ports[name]}/readyz", timeout=1).status_code == 200:
+                answer = httpx.get(f"http://127.0.0.1:{self.ports[name]}/readyz", timeout=1)
+                if answer.status_code == 200 and answer.json().get("pid") == proc.pid:
                     return
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} not ready: {self.log(name)[-3000:]}")

@@ -199,7 +199,7 @@ class Stack:
         env = {**env, f"XR_{service.upper()}_HTTP_PORT": str(port)}
         proc = embedded.spawn([sys.executable, "-m", f"xrunner.{service}"], log_file, env=env)
         url = f"http://{self.opts.host}:{port}/readyz"
-        return embedded.Launched(proc, partial(_serves, url), name, log_file, SERVICE_START_TIMEOUT)
+        return embedded.Launched(proc, partial(_serves, url, proc.pid), name, log_file, SERVICE_START_TIMEOUT)
 
     def wait_ready(self) -> None:
         self.supervisor.wait_ready(*(c for c in self.supervisor.children if c.layer == 1))
@@ -222,8 +222,10 @@ class Stack:
         return self.supervisor.stop()
 
 
-def _serves(url: str) -> bool:
+def _serves(url: str, pid: int) -> bool:
+    """Whether process `pid` answers ready at `url` (not another that holds the port it could not bind)."""
     try:
-        return httpx.get(url, timeout=0.5).status_code == 200
-    except httpx.HTTPError:
+        answer = httpx.get(url, timeout=0.5)
+        return answer.status_code == 200 and answer.json().get("pid") == pid
+    except (httpx.HTTPError, ValueError):
         return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Annotated, Any
 
@@ -24,8 +25,9 @@ RESPONSES = Counter("xrunner_http_responses_total", "HTTP responses sent, by sta
 
 
 def health_handlers(ready: ReadyCheck, metrics_token: str = "") -> list[ControllerRouterHandler]:
-    """Liveness, readiness (every dependency up) and Prometheus metrics; series that name a tenant only for a
-    scrape that presents `metrics_token` as its bearer token (none without one)."""
+    """Liveness, readiness (every dependency up, and which process answers: a supervisor that picked the port
+    knows whether its own child or another holder of that port is ready) and Prometheus metrics; series that name a
+    tenant only for a scrape that presents `metrics_token` as its bearer token (none without one)."""
 
     @get("/healthz", media_type=MediaType.JSON, include_in_schema=False, sync_to_thread=False)
     def healthz() -> dict[str, str]:
@@ -35,7 +37,7 @@ def health_handlers(ready: ReadyCheck, metrics_token: str = "") -> list[Controll
     async def readyz() -> Response[dict[str, Any]]:
         checks = await ready()
         ok = all(checks.values())
-        return Response({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+        return Response({"ready": ok, "checks": checks, "pid": os.getpid()}, status_code=200 if ok else 503)
 
     @get("/metrics", include_in_schema=False, sync_to_thread=False)
     def metrics(authorization: Annotated[str | None, HeaderParameter(name="Authorization")] = None) -> Response[bytes]:
