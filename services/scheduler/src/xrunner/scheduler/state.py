@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from xrunner.contracts import events as ev
 from xrunner.contracts import lifecycle
@@ -43,8 +43,19 @@ class Usage:
     def decayed(self, now: datetime, half_life_s: float = USAGE_HALF_LIFE_S) -> Usage:
         if self.at is None or now <= self.at:
             return Usage(self.cpu, self.memory, self.gpu, self.at or now)
-        factor = 0.5 ** ((now - self.at).total_seconds() / half_life_s)
+        factor = _decay(now - self.at, half_life_s)
         return Usage(self.cpu * factor, self.memory * factor, self.gpu * factor, now)
+
+    def plus(self, cpu: float, memory: float, gpu: float, at: datetime) -> Usage:
+        """This usage with resource-seconds used until `at` added, both decayed to the later of the two times: sums
+        in any order agree (a run's end folded after a later one's is decayed to that one's time, not added whole)."""
+        mine = self.decayed(at)
+        factor = _decay(mine.at - at, USAGE_HALF_LIFE_S) if mine.at is not None else 1.0
+        return Usage(mine.cpu + cpu * factor, mine.memory + memory * factor, mine.gpu + gpu * factor, mine.at)
+
+
+def _decay(elapsed: timedelta, half_life_s: float) -> float:
+    return 0.5 ** (elapsed.total_seconds() / half_life_s)
 
 
 @dataclass
@@ -128,20 +139,12 @@ class SchedulerState:
         rec.bucket_seq = max(rec.bucket_seq, seq)
 
     def _charge(self, view: JobView, started_at: datetime, ended_at: datetime) -> None:
-        """Add an attempt's resource-seconds to its tenant's decayed usage. A run that ended before the last one
-        charged (their events were folded out of time order: the working copy applies its own appends at once) is
-        decayed to that time, so the usage is the same in whatever order the runs are charged."""
+        """Add an attempt's resource-seconds to its tenant's decayed usage (in whatever order runs are charged: the
+        working copy applies its own appends at once, so a run's end may be folded after a later one's)."""
         rec = self.tenant(view.tenant)
-        usage = rec.usage.decayed(ended_at)
-        late_s = (usage.at - ended_at).total_seconds() if usage.at is not None else 0.0
-        seconds = max(0.0, (ended_at - started_at).total_seconds()) * 0.5 ** (max(0.0, late_s) / USAGE_HALF_LIFE_S)
+        seconds = max(0.0, (ended_at - started_at).total_seconds())
         res = view.spec.resources
-        rec.usage = Usage(
-            usage.cpu + res.cpu_millis * seconds,
-            usage.memory + res.memory_mib * seconds,
-            usage.gpu + res.gpu * seconds,
-            usage.at,
-        )
+        rec.usage = rec.usage.plus(res.cpu_millis * seconds, res.memory_mib * seconds, res.gpu * seconds, ended_at)
 
     def load(self, views: list[JobView], tenants: list[TenantRec],
              dispatches: dict[Key, tuple[int, datetime]] | None = None) -> None:
