@@ -58,12 +58,8 @@ class Cluster:
                     self.start(name, service, wait=False, **settings)
                     continue
                 raise RuntimeError(f"{name} exited {proc.returncode}: {self.log(name)[-3000:]}")
-            try:
-                answer = httpx.get(f"http://127.0.0.1:{self.ports[name]}/readyz", timeout=1)
-                if answer.status_code == 200 and answer.json().get("pid") == proc.pid:
-                    return
-            except (httpx.HTTPError, ValueError):
-                pass
+            if embedded.serves(f"{self.api(name)}/readyz", proc.pid, timeout=1):
+                return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} not ready: {self.log(name)[-3000:]}")
             time.sleep(0.05)

@@ -13,7 +13,6 @@ import pytest
 from integration.cluster import Cluster
 
 from xrunner.cli import embedded
-from xrunner.cli.stack import _serves
 
 
 class _Squatter(http.server.BaseHTTPRequestHandler):
@@ -54,6 +53,6 @@ def test_a_service_started_on_a_taken_port_is_started_again_elsewhere_not_taken_
     assert b"address already in use" in (cluster.logs / "scheduler.log").read_bytes().lower()
     answer = httpx.get(f"{cluster.api('scheduler')}/readyz", timeout=5).json()
     assert answer["ready"] is True and answer["pid"] == cluster.procs["scheduler"].pid
-    # The embedded stack's check: only its own child's answer counts.
-    assert _serves(f"{cluster.api('scheduler')}/readyz", cluster.procs["scheduler"].pid)
-    assert not _serves(f"http://127.0.0.1:{squatter}/readyz", cluster.procs["scheduler"].pid)
+    # The check `xrunner up` and the test cluster use: only their own child's answer counts.
+    assert embedded.serves(f"{cluster.api('scheduler')}/readyz", cluster.procs["scheduler"].pid)
+    assert not embedded.serves(f"http://127.0.0.1:{squatter}/readyz", cluster.procs["scheduler"].pid)

@@ -175,6 +175,16 @@ def _healthy(host: str, monitor_port: int) -> bool:
         return False
 
 
+def serves(url: str, pid: int, timeout: float = 0.5) -> bool:
+    """Whether process `pid` answers ready at `url` (its `/readyz` names the process: not another server that holds
+    the port this one could not bind)."""
+    try:
+        answer = httpx.get(url, timeout=timeout)
+        return answer.status_code == 200 and answer.json().get("pid") == pid
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
 def _write_nats_config(store_dir: Path) -> Path:
     """Write a config that makes JetStream fsync every write; the store dir stays a flag (`-sd`)."""
     config = store_dir / "nats.conf"

@@ -14,8 +14,6 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-import httpx
-
 from xrunner.cli import embedded
 from xrunner.cli.supervisor import Child, Supervisor
 
@@ -199,7 +197,7 @@ class Stack:
         env = {**env, f"XR_{service.upper()}_HTTP_PORT": str(port)}
         proc = embedded.spawn([sys.executable, "-m", f"xrunner.{service}"], log_file, env=env)
         url = f"http://{self.opts.host}:{port}/readyz"
-        return embedded.Launched(proc, partial(_serves, url, proc.pid), name, log_file, SERVICE_START_TIMEOUT)
+        return embedded.Launched(proc, partial(embedded.serves, url, proc.pid), name, log_file, SERVICE_START_TIMEOUT)
 
     def wait_ready(self) -> None:
         self.supervisor.wait_ready(*(c for c in self.supervisor.children if c.layer == 1))
@@ -220,12 +218,3 @@ class Stack:
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the shutdown short
             signal.signal(sig, signal.SIG_IGN)
         return self.supervisor.stop()
-
-
-def _serves(url: str, pid: int) -> bool:
-    """Whether process `pid` answers ready at `url` (not another that holds the port it could not bind)."""
-    try:
-        answer = httpx.get(url, timeout=0.5)
-        return answer.status_code == 200 and answer.json().get("pid") == pid
-    except (httpx.HTTPError, ValueError):
-        return False
